@@ -1,0 +1,1 @@
+"""memstream consumers (built by the streaming issue)."""

@@ -1,0 +1,317 @@
+"""Component configs: dataclasses with documented defaults, one TOML file, env and flag overrides.
+
+Precedence, lowest first: defaults < config file < environment < ``--set`` flags.
+
+- File: TOML with one table per section, e.g. ``[train]\\nepochs = 2``.
+- Environment: ``MEMSTREAM_<SECTION>_<FIELD>``, e.g. ``MEMSTREAM_TRAIN_EPOCHS=2``.
+- Flags: ``--set train.epochs=2``.
+
+Values from the environment and flags are read as TOML values (``2``, ``0.5``,
+``true``, ``"text"``, ``["a", "b"]``); a bare word is taken as a string.
+
+Examples
+--------
+>>> cfg = load_config(overrides=["train.epochs=3", "ewc.lam=50"], environ={})
+>>> cfg.train.epochs, cfg.ewc.lam
+(3, 50.0)
+>>> load_config(overrides=["train.epoch=3"], environ={})
+Traceback (most recent call last):
+...
+learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: batch_size, epochs, foundation_epochs, foundation_lr, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, seed, warmup_frac, weight_decay)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError",
+    "DriftConfig",
+    "EWCConfig",
+    "LearnerConfig",
+    "ModelConfig",
+    "RegistryConfig",
+    "ReplayConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "MEMSTREAM_"
+
+
+class ConfigError(ValueError):
+    """A config value or key that is not valid; the message names it."""
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+def _check(condition: bool, name: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name} = {value!r}: {requirement}")
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = _help("Events kept in the reservoir replay buffer per profile.", 2000)
+    recent_capacity: int = _help("Most new events kept between consolidations (oldest dropped first).", 2000)
+    seed: int = _help("Seed of the reservoir's random generator.", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.capacity >= 1, "replay.capacity", self.capacity, "must be at least 1")
+        _check(self.recent_capacity >= 1, "replay.recent_capacity", self.recent_capacity, "must be at least 1")
+
+
+@dataclass
+class DriftConfig:
+    enabled: bool = _help("Run the KL drift detector.", True)
+    window: int = _help("Events in the sliding window compared against the baseline.", 200)
+    baseline_size: int = _help("Events collected as baseline before monitoring (and after a rebase).", 500)
+    n_buckets: int = _help("Hashed word buckets (K).", 1024)
+    smoothing: float = _help("Additive smoothing on both distributions.", 0.5)
+    alpha: float = _help("False-alarm level of the chi-square threshold bound.", 0.001)
+    n_bootstrap: int = _help("Bootstrap windows used to calibrate the threshold.", 200)
+    margin: float = _help("Factor on the bootstrap quantile.", 1.5)
+    threshold: float | None = _help("Fixed KL threshold instead of calibration.", None)
+    check_every: int = _help("Compute the divergence every this many events.", 10)
+    seed: int = _help("Seed for the bootstrap.", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.window >= 2, "drift.window", self.window, "must be at least 2")
+        _check(self.baseline_size >= self.window, "drift.baseline_size", self.baseline_size,
+               f"must be at least drift.window ({self.window})")
+
+
+@dataclass
+class SchedulerConfig:
+    count: int = _help("Consolidate after this many new events.", 300)
+    interval_s: float | None = _help("Consolidate after this many seconds (event time) since the last one.", 86400.0)
+    min_examples: int = _help("Fewest new events for a time or drift trigger.", 32)
+    consolidate_on_drift: bool = _help("Consolidate early when drift is detected.", True)
+
+    def __post_init__(self) -> None:
+        _check(self.count >= 1, "scheduler.count", self.count, "must be at least 1")
+        _check(self.min_examples >= 1, "scheduler.min_examples", self.min_examples, "must be at least 1")
+        _check(self.interval_s is None or self.interval_s > 0, "scheduler.interval_s", self.interval_s,
+               "must be positive or unset")
+
+
+@dataclass
+class ModelConfig:
+    base: str = _help("'memstream-byte' (the project's own byte-level model) or a local Hugging Face model path.",
+                      "memstream-byte")
+    d_model: int = _help("Hidden size of the default model.", 192)
+    n_layers: int = _help("Transformer blocks of the default model.", 4)
+    n_heads: int = _help("Attention heads of the default model.", 4)
+    d_ff: int = _help("MLP width of the default model.", 512)
+    max_seq_len: int = _help("Longest training sequence, in tokens (bytes for the default model).", 192)
+    init_seed: int = _help("Seed of the default model's initial weights.", 0)
+    lora_r: int = _help("LoRA rank.", 16)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
+    lora_dropout: float = _help("LoRA dropout.", 0.0)
+    target_modules: list[str] = _help("LoRA target module names; empty = every linear layer but the output head.", [])
+    device: str = _help("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present).", "cpu")
+    dtype: str = _help("'float32', 'bfloat16' or 'auto' (bf16 on CUDA, fp32 on CPU).", "float32")
+
+    def __post_init__(self) -> None:
+        _check(self.d_model % self.n_heads == 0, "model.d_model", self.d_model,
+               f"must be divisible by model.n_heads ({self.n_heads})")
+        _check(self.lora_r >= 1, "model.lora_r", self.lora_r, "must be at least 1")
+        _check(self.max_seq_len >= 8, "model.max_seq_len", self.max_seq_len, "must be at least 8")
+        _check(self.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype", self.dtype,
+               "must be one of float32, bfloat16, float16, auto")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "model.device", self.device, "must be cpu, cuda, cuda:N or auto")
+
+    @property
+    def is_default_model(self) -> bool:
+        return self.base == "memstream-byte"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _help("Passes over each consolidation batch (LoRA runs).", 2)
+    batch_size: int = _help("Sequences per optimizer step.", 16)
+    lr: float = _help("Peak learning rate of LoRA runs.", 2e-3)
+    min_lr_ratio: float = _help("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
+    warmup_frac: float = _help("Fraction of steps spent in linear warmup.", 0.1)
+    max_steps: int = _help("Cap on optimizer steps per consolidation (0 = no cap).", 400)
+    weight_decay: float = _help("AdamW weight decay.", 0.0)
+    grad_clip: float = _help("Gradient norm clipping (0 = off).", 1.0)
+    replay_ratio: float = _help("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
+    probe_size: int = _help("Held-out replay events in the evaluation gate's probe set.", 48)
+    gate_tolerance: float = _help("Reject if probe loss rises by more than this fraction.", 0.02)
+    foundation_epochs: int = _help("Passes over the data in the first, full-parameter run of the default model.", 6)
+    foundation_lr: float = _help("Peak learning rate of the foundation run.", 3e-3)
+    seed: int = _help("Seed for batching, probe selection and dropout.", 0)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.replay_ratio < 1, "train.replay_ratio", self.replay_ratio, "must be in [0, 1)")
+        _check(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
+        _check(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
+        _check(self.lr > 0, "train.lr", self.lr, "must be positive")
+        _check(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")
+        _check(self.probe_size >= 1, "train.probe_size", self.probe_size, "must be at least 1")
+
+
+@dataclass
+class EWCConfig:
+    enabled: bool = _help("Add the EWC penalty to LoRA runs.", True)
+    lam: float = _help("EWC strength λ (Fisher normalised to mean 1, penalty averaged over parameters).", 1000.0)
+    gamma: float = _help("Decay of the accumulated Fisher: F <- gamma*F + F_new.", 0.9)
+    fisher_samples: int = _help("Examples used for the per-example Fisher after each run.", 64)
+
+    def __post_init__(self) -> None:
+        _check(self.lam >= 0, "ewc.lam", self.lam, "must be >= 0")
+        _check(0 <= self.gamma <= 1, "ewc.gamma", self.gamma, "must be in [0, 1]")
+        _check(self.fisher_samples >= 1, "ewc.fisher_samples", self.fisher_samples, "must be at least 1")
+
+
+@dataclass
+class RegistryConfig:
+    keep_versions: int = _help("Versions kept on disk per profile (older ones pruned, history kept).", 4)
+
+    def __post_init__(self) -> None:
+        _check(self.keep_versions >= 1, "registry.keep_versions", self.keep_versions, "must be at least 1")
+
+
+@dataclass
+class LearnerConfig:
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LearnerConfig":
+        """Build from nested dicts, rejecting unknown sections and keys."""
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config section {sorted(unknown)[0]!r} (known: {', '.join(sorted(sections))})")
+        built = {}
+        for name, section_cls in _section_classes().items():
+            values = dict(data.get(name, {}))
+            known = {f.name: f for f in dataclasses.fields(section_cls)}
+            for key in values:
+                if key not in known:
+                    raise ConfigError(
+                        f"unknown config key '{name}.{key}' (known in [{name}]: {', '.join(sorted(known))})"
+                    )
+                values[key] = _coerce(f"{name}.{key}", values[key], known[key].type)
+            built[name] = section_cls(**values)
+        return cls(**built)
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(LearnerConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(LearnerConfig)}
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check and convert a value to a field's annotated type (int → float allowed)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"list": list, "dict": dict})  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        annotation = next(a for a in options if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} = {value!r}: must be a list of strings")
+        return list(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{name} = {value!r}: must be true or false")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} = {value!r}: must be an integer")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{name} = {value!r}: must be {annotation.__name__}")
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    if "." not in dotted:
+        raise ConfigError(f"config override {dotted!r} must look like section.key=value")
+    section, key = dotted.split(".", 1)
+    data.setdefault(section, {})[key] = value
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LearnerConfig:
+    """Defaults < TOML file < ``MEMSTREAM_SECTION_KEY`` environment < ``section.key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {str(file)!r} does not exist")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from None
+    environ = os.environ if environ is None else environ
+    sections = _section_classes()
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section in sections and key:
+            _set_path(data, f"{section}.{key}", _parse_value(raw))
+    for item in overrides or []:
+        dotted, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"config override {item!r} must look like section.key=value")
+        _set_path(data, dotted.strip(), _parse_value(raw.strip()))
+    return LearnerConfig.from_dict(data)
+
+
+def describe() -> str:
+    """Every setting with its default and help, as a commented TOML file."""
+    lines = []
+    for name, section_cls in _section_classes().items():
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(section_cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            shown = json.dumps(default) if default is not None else '""  # unset'
+            lines.append(f"# {f.metadata.get('help', '')}")
+            lines.append(f"{f.name} = {shown}" if default is not None else f"# {f.name} = (unset)")
+        lines.append("")
+    return "\n".join(lines)

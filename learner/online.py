@@ -1,0 +1,488 @@
+"""``OnlineLearner``: the one object a notebook, a script or the stream worker talks to.
+
+It owns one profile's learner state — reservoir, recent buffer, drift detector,
+scheduler — its live model and its registry, and ties them together::
+
+    learn_one(event) → reservoir, recent, drift → scheduler → (auto) consolidate()
+    consolidate()    → plan → run (train + gate) → commit a version or record a rejection
+
+Durability: :meth:`save_state` writes ``learner_state.json`` atomically; every accepted
+version carries the same snapshot, taken after the commit, and the newer of the two (by
+``seq``) wins on load, so a crash between writing the version and the live state loses
+nothing and counts nothing twice.
+
+Examples
+--------
+>>> import tempfile
+>>> from learner.config import load_config
+>>> cfg = load_config(environ={}, overrides=["scheduler.count=1000", "drift.enabled=false"])
+>>> learner = OnlineLearner("alice", cfg, state_dir=tempfile.mkdtemp())
+>>> step = learner.learn_one({"v": 1, "profile": "alice", "ts": 0.0, "kind": "note",
+...                           "text": "The fig tree needs water on Sundays."})
+>>> learner.events_seen, len(learner.reservoir), step.trigger
+(1, 1, None)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from learner.adapted import AdaptedModel
+from learner.config import ConfigError, LearnerConfig
+from learner.consolidation import FOUNDATION, LORA, Plan, RunAborted, run_consolidation
+from learner.drift import DRIFTED, KLDriftDetector
+from learner.events import InvalidEvent, MemoryEvent, validate_profile
+from learner.ewc import EWC
+from learner.registry import ModelRegistry
+from learner.replay import RecentBuffer, ReservoirBuffer
+from learner.scheduler import ConsolidationScheduler
+from learner.storage import CorruptStateError, atomic_write_json, read_json
+
+__all__ = ["OnlineLearner", "Step", "ConsolidationReport", "STATE_FILE", "version_config"]
+
+STATE_FILE = "learner_state.json"
+# model settings that change the shape of the weights: a version can only be loaded with its own
+ARCHITECTURE_KEYS = ("base", "d_model", "n_layers", "n_heads", "d_ff", "lora_r", "target_modules")
+STATE_FORMAT = 1
+MAX_ALERTS_KEPT = 100
+
+
+def version_config(registry: ModelRegistry, version: int | None, fallback: LearnerConfig) -> LearnerConfig:
+    """The config a version was trained with (device and dtype taken from ``fallback``)."""
+    if version is None:
+        return fallback
+    run = json.loads(registry.read_file(version, "run.json"))
+    config = LearnerConfig.from_dict(run["config"])
+    config.model.device, config.model.dtype = fallback.model.device, fallback.model.dtype
+    return config
+
+
+def check_architecture(config: LearnerConfig, registry: ModelRegistry) -> None:
+    """Refuse settings whose weights would not fit the current version's."""
+    current = registry.current_version
+    if current is None:
+        return
+    trained = version_config(registry, current, config).model
+    for key in ARCHITECTURE_KEYS:
+        ours, theirs = getattr(config.model, key), getattr(trained, key)
+        if ours != theirs:
+            raise ConfigError(
+                f"model.{key} = {ours!r} but version {current} of {registry.data['profile']!r} was trained "
+                f"with {theirs!r}: use the same model settings, or `memstream registry reset` first")
+
+
+@dataclass
+class ConsolidationReport:
+    """What one consolidation did (the fields of a ModelUpdated event, less the wire ones)."""
+
+    run_id: str
+    profile: str
+    trigger: str
+    mode: str
+    accepted: bool
+    reason: str
+    version: int | None
+    parent_version: int | None
+    samples_new: int
+    samples_replay: int
+    steps: int
+    duration_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    base_model: str = ""
+    adapter_path: str | None = None
+    sha256: str | None = None
+    ts: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Step:
+    """What :meth:`OnlineLearner.learn_one` observed for one event."""
+
+    events_seen: int
+    drift: dict[str, Any] | None = None
+    trigger: str | None = None
+    consolidation: ConsolidationReport | None = None
+
+
+def _event_to_json(event: MemoryEvent) -> dict[str, Any]:
+    return event.to_dict()
+
+
+def _event_from_json(data: dict[str, Any]) -> MemoryEvent:
+    return MemoryEvent.from_dict(data)
+
+
+class OnlineLearner:
+    """Continual learner of one profile.
+
+    Parameters
+    ----------
+    profile
+        The profile name (a directory name under ``state_dir``).
+    config
+        Component settings; defaults when omitted.
+    state_dir
+        Root of the state directory (one subdirectory per profile). Omitted: a temporary
+        directory, which is not kept.
+    auto_consolidate
+        Run a consolidation inside :meth:`learn_one` when a trigger trips. The stream
+        worker sets this to False and runs consolidations off the ingest path.
+    log
+        Where progress lines go (default: nowhere).
+    """
+
+    def __init__(
+        self,
+        profile: str = "default",
+        config: LearnerConfig | None = None,
+        state_dir: str | Path | None = None,
+        auto_consolidate: bool = True,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.profile = validate_profile(profile)
+        self.config = config or LearnerConfig()
+        self.state_root = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="memstream-"))
+        self.auto_consolidate = auto_consolidate
+        self.log = log or (lambda _msg: None)
+        cfg = self.config
+        self.reservoir: ReservoirBuffer[MemoryEvent] = ReservoirBuffer(cfg.replay.capacity, cfg.replay.seed)
+        self.recent: RecentBuffer[MemoryEvent] = RecentBuffer(cfg.replay.recent_capacity)
+        self.drift = self._new_detector() if cfg.drift.enabled else None
+        self.scheduler = ConsolidationScheduler(cfg.scheduler.count, cfg.scheduler.interval_s,
+                                                cfg.scheduler.min_examples)
+        self.rng = random.Random(cfg.train.seed)
+        self.events_seen = 0
+        self.seq = 0
+        self.sources: dict[str, int] = {}
+        self.alerts: list[dict[str, Any]] = []
+        self.registry = ModelRegistry.open(self.state_root, self.profile, self._base_name(),
+                                           cfg.registry.keep_versions)
+        self.ewc = EWC(cfg.ewc.lam, cfg.ewc.gamma)
+        self._live: AdaptedModel | None = None
+        self.should_stop: Callable[[], bool] = lambda: False
+
+    # -- construction helpers ----------------------------------------------------------
+    def _base_name(self) -> str:
+        base = self.config.model.base
+        return base if self.config.model.is_default_model else str(Path(base).expanduser().resolve())
+
+    def _new_detector(self) -> KLDriftDetector:
+        d = self.config.drift
+        return KLDriftDetector(window=d.window, baseline_size=d.baseline_size, n_buckets=d.n_buckets,
+                               smoothing=d.smoothing, alpha=d.alpha, n_bootstrap=d.n_bootstrap,
+                               margin=d.margin, threshold=d.threshold, check_every=d.check_every,
+                               seed=d.seed)
+
+    @property
+    def directory(self) -> Path:
+        """This profile's state directory."""
+        return self.state_root / self.profile
+
+    # -- learning ----------------------------------------------------------------------
+    def learn_one(self, event: MemoryEvent | dict[str, Any]) -> Step:
+        """Take one event into the learner state; consolidate if a trigger trips (and auto is on)."""
+        if not isinstance(event, MemoryEvent):
+            event = MemoryEvent.from_dict(event)
+        if event.profile != self.profile:
+            raise InvalidEvent(f"event for profile {event.profile!r} sent to the learner of {self.profile!r}")
+        self.events_seen += 1
+        self.reservoir.add(event)
+        self.recent.add(event)
+        step = Step(events_seen=self.events_seen)
+        if self.drift is not None:
+            self.drift.update(event.training_text)
+            if self.drift.drift_detected:
+                step.drift = self._drift_alert(event.ts)
+        step.trigger = self.scheduler.observe(now=event.ts)
+        if step.trigger and self.auto_consolidate:
+            step.consolidation = self.consolidate(step.trigger, now=event.ts)
+        return step
+
+    def learn_many(self, events: Iterable[MemoryEvent | dict[str, Any]]) -> list[Step]:
+        """:meth:`learn_one` over many events; returns the steps where something happened."""
+        return [s for s in map(self.learn_one, events) if s.drift or s.trigger or s.consolidation]
+
+    def _drift_alert(self, ts: float) -> dict[str, Any]:
+        report = self.drift.last_report.to_dict()
+        actions = ["rebase baseline after the next consolidation", "recompute Fisher after the next consolidation"]
+        if self.config.scheduler.consolidate_on_drift:
+            self.scheduler.request("drift")
+            actions.insert(0, "consolidate early")
+        alert = {"v": 1, "profile": self.profile, "ts": ts, **report, "action": "; ".join(actions)}
+        self.alerts = (self.alerts + [alert])[-MAX_ALERTS_KEPT:]
+        self.log(f"[{self.profile}] drift: KL {report['divergence']:.4f} > {report['threshold']:.4f}")
+        return alert
+
+    # -- consolidation -----------------------------------------------------------------
+    @property
+    def next_mode(self) -> str:
+        """``foundation`` for the default model before its first version, else ``lora``."""
+        if self.config.model.is_default_model and self.registry.current_version is None:
+            return FOUNDATION
+        return LORA
+
+    def plan(self, trigger: str) -> Plan:
+        """Choose the new, replay and probe examples of the next consolidation."""
+        cfg = self.config.train
+        new = self.recent.items
+        new_ids = {e.id for e in new}
+        mode = self.next_mode
+        probe = self.reservoir.sample(cfg.probe_size, self.rng, keep=lambda e: e.id not in new_ids)
+        if len(probe) < cfg.probe_size // 2 and len(new) > 1:
+            # too little old data (first runs): hold part of the new data out as the probe
+            held = self.rng.sample(new, min(cfg.probe_size, len(new) // 4) or 1)
+            held_ids = {e.id for e in held}
+            probe += held
+            new = [e for e in new if e.id not in held_ids]
+        taken = new_ids | {e.id for e in probe}
+        if mode == FOUNDATION:
+            replay = [e for e in self.reservoir.items if e.id not in taken]
+        else:
+            want = round(len(new) * cfg.replay_ratio / (1 - cfg.replay_ratio))
+            replay = self.reservoir.sample(want, self.rng, keep=lambda e: e.id not in taken)
+        return Plan(trigger=trigger, mode=mode, new=new, replay=replay, probe=probe,
+                    parent_version=self.registry.current_version, seed=self.rng.randrange(2**31))
+
+    @property
+    def live(self) -> AdaptedModel:
+        """The live model at the current version (loaded and verified on first use)."""
+        if self._live is None:
+            self._live = self._load_live(self.registry.current_version)
+        return self._live
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The current model (peft-wrapped once LoRA versions exist)."""
+        return self.live.model
+
+    @property
+    def tokenizer(self):
+        return self.live.tokenizer
+
+    def model_at(self, version: int | None) -> AdaptedModel:
+        """A separate model at ``version`` (None = the original base), verified; the live one is untouched."""
+        return self._load_live(version)
+
+    def _load_live(self, version: int | None) -> AdaptedModel:
+        live = AdaptedModel(self.config.model)
+        if version is None:
+            return live
+        self.registry.verify(version)
+        entry = self.registry.entry(version)
+        if entry["mode"] == FOUNDATION:
+            live.load_base_state(load_safetensors(self.registry.read_file(version, "model.safetensors")))
+            return live
+        base_version = entry.get("base_version")
+        if base_version:
+            self.registry.verify(base_version)
+            live.load_base_state(load_safetensors(self.registry.read_file(base_version, "model.safetensors")))
+        live.load_adapter_state(load_safetensors(self.registry.read_file(version, "adapter_model.safetensors")))
+        return live
+
+    def _load_ewc(self, version: int | None) -> EWC:
+        cfg = self.config.ewc
+        if version is None or "ewc.safetensors" not in self.registry.verify(version):
+            return EWC(cfg.lam, cfg.gamma)
+        from safetensors import safe_open  # metadata lives in the header
+
+        path = self.registry.version_dir(version) / "ewc.safetensors"
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata()
+        tensors = load_safetensors(path.read_bytes())
+        return EWC.from_state(tensors, metadata, lam=cfg.lam, gamma=cfg.gamma)
+
+    def consolidate(self, trigger: str = "manual", now: float | None = None) -> ConsolidationReport | None:
+        """Run one consolidation now; returns its report (None when there is nothing new)."""
+        now = time.time() if now is None else now
+        if len(self.recent) == 0:
+            self.log(f"[{self.profile}] {trigger} consolidation skipped: no new examples")
+            return None
+        plan = self.plan(trigger)
+        self.log(f"[{self.profile}] consolidating ({plan.mode}, trigger {trigger}): "
+                 f"{len(plan.new)} new + {len(plan.replay)} replay, probe {len(plan.probe)}")
+        base_version = self._base_version_for(plan)
+        try:
+            result = run_consolidation(plan, self.live, self.config, self.ewc, self.should_stop, self.log)
+        except RunAborted as exc:
+            if str(exc) == "stop requested":
+                raise
+            return self._finish(plan, now, accepted=False, reason=str(exc), status="aborted",
+                                metrics={}, steps=0, duration=0.0, base_version=base_version)
+        if result.accepted and result.fisher is not None:
+            anchor = {n: p.detach() for n, p in self.live.trainable_parameters(False).items()}
+            self.ewc.accumulate(result.fisher, anchor)
+        return self._finish(plan, now, result.accepted, result.reason,
+                            "accepted" if result.accepted else "rejected", result.metrics,
+                            result.steps, result.duration_s, base_version)
+
+    def _base_version_for(self, plan: Plan) -> int | None:
+        if plan.mode == FOUNDATION or plan.parent_version is None:
+            return None
+        parent = self.registry.entry(plan.parent_version)
+        return plan.parent_version if parent["mode"] == FOUNDATION else parent.get("base_version")
+
+    def _finish(self, plan: Plan, now: float, accepted: bool, reason: str, status: str,
+                metrics: dict[str, Any], steps: int, duration: float,
+                base_version: int | None) -> ConsolidationReport:
+        covered = {e.id for e in plan.new} | {e.id for e in plan.probe}
+        self.recent.remove_where(lambda e: e.id in covered)
+        self.scheduler.mark_consolidated(now, examples_covered=len(covered))
+        if self.drift is not None and self.drift.state == DRIFTED:
+            self.drift.rebase()
+        info = {
+            "run_id": plan.run_id,
+            "trigger": plan.trigger,
+            "mode": plan.mode,
+            "samples_trained": len(plan.train_events),
+            "samples_new": len(plan.new),
+            "samples_replay": len(plan.replay),
+            "parent_version": plan.parent_version,
+            "base_version": base_version,
+            "base_model_used": (f"version {base_version}" if base_version else self.registry.original_base_model),
+            "metrics": metrics,
+            "steps": steps,
+            "duration_s": round(duration, 3),
+            "reason": reason,
+        }
+        report = ConsolidationReport(
+            run_id=plan.run_id, profile=self.profile, trigger=plan.trigger, mode=plan.mode,
+            accepted=accepted, reason=reason, version=None, parent_version=plan.parent_version,
+            samples_new=len(plan.new), samples_replay=len(plan.replay), steps=steps,
+            duration_s=round(duration, 3), metrics=metrics, base_model=self.registry.original_base_model,
+        )
+        if accepted:
+            self.seq += 1
+            files = self._version_files(plan, info)
+            snapshot = self._state_dict()
+            files["learner_state.json"] = json.dumps(snapshot, sort_keys=True).encode("utf-8")
+            version = self.registry.commit_version(files, info)
+            report.version = version
+            weights = "model.safetensors" if plan.mode == FOUNDATION else "adapter_model.safetensors"
+            report.adapter_path = str(self.registry.version_dir(version) / weights)
+            report.sha256 = self.registry.verify(version)[weights]
+            self._write_state(snapshot, self.directory)
+            self.log(f"[{self.profile}] version {version} accepted: {reason}")
+        else:
+            self.registry.record_run(info, status)
+            self.save_state()
+            self.log(f"[{self.profile}] run {status}: {reason}")
+        return report
+
+    def _version_files(self, plan: Plan, info: dict[str, Any]) -> dict[str, bytes]:
+        live = self.live
+        files: dict[str, bytes] = {}
+        if plan.mode == FOUNDATION:
+            files["model.safetensors"] = save_safetensors(live.base_state(), metadata={"format": "pt"})
+            files["config.json"] = live.base.model.config.to_json_string().encode("utf-8")
+        else:
+            files["adapter_model.safetensors"] = save_safetensors(live.adapter_state(), metadata={"format": "pt"})
+            files["adapter_config.json"] = json.dumps(live.adapter_config_dict(), indent=2).encode("utf-8")
+            if self.ewc.fisher:
+                files["ewc.safetensors"] = save_safetensors(self.ewc.state_tensors(), metadata=self.ewc.state_metadata())
+        files["metrics.json"] = json.dumps(info["metrics"], indent=2, sort_keys=True).encode("utf-8")
+        run = {
+            **{k: v for k, v in info.items() if k != "metrics"},
+            "profile": self.profile,
+            "seed": plan.seed,
+            "new_ids": [e.id for e in plan.new],
+            "replay_ids": [e.id for e in plan.replay],
+            "probe_ids": [e.id for e in plan.probe],
+            "config": self.config.to_dict(),
+        }
+        files["run.json"] = json.dumps(run, indent=2, sort_keys=True).encode("utf-8")
+        return files
+
+    # -- persistence -------------------------------------------------------------------
+    def _state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "format": STATE_FORMAT,
+            "profile": self.profile,
+            "seq": self.seq,
+            "events_seen": self.events_seen,
+            "model_version": self.registry.current_version,
+            "reservoir": self.reservoir.snapshot(_event_to_json),
+            "recent": self.recent.snapshot(_event_to_json),
+            "drift": self.drift.snapshot() if self.drift is not None else None,
+            "scheduler": self.scheduler.snapshot(),
+            "rng_state": [version, list(internal), gauss],
+            "sources": dict(self.sources),
+            "alerts": self.alerts,
+        }
+
+    def _write_state(self, snapshot: dict[str, Any], directory: Path) -> None:
+        atomic_write_json(Path(directory) / STATE_FILE, snapshot)
+
+    def save_state(self, directory: str | Path | None = None) -> Path:
+        """Write the learner state atomically (default: this profile's directory)."""
+        self.seq += 1
+        target = Path(directory) if directory is not None else self.directory
+        self._write_state(self._state_dict(), target)
+        return target / STATE_FILE
+
+    def load_state(self, directory: str | Path | None = None) -> "OnlineLearner":
+        """Load the newest durable state (live file or current version's snapshot)."""
+        directory = Path(directory) if directory is not None else self.directory
+        live_path = directory / STATE_FILE
+        candidates = []
+        if live_path.exists():
+            candidates.append(read_json(live_path))
+        current = self.registry.current_version
+        if current is not None:
+            self.registry.verify(current)
+            candidates.append(json.loads(self.registry.read_file(current, "learner_state.json")))
+        if not candidates:
+            return self
+        check_architecture(self.config, self.registry)
+        state = max(candidates, key=lambda s: s.get("seq", 0))  # max keeps the first on a tie: the live file
+        self._restore(state)
+        self.ewc = self._load_ewc(current)
+        self._live = None
+        return self
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise CorruptStateError(f"unknown learner state format {state.get('format')!r}")
+        if state.get("profile") != self.profile:
+            raise CorruptStateError(f"state belongs to profile {state.get('profile')!r}, not {self.profile!r}")
+        cfg = self.config
+        self.seq = int(state["seq"])
+        self.events_seen = int(state["events_seen"])
+        self.reservoir = ReservoirBuffer.restore(state["reservoir"], _event_from_json)
+        self.recent = RecentBuffer.restore(state["recent"], _event_from_json)
+        if cfg.drift.enabled:
+            self.drift = KLDriftDetector.restore(state["drift"]) if state.get("drift") else self._new_detector()
+        self.scheduler = ConsolidationScheduler.restore(
+            state["scheduler"], count=cfg.scheduler.count, interval_s=cfg.scheduler.interval_s,
+            min_examples=cfg.scheduler.min_examples)
+        version, internal, gauss = state["rng_state"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.sources = {k: int(v) for k, v in state.get("sources", {}).items()}
+        self.alerts = list(state.get("alerts", []))
+
+    @classmethod
+    def open(cls, state_dir: str | Path, profile: str, config: LearnerConfig | None = None,
+             **kwargs: Any) -> "OnlineLearner":
+        """Create the learner of ``profile`` and load whatever state it has under ``state_dir``."""
+        return cls(profile, config, state_dir, **kwargs).load_state()
+
+    # -- using the model ---------------------------------------------------------------
+    def generate(self, prompt: str, max_new_tokens: int = 160, temperature: float = 0.8,
+                 top_k: int = 40, seed: int = 0) -> str:
+        """Sample a continuation of ``prompt`` (as a question) from the current version."""
+        from learner.generate import sample
+
+        return sample(self.live, prompt, max_new_tokens, temperature, top_k, seed)

@@ -1,0 +1,191 @@
+"""Replay buffers: what the learner keeps of the past to rehearse it.
+
+:class:`ReservoirBuffer` is Vitter's Algorithm R: after ``n`` items have been offered,
+each of them sits in the buffer with the same probability ``capacity / n``. Each
+``add`` is O(1) work and the memory is bounded by ``capacity``.
+
+:class:`RecentBuffer` holds the examples that arrived since the last consolidation
+(bounded; the oldest fall out first and are counted).
+
+Examples
+--------
+>>> buf = ReservoirBuffer(capacity=3, seed=7)
+>>> for i in range(10):
+...     buf.add(i)
+>>> buf.seen, len(buf), sorted(buf.items)
+(10, 3, [0, 3, 6])
+>>> clone = ReservoirBuffer.restore(buf.snapshot())
+>>> for i in range(10, 20):
+...     buf.add(i); clone.add(i)
+>>> buf.items == clone.items
+True
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any, Callable, Generic, TypeVar
+
+from learner.types import ReplayBuffer
+
+T = TypeVar("T")
+
+__all__ = ["ReservoirBuffer", "RecentBuffer"]
+
+
+def _rng_state_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_state_from_json(data: list) -> tuple:
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)
+
+
+class ReservoirBuffer(ReplayBuffer, Generic[T]):
+    """Uniform sample of everything seen, of at most ``capacity`` items (Algorithm R).
+
+    Parameters
+    ----------
+    capacity
+        How many items the buffer holds at most.
+    seed
+        Seed of the buffer's own random generator; the same seed and the same stream
+        give the same sample.
+    """
+
+    def __init__(self, capacity: int = 2000, seed: int = 0):
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._items: list[T] = []
+        self.seen = 0
+
+    def add(self, item: T) -> int | None:
+        """Offer one item; return the slot it took, or ``None`` when it was not kept."""
+        index = self.seen  # 0-based position of this item in the stream
+        self.seen += 1
+        if index < self.capacity:
+            self._items.append(item)
+            return index
+        # Keep item i with probability k/(i+1): draw j uniformly from [0, i] *inclusive*.
+        slot = self._rng.randrange(index + 1)
+        if slot < self.capacity:
+            self._items[slot] = item
+            return slot
+        return None
+
+    @property
+    def items(self) -> list[T]:
+        """The items now held (a copy; order is slot order)."""
+        return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(list(self._items))
+
+    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
+        """Draw ``k`` distinct items (fewer if the buffer holds fewer) with ``rng``.
+
+        ``keep`` is an optional predicate; items for which it is false are never drawn.
+
+        >>> buf = ReservoirBuffer(capacity=5, seed=0)
+        >>> for i in range(5):
+        ...     buf.add(i)
+        >>> sorted(buf.sample(2, random.Random(1), keep=lambda x: x % 2 == 0))
+        [0, 4]
+        """
+        pool = [item for item in self._items if keep(item)] if keep else self._items
+        return rng.sample(pool, min(k, len(pool)))
+
+    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
+        """A JSON-ready dict holding items, seen-count and RNG state."""
+        return {
+            "kind": "reservoir",
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "seen": self.seen,
+            "rng_state": _rng_state_to_json(self._rng.getstate()),
+            "items": [encode(item) for item in self._items],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], decode=lambda item: item) -> "ReservoirBuffer":
+        """Rebuild a buffer from :meth:`snapshot`; it continues the same sample."""
+        if data.get("kind") != "reservoir":
+            raise ValueError(f"not a reservoir snapshot (kind={data.get('kind')!r})")
+        buf = cls(capacity=data["capacity"], seed=data["seed"])
+        buf.seen = int(data["seen"])
+        buf._rng.setstate(_rng_state_from_json(data["rng_state"]))
+        buf._items = [decode(item) for item in data["items"]]
+        if len(buf._items) != min(buf.seen, buf.capacity):
+            raise ValueError(
+                f"reservoir snapshot holds {len(buf._items)} items but saw {buf.seen} "
+                f"with capacity {buf.capacity}"
+            )
+        return buf
+
+
+class RecentBuffer(Generic[T]):
+    """The examples since the last consolidation, oldest first, at most ``capacity``.
+
+    >>> recent = RecentBuffer(capacity=2)
+    >>> for x in "abc":
+    ...     recent.add(x)
+    >>> recent.items, recent.dropped
+    (['b', 'c'], 1)
+    >>> recent.remove_where(lambda x: x == 'b'), recent.items
+    (1, ['c'])
+    """
+
+    def __init__(self, capacity: int = 1000):
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self.dropped = 0
+
+    def add(self, item: T) -> None:
+        if len(self._items) == self.capacity:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+
+    @property
+    def items(self) -> list[T]:
+        return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def remove_where(self, covered: Callable[[T], bool]) -> int:
+        """Remove the items a finished consolidation covered; items that arrived meanwhile stay.
+
+        Returns how many were removed.
+        """
+        before = len(self._items)
+        self._items = deque(item for item in self._items if not covered(item))
+        return before - len(self._items)
+
+    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
+        return {
+            "kind": "recent",
+            "capacity": self.capacity,
+            "dropped": self.dropped,
+            "items": [encode(item) for item in self._items],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], decode=lambda item: item) -> "RecentBuffer":
+        if data.get("kind") != "recent":
+            raise ValueError(f"not a recent-buffer snapshot (kind={data.get('kind')!r})")
+        buf = cls(capacity=data["capacity"])
+        buf.dropped = int(data["dropped"])
+        buf._items = deque(decode(item) for item in data["items"])
+        return buf

@@ -1,0 +1,131 @@
+"""When to consolidate: on example count, elapsed time, drift, or a manual request.
+
+Whichever trips first wins; if several trip on the same event the order of precedence is
+manual, drift, count, time. The clock is whatever the caller passes as ``now`` (event
+time when replaying a file, wall time in a live worker), so tests need no sleeping.
+
+Examples
+--------
+>>> s = ConsolidationScheduler(count=3, interval_s=100.0, min_examples=2)
+>>> [s.observe(now=float(t)) for t in range(4)]
+[None, None, 'count', 'count']
+>>> s.mark_consolidated(now=3.0, examples_covered=3)
+>>> s.observe(now=50.0), s.observe(now=104.0)
+(None, 'time')
+>>> s.request("manual"); s.pending()
+'manual'
+>>> ConsolidationScheduler.restore(s.snapshot()).snapshot() == s.snapshot()
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ConsolidationScheduler", "TRIGGERS"]
+
+TRIGGERS = ("manual", "drift", "count", "time")
+
+
+class ConsolidationScheduler:
+    """Counts examples since the last consolidation and decides when the next is due.
+
+    Parameters
+    ----------
+    count
+        Consolidate once this many new examples arrived.
+    interval_s
+        Consolidate once this many seconds passed since the last one (``None`` = never),
+        provided at least ``min_examples`` new examples arrived.
+    min_examples
+        Fewest new examples for a time or drift trigger to fire.
+    """
+
+    def __init__(self, count: int = 300, interval_s: float | None = 3600.0, min_examples: int = 16):
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, got {count!r}")
+        if interval_s is not None and interval_s <= 0:
+            raise ValueError(f"interval_s must be positive or None, got {interval_s!r}")
+        if not isinstance(min_examples, int) or min_examples < 1:
+            raise ValueError(f"min_examples must be a positive integer, got {min_examples!r}")
+        self.count = count
+        self.interval_s = interval_s
+        self.min_examples = min_examples
+        self.new_examples = 0
+        self.total_examples = 0
+        self.consolidations = 0
+        self.last_consolidation_ts: float | None = None
+        self.requested: set[str] = set()
+
+    def observe(self, now: float, n: int = 1) -> str | None:
+        """Count ``n`` new examples at time ``now``; return the trigger that is due, if any."""
+        self.new_examples += n
+        self.total_examples += n
+        if self.last_consolidation_ts is None:
+            self.last_consolidation_ts = now
+        return self.due(now)
+
+    def due(self, now: float) -> str | None:
+        """The trigger due at ``now`` without counting anything."""
+        if "manual" in self.requested:
+            return "manual"
+        if self.new_examples >= self.min_examples and "drift" in self.requested:
+            return "drift"
+        if self.new_examples >= self.count:
+            return "count"
+        if (
+            self.interval_s is not None
+            and self.last_consolidation_ts is not None
+            and self.new_examples >= self.min_examples
+            and now - self.last_consolidation_ts >= self.interval_s
+        ):
+            return "time"
+        return None
+
+    def pending(self) -> str | None:
+        """A requested trigger that is waiting, if any (manual first)."""
+        for trigger in TRIGGERS:
+            if trigger in self.requested:
+                return trigger
+        return None
+
+    def request(self, trigger: str) -> None:
+        """Ask for a consolidation (``manual``) or mark that drift was detected (``drift``)."""
+        if trigger not in ("manual", "drift"):
+            raise ValueError(f"only 'manual' and 'drift' can be requested, got {trigger!r}")
+        self.requested.add(trigger)
+
+    def mark_consolidated(self, now: float, examples_covered: int) -> None:
+        """A consolidation finished (accepted or not) covering ``examples_covered`` examples."""
+        self.new_examples = max(0, self.new_examples - examples_covered)
+        self.consolidations += 1
+        self.last_consolidation_ts = now
+        self.requested.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "kind": "scheduler",
+            "count": self.count,
+            "interval_s": self.interval_s,
+            "min_examples": self.min_examples,
+            "new_examples": self.new_examples,
+            "total_examples": self.total_examples,
+            "consolidations": self.consolidations,
+            "last_consolidation_ts": self.last_consolidation_ts,
+            "requested": sorted(self.requested),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], **overrides: Any) -> "ConsolidationScheduler":
+        """Rebuild from :meth:`snapshot`; ``overrides`` change thresholds, not counters."""
+        if data.get("kind") != "scheduler":
+            raise ValueError(f"not a scheduler snapshot (kind={data.get('kind')!r})")
+        params = {k: data[k] for k in ("count", "interval_s", "min_examples")}
+        params.update(overrides)
+        s = cls(**params)
+        s.new_examples = int(data["new_examples"])
+        s.total_examples = int(data["total_examples"])
+        s.consolidations = int(data["consolidations"])
+        s.last_consolidation_ts = data["last_consolidation_ts"]
+        s.requested = set(data["requested"])
+        return s

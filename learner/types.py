@@ -1,0 +1,55 @@
+"""The learner's interfaces, in one small module.
+
+Each protocol has one shared check suite in ``tests/`` parametrized over every
+implementation (``tests/test_protocol_*.py``).
+
+- :class:`ReplayBuffer` — ``add(item)``, ``sample(k, rng)``, ``snapshot()``/``restore()``.
+- Drift detectors speak river's protocol (:class:`river.base.DriftDetector`):
+  ``update(x)``, a ``drift_detected`` property and ``_reset()``; ours add ``snapshot()``.
+- :class:`Regularizer` — a loss term: ``penalty(model)`` returns a scalar tensor that the
+  training loop adds to its loss, and ``consolidate(...)`` updates the term after a run.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["ReplayBuffer", "Regularizer"]
+
+
+class ReplayBuffer(abc.ABC, Generic[T]):
+    """A bounded store of past examples for rehearsal."""
+
+    seen: int
+
+    @abc.abstractmethod
+    def add(self, item: T) -> Any:
+        """Offer one item to the buffer."""
+
+    @abc.abstractmethod
+    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
+        """Draw up to ``k`` distinct items with the caller's generator."""
+
+    @abc.abstractmethod
+    def snapshot(self, encode: Callable[[T], Any] = ...) -> dict[str, Any]:
+        """A JSON-ready dict from which :meth:`restore` rebuilds the same buffer."""
+
+    @classmethod
+    @abc.abstractmethod
+    def restore(cls, data: dict[str, Any], decode: Callable[[Any], T] = ...) -> "ReplayBuffer[T]":
+        """Inverse of :meth:`snapshot`."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+
+class Regularizer(abc.ABC):
+    """A loss term that protects what earlier versions learned (EWC is one)."""
+
+    @abc.abstractmethod
+    def penalty(self, named_parameters: dict[str, Any]) -> Any:
+        """Scalar tensor added to the task loss: ``loss = task_loss + penalty``."""

@@ -1,0 +1,1 @@
+"""memstream: the command line over the learner and the stream (``memstream --help``)."""

@@ -1,0 +1,32 @@
+"""The ``memstream`` command: one subcommand per module (faust style)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from memstream.cli.common import run_cleanly
+from memstream.cli.config_cmd import config_command
+from memstream.cli.export import export_command
+from memstream.cli.generate import generate_command
+from memstream.cli.learn import learn_command
+from memstream.cli.registry import registry_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="memstream")
+def cli() -> None:
+    """memstream: continual learning from a stream of memory events."""
+
+
+cli.add_command(learn_command)
+cli.add_command(registry_group)
+cli.add_command(generate_command)
+cli.add_command(export_command)
+cli.add_command(config_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: readable one-line errors, exit code 2 for bad input."""
+    return run_cleanly(cli, argv if argv is not None else sys.argv[1:])

@@ -1,0 +1,101 @@
+"""What every command shares: state/profile options, config loading, clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from learner.config import ConfigError, LearnerConfig, load_config
+from learner.events import InvalidEvent, validate_profile
+from learner.registry import REGISTRY_FILE, RegistryError
+from learner.storage import CorruptStateError
+
+__all__ = ["run_cleanly", "state_option", "profile_option", "config_options", "resolve_profile",
+           "open_config", "echo_json", "existing_state_dir"]
+
+USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, FileNotFoundError,
+               NotADirectoryError, PermissionError, ValueError)
+
+
+def run_cleanly(command: click.Command, argv: list[str]) -> int:
+    """Run a click command; user errors become one line on stderr and exit code 2."""
+    try:
+        command.main(args=argv, prog_name="memstream", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("memstream: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"memstream: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except USER_ERRORS as exc:
+        if os.environ.get("MEMSTREAM_DEBUG"):
+            raise
+        message = str(exc) if not isinstance(exc, FileNotFoundError) or not exc.filename else (
+            f"{exc.filename}: no such file or directory")
+        click.echo(f"memstream: error: {message}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("memstream: interrupted", err=True)
+        return 130
+    return 0
+
+
+def state_option(required: bool = True):
+    return click.option("--state", "state_dir", type=click.Path(path_type=Path), required=required,
+                        envvar="MEMSTREAM_STATE", show_envvar=True,
+                        help="State directory (one subdirectory per profile).")
+
+
+def profile_option():
+    return click.option("--profile", default=None, envvar="MEMSTREAM_PROFILE", show_envvar=True,
+                        help="Profile to act on (default: the only one in the state directory).")
+
+
+def config_options(func):
+    func = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                        help="Override one config value (repeatable).")(func)
+    func = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                        envvar="MEMSTREAM_CONFIG", show_envvar=True, help="TOML config file.")(func)
+    return func
+
+
+def open_config(config_file: Path | None, overrides: tuple[str, ...]) -> LearnerConfig:
+    return load_config(config_file, list(overrides))
+
+
+def existing_state_dir(state_dir: Path) -> Path:
+    if not state_dir.exists():
+        raise click.ClickException(f"state directory {str(state_dir)!r} does not exist")
+    if not state_dir.is_dir():
+        raise click.ClickException(f"state directory {str(state_dir)!r} is not a directory")
+    return state_dir
+
+
+def resolve_profile(state_dir: Path, profile: str | None) -> str:
+    """The profile named, or the only profile under ``state_dir``."""
+    existing_state_dir(state_dir)
+    if profile is not None:
+        validate_profile(profile)
+        if not (state_dir / profile / REGISTRY_FILE).is_file():
+            raise click.ClickException(f"profile {profile!r} has no registry under {str(state_dir)!r}")
+        return profile
+    found = sorted(p.name for p in state_dir.iterdir() if (p / REGISTRY_FILE).is_file())
+    if not found:
+        raise click.ClickException(f"no profile found under {str(state_dir)!r} (run `memstream learn` first)")
+    if len(found) > 1:
+        raise click.ClickException(f"several profiles under {str(state_dir)!r} ({', '.join(found)}): pass --profile")
+    return found[0]
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=None, sort_keys=True, default=str))
+
+
+def err(message: str) -> None:
+    click.echo(message, err=True)
+    sys.stderr.flush()

@@ -1,0 +1,201 @@
+"""``memstream learn EVENTS.jsonl --state DIR``: feed a JSONL stream through the learner."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+from tqdm import tqdm
+
+from learner.events import InvalidEvent, MemoryEvent
+from learner.online import OnlineLearner
+from memstream.cli.common import config_options, echo_json, open_config, state_option
+
+MAX_ERRORS_SHOWN = 20
+
+
+def read_jsonl(path: Path | None) -> Iterator[tuple[int, MemoryEvent | None, str | None]]:
+    """Yield ``(line_index, event, error)`` for each non-blank line; exactly one of event/error is set."""
+    stream = sys.stdin.buffer if path is None else open(path, "rb")
+    try:
+        for index, raw in enumerate(stream):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield index, None, f"not valid UTF-8 (byte {exc.start})"
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield index, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            try:
+                yield index, MemoryEvent.from_dict(data), None
+            except InvalidEvent as exc:
+                yield index, None, str(exc)
+    finally:
+        if path is not None:
+            stream.close()
+
+
+class LearnSession:
+    """One ``learn`` invocation: the learners by profile, counters and the summary."""
+
+    def __init__(self, state_dir: Path, config, source: str | None, save_every: int, progress: tqdm | None):
+        self.state_dir = state_dir
+        self.config = config
+        self.source = source
+        self.save_every = save_every
+        self.progress = progress
+        self.learners: dict[str, OnlineLearner] = {}
+        self.events = 0
+        self.resumed_past = 0
+        self.invalid: Counter[str] = Counter()
+        self.errors_shown = 0
+        self.consolidations: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+
+    def log(self, message: str) -> None:
+        (self.progress.write if self.progress is not None else lambda m: click.echo(m, err=True))(message)
+
+    def learner(self, profile: str) -> OnlineLearner:
+        if profile not in self.learners:
+            self.learners[profile] = OnlineLearner.open(self.state_dir, profile, self.config, log=self.log)
+        return self.learners[profile]
+
+    def bad_line(self, index: int, reason: str) -> None:
+        self.invalid[reason.split(" (")[0]] += 1
+        if self.errors_shown < MAX_ERRORS_SHOWN:
+            self.log(f"memstream: skipped line {index + 1}: {reason}")
+        elif self.errors_shown == MAX_ERRORS_SHOWN:
+            self.log("memstream: (more bad lines skipped; counted in the summary)")
+        self.errors_shown += 1
+
+    def feed(self, index: int, event: MemoryEvent) -> None:
+        learner = self.learner(event.profile)
+        if self.source is not None and learner.sources.get(self.source, -1) >= index:
+            self.resumed_past += 1  # already in the saved state of this profile
+            return
+        if self.source is not None:
+            learner.sources[self.source] = index  # before learning: a snapshot taken inside covers it
+        step = learner.learn_one(event)
+        self.events += 1
+        if step.drift is not None:
+            self.alerts.append({"event_index": index, **step.drift})
+        if step.consolidation is not None:
+            c = step.consolidation
+            self.consolidations.append({
+                "event_index": index, "outcome": "accepted" if c.accepted else "rejected", **c.to_dict()})
+        if self.save_every and self.events % self.save_every == 0:
+            learner.save_state()
+
+    def finish(self, consolidate_at_end: bool) -> None:
+        for learner in self.learners.values():
+            if consolidate_at_end:
+                report = learner.consolidate("manual")
+                if report is not None:
+                    self.consolidations.append({"event_index": None, "outcome": "accepted" if report.accepted
+                                                else "rejected", **report.to_dict()})
+            learner.save_state()
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        profiles = {p: {"events_seen": l.events_seen, "current_version": l.registry.current_version,
+                        "pending_new_events": len(l.recent), "reservoir": len(l.reservoir)}
+                    for p, l in sorted(self.learners.items())}
+        accepted = sum(1 for c in self.consolidations if c["accepted"])
+        out = {
+            "events": self.events,
+            "skipped_already_learned": self.resumed_past,
+            "invalid": sum(self.invalid.values()),
+            "invalid_reasons": dict(self.invalid),
+            "consolidations": self.consolidations,
+            "accepted": accepted,
+            "rejected": len(self.consolidations) - accepted,
+            "drift_alerts": self.alerts,
+            "profiles": profiles,
+            "seconds": round(seconds, 2),
+        }
+        if len(profiles) == 1:
+            out["final_version"] = next(iter(profiles.values()))["current_version"]
+        return out
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    click.echo(f"events learned: {summary['events']}"
+               + (f" (skipped {summary['skipped_already_learned']} already learned)"
+                  if summary["skipped_already_learned"] else ""))
+    if summary["invalid"]:
+        reasons = ", ".join(f"{n}× {r}" for r, n in summary["invalid_reasons"].items())
+        click.echo(f"bad lines skipped: {summary['invalid']} ({reasons})")
+    click.echo(f"consolidations: {len(summary['consolidations'])} "
+               f"({summary['accepted']} accepted, {summary['rejected']} rejected)")
+    for c in summary["consolidations"]:
+        where = f"event {c['event_index']}" if c["event_index"] is not None else "end of input"
+        version = f"v{c['version']}" if c["version"] else "no version"
+        m = c["metrics"]
+        probe = (f", probe loss {m['loss_probe_before']:.3f} -> {m['loss_probe_after']:.3f}"
+                 if "loss_probe_before" in m else "")
+        click.echo(f"  [{c['profile']}] {where}: {c['mode']} ({c['trigger']}) -> {version}, "
+                   f"{c['outcome']}{probe}, {c['duration_s']:.1f}s")
+    click.echo(f"drift alerts: {len(summary['drift_alerts'])}")
+    for a in summary["drift_alerts"]:
+        rose = [f["feature"] for f in a["top_features"] if f["direction"] == "rose"][:4]
+        click.echo(f"  [{a['profile']}] event {a['event_index']}: KL {a['divergence']:.3f} > "
+                   f"{a['threshold']:.3f}; rose: {', '.join(rose)}")
+    for profile, p in summary["profiles"].items():
+        click.echo(f"profile {profile}: {p['events_seen']} events seen, current version {p['current_version']}")
+    click.echo(f"took {summary['seconds']:.1f}s")
+
+
+@click.command("learn")
+@click.argument("events", type=click.Path(path_type=Path, allow_dash=True))
+@state_option()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--save-every", default=200, show_default=True, help="Save learner state every N events.")
+@click.option("--from-start", is_flag=True, help="Ignore the saved position in this file and read it all again.")
+@click.option("--consolidate-at-end", is_flag=True, help="Consolidate what is left once the input ends.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json: bool, save_every: int,
+                  from_start: bool, consolidate_at_end: bool, progress: bool | None) -> None:
+    """Feed a JSONL file of memory events (or - for stdin) through the learner.
+
+    Consolidates whenever a trigger trips, prints a summary. Rerunning on the same file
+    resumes after the last event the saved state covers.
+    """
+    config = open_config(config_file, overrides)
+    stdin = str(events) == "-"
+    if not stdin and not events.is_file():
+        raise click.ClickException(f"events file {str(events)!r} does not exist")
+    if not state_dir.exists():
+        if not state_dir.parent.exists():
+            raise click.ClickException(f"state directory {str(state_dir)!r} cannot be created: "
+                                       f"{str(state_dir.parent)!r} does not exist")
+        state_dir.mkdir()
+    elif not state_dir.is_dir():
+        raise click.ClickException(f"state directory {str(state_dir)!r} is not a directory")
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    total = None if stdin else sum(1 for _ in open(events, "rb"))
+    bar = tqdm(total=total, unit="ev", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+    source = None if stdin or from_start else f"file:{events.resolve()}"
+    session = LearnSession(state_dir, config, source, save_every, bar if show_bar else None)
+    started = time.perf_counter()
+    try:
+        for index, event, error in read_jsonl(None if stdin else events):
+            bar.update(1)
+            if error is not None:
+                session.bad_line(index, error)
+            else:
+                session.feed(index, event)
+        session.finish(consolidate_at_end)
+    finally:
+        bar.close()
+    summary = session.summary(time.perf_counter() - started)
+    echo_json(summary) if as_json else print_summary(summary)

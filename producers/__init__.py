@@ -1,0 +1,1 @@
+"""memstream producers (built by the streaming issue)."""

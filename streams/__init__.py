@@ -1,0 +1,1 @@
+"""memstream streams (built by the streaming issue)."""
