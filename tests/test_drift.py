@@ -1,0 +1,101 @@
+"""KL drift detector: detection delay, no false alarm on a stationary stream, river protocol, persistence."""
+
+import random
+
+import pytest
+
+from learner.config import DriftConfig
+from learner.drift import KLDriftDetector
+from learner.events import MemoryEvent
+from learner.sample_data import DOMAINS, generate_stream
+
+
+def texts(events):
+    return [MemoryEvent.from_dict(e).training_text for e in events]
+
+
+def default_detector(**changes) -> KLDriftDetector:
+    cfg = DriftConfig(**changes)
+    return KLDriftDetector(window=cfg.window, baseline_size=cfg.baseline_size, n_buckets=cfg.n_buckets,
+                           smoothing=cfg.smoothing, alpha=cfg.alpha, n_bootstrap=cfg.n_bootstrap,
+                           margin=cfg.margin, threshold=cfg.threshold, check_every=cfg.check_every, seed=cfg.seed)
+
+
+def run(detector, stream):
+    fired = []
+    for i, text in enumerate(stream):
+        detector.update(text)
+        if detector.drift_detected:
+            fired.append(i)
+    return fired
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_alert_within_500_events_of_a_domain_switch(seed):
+    switch = 1500
+    stream = texts(generate_stream(n_per_phase=(switch, 1000), seed=seed,
+                                   phases=[("cooking", "gardening"), ("coding", "finance")]))
+    fired = run(default_detector(), stream)
+    assert fired, "no alert after the switch"
+    assert switch <= fired[0] < switch + 500, fired
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_alert_on_a_shuffled_stationary_stream(seed):
+    stream = texts(generate_stream(n_per_phase=(5000,), seed=seed, phases=[tuple(DOMAINS)]))
+    random.Random(seed).shuffle(stream)
+    assert run(default_detector(), stream) == []
+
+
+def test_report_names_what_rose_and_fell():
+    stream = texts(generate_stream(n_per_phase=(700, 400), seed=4, phases=[("cooking",), ("travel",)]))
+    det = default_detector()
+    run(det, stream)
+    report = det.last_report
+    assert report is not None and report.divergence > report.threshold
+    rose = [f for f in report.top_features if f["direction"] == "rose"]
+    fell = [f for f in report.top_features if f["direction"] == "fell"]
+    assert all(f["window_p"] > f["baseline_p"] for f in rose)
+    assert all(f["window_p"] < f["baseline_p"] for f in fell)
+    travel_words = {w for words in DOMAINS["travel"].values() for phrase in words for w in phrase.lower().split()}
+    assert any(f["feature"] in travel_words for f in rose)
+
+
+def test_quiet_after_alert_until_rebase_then_monitors_the_new_baseline():
+    phases = [("cooking",), ("travel",), ("travel",), ("coding",)]
+    stream = texts(generate_stream(n_per_phase=(600, 300, 700, 600), seed=5, phases=phases))
+    det = default_detector()
+    fired = run(det, stream[:1600])
+    assert len(fired) == 1 and 600 <= fired[0] < 900
+    det.rebase()  # the learner consolidated on travel
+    later = run(det, stream[1600:])
+    assert later and later[0] < 500, later
+
+
+def test_fixed_threshold_and_validation():
+    det = KLDriftDetector(window=10, baseline_size=20, threshold=0.5)
+    for _ in range(20):
+        det.update("same words again")
+    assert det.threshold_ == 0.5
+    with pytest.raises(ValueError, match="baseline_size"):
+        KLDriftDetector(window=100, baseline_size=50)
+    with pytest.raises(ValueError, match="alpha"):
+        KLDriftDetector(alpha=2)
+
+
+def test_snapshot_restore_continues_identically():
+    stream = texts(generate_stream(n_per_phase=(500, 300), seed=6, phases=[("cooking",), ("finance",)]))
+    a = default_detector(window=50, baseline_size=200)
+    for text in stream[:300]:
+        a.update(text)
+    b = KLDriftDetector.restore(a.snapshot())
+    assert run(a, stream[300:]) == run(b, stream[300:])
+    assert a.divergence_ == b.divergence_
+
+
+def test_river_protocol_clone_and_seed_determinism():
+    det = default_detector(window=50, baseline_size=200)
+    clone = det.clone()
+    assert isinstance(clone, KLDriftDetector) and clone.window == 50
+    stream = texts(generate_stream(n_per_phase=(300, 200), seed=7, phases=[("cooking",), ("coding",)]))
+    assert run(det, stream) == run(clone, stream)
