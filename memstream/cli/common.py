@@ -31,7 +31,7 @@ def run_cleanly(command: click.Command, argv: list[str]) -> int:
         return 130
     except click.ClickException as exc:
         click.echo(f"memstream: error: {exc.format_message()}", err=True)
-        return exc.exit_code
+        return 2  # bad input, like every user error
     except USER_ERRORS as exc:
         if os.environ.get("MEMSTREAM_DEBUG"):
             raise

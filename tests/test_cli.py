@@ -1,0 +1,146 @@
+"""The real `memstream` command in subprocesses: learn, registry, generate, export, bad input, kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import TINY, memstream, write_jsonl
+
+
+def sets(overrides):
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+@pytest.fixture
+def learned(tmp_path, small_stream):
+    """One `learn` run over 360 events with the tiny model."""
+    events = write_jsonl(tmp_path / "events.jsonl", small_stream)
+    state = tmp_path / "state"
+    out = memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY))
+    return events, state, json.loads(out.stdout)
+
+
+def test_learn_makes_foundation_and_lora_versions_with_lineage(learned):
+    _, state, summary = learned
+    assert summary["events"] == 360 and summary["invalid"] == 0
+    modes = [c["mode"] for c in summary["consolidations"] if c["outcome"] == "accepted"]
+    assert modes[0] == "foundation" and modes.count("lora") >= 2
+    assert all(isinstance(c["event_index"], int) for c in summary["consolidations"])
+    assert summary["drift_alerts"] and all("event_index" in a and a["top_features"] for a in summary["drift_alerts"])
+    assert summary["final_version"] == summary["profiles"]["alice"]["current_version"]
+    listing = memstream("registry", "list", "--state", str(state)).stdout
+    assert "foundation" in listing and f"* {'v' + str(summary['final_version']):>5}" in listing
+    registry = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    parents = [e["parent_version"] for e in registry["training_history"] if e["version"]]
+    assert parents[0] is None and parents[1:] == [e["version"] for e in registry["training_history"] if e["version"]][:-1]
+
+
+def test_rerun_resumes_and_counts_nothing_twice(learned):
+    events, state, first = learned
+    again = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    assert again["events"] == 0 and again["skipped_already_learned"] == 360
+    assert again["profiles"]["alice"]["events_seen"] == 360
+
+
+def test_rollback_reset_show_generate_export(learned, tmp_path):
+    _, state, summary = learned
+    final = summary["final_version"]
+    shown = json.loads(memstream("registry", "show", "2", "--state", str(state), "--json").stdout)
+    assert shown["verified"] and "adapter_model.safetensors" in shown["files"]
+    memstream("registry", "rollback", "2", "--state", str(state))
+    assert json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)["current_version"] == 2
+    text = json.loads(memstream("generate", "--state", str(state), "--prompt", "Any tips for dal?", "--json",
+                                "--max-tokens", "20").stdout)
+    assert text["version"] == 2 and isinstance(text["text"], str)
+    out = tmp_path / "export"
+    memstream("export", str(out), "--state", str(state), "--version", str(final))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from learner.online import OnlineLearner
+    from tests.conftest import load_config
+
+    exported = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert tokenizer("hé", add_special_tokens=False)["input_ids"] == [107, 198, 172]
+    live = OnlineLearner("alice", load_config(overrides=TINY, environ={}), state).model_at(final)
+    ids = torch.tensor([[1, 80, 90, 100]])
+    with torch.no_grad():
+        torch.testing.assert_close(exported(input_ids=ids).logits, live.model(input_ids=ids).logits,
+                                   rtol=1e-4, atol=1e-4)
+    memstream("registry", "reset", "--state", str(state))
+    assert json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)["current_version"] is None
+
+
+def test_bad_lines_are_counted_and_skipped(tmp_path, small_stream):
+    lines = [json.dumps(e).encode() for e in small_stream[:30]]
+    lines[3] = b"{not json"
+    lines[5] = b'{"v": 1, "profile": "alice", "ts": 1, "kind": "note"}'
+    lines[7] = b"\xff\xfe bad bytes"
+    lines[9] = json.dumps({**small_stream[9], "profile": "../etc"}).encode()
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = memstream("learn", str(events), "--state", str(tmp_path / "s"), "--json", *sets(TINY))
+    summary = json.loads(result.stdout)
+    assert summary["events"] == 26 and summary["invalid"] == 4
+    assert "skipped line 4: not valid JSON" in result.stderr
+    assert "skipped line 8: not valid UTF-8" in result.stderr
+    assert "skipped line 10: profile '../etc'" in result.stderr
+    assert "skipped line 6: an event needs 'text'" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["learn", "missing.jsonl", "--state", "{tmp}/s"], "events file 'missing.jsonl' does not exist"),
+    (["learn", "{events}", "--state", "{tmp}/s", "--set", "train.epoch=2"], "unknown config key 'train.epoch'"),
+    (["learn", "{events}", "--state", "{tmp}/s", "--config", "{tmp}/none.toml"], "does not exist"),
+    (["learn", "{events}", "--state", "{tmp}/no/such/dir"], "cannot be created"),
+    (["registry", "list", "--state", "{tmp}/nowhere"], "state directory '{tmp}/nowhere' does not exist"),
+    (["registry", "list", "--state", "{tmp}", "--profile", "a/b"], "profile 'a/b' must match"),
+    (["registry", "rollback", "7", "--state", "{tmp}/s0"], "version 7 is not in the registry"),
+])
+def test_errors_are_one_readable_line(tmp_path, small_stream, args, message):
+    events = write_jsonl(tmp_path / "e.jsonl", small_stream[:3])
+    (tmp_path / "s0" / "alice").mkdir(parents=True)
+    memstream("learn", str(events), "--state", str(tmp_path / "s0"))
+    fill = {"tmp": str(tmp_path), "events": str(events)}
+    result = memstream(*[a.format(**fill) for a in args], check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memstream: error:"), result.stderr
+    assert message.format(**fill) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
+    """SIGKILL while a LoRA run trains: no corrupt version, and the rerun resumes to the same count."""
+    events = write_jsonl(tmp_path / "events.jsonl", small_stream)
+    state = tmp_path / "state"
+    slow = TINY + ["train.epochs=40", "train.max_steps=400"]  # a long enough LoRA run to land the kill in
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "memstream", "learn", str(events), "--state", str(state),
+                             *sets(slow)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    seen = []
+    deadline = time.time() + 300
+    for line in proc.stderr:
+        seen.append(line)
+        if "consolidating (lora" in line and any("version 1 accepted" in s for s in seen):
+            break
+        assert time.time() < deadline, "no LoRA consolidation started"
+    time.sleep(1.0)  # inside the training loop
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    registry = json.loads((state / "alice" / "registry.json").read_text())
+    assert registry["current_version"] == 1 and len(registry["training_history"]) == 1
+    summary = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    assert summary["profiles"]["alice"]["events_seen"] == len(small_stream)
+    registry = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    for entry in registry["training_history"]:
+        if entry["version"] and not entry.get("pruned"):
+            memstream("registry", "show", str(entry["version"]), "--state", str(state))  # verifies sha256
+    assert registry["current_version"] > 1

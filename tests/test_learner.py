@@ -1,0 +1,141 @@
+"""OnlineLearner with a real (tiny) torch model and peft, real files."""
+
+import json
+
+import pytest
+import torch
+
+from learner.config import load_config
+from learner.online import OnlineLearner
+from learner.storage import CorruptStateError
+from tests.conftest import TINY
+
+
+def test_foundation_then_lora_versions_and_only_the_adapter_changes(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    steps = learner.learn_many(small_stream[:200])
+    reports = [s.consolidation for s in steps if s.consolidation]
+    assert [r.mode for r in reports] == ["foundation", "lora"]
+    assert all(r.accepted for r in reports), [r.reason for r in reports]
+    base_before = {k: v.clone() for k, v in learner.live.base_state().items()}
+    adapter_before = learner.live.adapter_state()
+    learner.learn_many(small_stream[200:300])
+    assert learner.registry.current_version == 3
+    base_after = learner.live.base_state()
+    assert all(torch.equal(base_before[k], base_after[k]) for k in base_before)  # frozen base
+    adapter_after = learner.live.adapter_state()
+    assert any(not torch.equal(adapter_before[k], adapter_after[k]) for k in adapter_after)
+    assert learner.ewc.active and learner.registry.entry(3)["base_version"] == 1
+
+
+def test_restart_continues_exactly_where_the_saved_state_left_off(tmp_path, tiny_config, small_stream):
+    straight = OnlineLearner("alice", tiny_config, tmp_path / "a")
+    straight.learn_many(small_stream)
+    first = OnlineLearner("alice", tiny_config, tmp_path / "b")
+    first.learn_many(small_stream[:150])
+    first.save_state()
+    del first
+    resumed = OnlineLearner.open(tmp_path / "b", "alice", tiny_config)
+    assert resumed.events_seen == 150
+    resumed.learn_many(small_stream[150:])
+    assert resumed.events_seen == straight.events_seen == len(small_stream)
+    assert [e.id for e in resumed.reservoir.items] == [e.id for e in straight.reservoir.items]
+    assert [e.id for e in resumed.recent.items] == [e.id for e in straight.recent.items]
+    assert resumed.registry.current_version == straight.registry.current_version
+    a, b = straight.registry.history, resumed.registry.history
+    assert [e["samples_trained"] for e in a] == [e["samples_trained"] for e in b]
+    for ea, eb in zip(a, b):
+        assert ea["metrics"]["loss_probe_after"] == pytest.approx(eb["metrics"]["loss_probe_after"], rel=1e-4)
+
+
+def test_saved_outputs_survive_reload(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:250])
+    ids = torch.tensor([[1, 50, 60, 70, 80]])
+    with torch.no_grad():
+        expected = learner.model(input_ids=ids).logits
+        reloaded = OnlineLearner.open(tmp_path, "alice", tiny_config).model(input_ids=ids).logits
+    torch.testing.assert_close(reloaded, expected)
+
+
+def test_a_version_that_forgets_is_rejected_and_the_current_one_stays(tmp_path, small_stream):
+    cfg = load_config(overrides=TINY + ["train.lr=3.0", "train.grad_clip=0", "train.gate_tolerance=0.0"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path)
+    steps = learner.learn_many(small_stream[:200])
+    runs = [s for s in steps if s.consolidation]
+    first, second = [s.consolidation for s in runs]
+    assert first.accepted and not second.accepted, second.reason
+    assert "forgetting" in second.reason or "non-finite" in second.reason
+    assert learner.registry.current_version == 1
+    assert learner.registry.history[-1]["status"] == "rejected"
+    # covered events are not retried as new (they stay in the reservoir for replay)
+    assert len(learner.recent) == 200 - runs[1].events_seen
+
+
+def test_non_finite_loss_aborts_cleanly(tmp_path, tiny_config, small_stream, monkeypatch):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:100])
+    weights = learner.live.base_state()
+    import learner.consolidation as consolidation
+
+    real = consolidation.lm_loss
+    monkeypatch.setattr(consolidation, "lm_loss", lambda fwd, batch: real(fwd, batch) * float("nan"))
+    report = learner.consolidate("manual") or learner.learn_many(small_stream[100:200])[-1].consolidation
+    assert not report.accepted and "non-finite" in report.reason
+    assert learner.registry.current_version == 1
+    assert learner.registry.history[-1]["status"] == "aborted"
+    after = learner.live.base_state()
+    assert all(torch.equal(weights[k], after[k]) for k in weights)
+
+
+def test_drift_triggers_an_early_consolidation_with_an_alert(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    steps = learner.learn_many(small_stream)
+    alerts = [s for s in steps if s.drift]
+    assert alerts and alerts[0].events_seen > 120
+    assert alerts[0].drift["top_features"] and "consolidate early" in alerts[0].drift["action"]
+    assert any(s.consolidation and s.consolidation.trigger == "drift" for s in steps)
+
+
+def test_corrupt_current_version_is_refused_on_load(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:100])
+    weights = learner.registry.version_dir(1) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptStateError, match="model.safetensors fails its sha256 check"):
+        OnlineLearner.open(tmp_path, "alice", tiny_config)
+
+
+def test_version_snapshot_wins_over_an_older_live_state(tmp_path, tiny_config, small_stream):
+    """A crash after the version was committed but before the live state was written loses nothing."""
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:99])
+    learner.save_state()
+    stale = (tmp_path / "alice" / "learner_state.json").read_bytes()
+    learner.learn_one(small_stream[99])  # trips the count trigger: version 1 + live state
+    (tmp_path / "alice" / "learner_state.json").write_bytes(stale)  # as if the last write never happened
+    resumed = OnlineLearner.open(tmp_path, "alice", tiny_config)
+    assert resumed.events_seen == 100 and resumed.registry.current_version == 1 and len(resumed.recent) == 0
+
+
+def test_changed_architecture_is_refused_with_a_clear_error(tmp_path, tiny_config, small_stream):
+    OnlineLearner("alice", tiny_config, tmp_path).learn_many(small_stream[:100])
+    other = load_config(overrides=TINY + ["model.d_model=64"], environ={})
+    with pytest.raises(ValueError, match="model.d_model = 64 but version 1"):
+        OnlineLearner.open(tmp_path, "alice", other)
+
+
+def test_events_of_another_profile_are_refused(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    with pytest.raises(ValueError, match="profile 'bob'"):
+        learner.learn_one({**small_stream[0], "profile": "bob"})
+    assert learner.events_seen == 0
+
+
+def test_state_file_is_plain_json(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:10])
+    state = json.loads(learner.save_state().read_text())
+    assert state["events_seen"] == 10 and state["reservoir"]["seen"] == 10
