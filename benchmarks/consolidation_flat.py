@@ -3,8 +3,9 @@
     python benchmarks/consolidation_flat.py [--large 100000] [--repeats 3] [--json OUT]
 
 Both learners get the same config; the only difference is how many events went through
-``learn_one`` before the timed consolidation. Each timing is the median of ``--repeats`` runs
-with the same batch size (``scheduler.count`` new events + replay), measured in this process.
+``learn_one`` before the timed consolidations. Each figure is the median of ``--repeats``
+consolidations of ``--batch-new`` new events plus replay, timed alternately on the two
+learners in this one process (so machine noise hits both alike).
 """
 
 from __future__ import annotations
@@ -25,26 +26,30 @@ OVERRIDES = ["scheduler.count=1000000000", "scheduler.interval_s=1e15", "drift.e
              "model.max_seq_len=96", "train.probe_size=32", "ewc.fisher_samples=16"]
 
 
-def time_consolidations(ingested: int, batch_new: int, repeats: int) -> tuple[list[float], float]:
-    cfg = load_config(overrides=OVERRIDES, environ={})
-    learner = OnlineLearner("bench", cfg, tempfile.mkdtemp(prefix="bench-"))
-    events = generate_stream(n_per_phase=(ingested + batch_new * (repeats + 2),), seed=0, phases=[tuple(DOMAINS)],
-                             profile="bench")
-    started = time.perf_counter()
-    for e in events[:ingested]:
-        learner.learn_one(e)
-    ingest_s = time.perf_counter() - started
-    cursor = ingested
-    learner.consolidate("manual")  # the foundation run, not timed
-    times = []
-    for _ in range(repeats):
-        for e in events[cursor:cursor + batch_new]:
-            learner.learn_one(e)
-        cursor += batch_new
+class Subject:
+    """A learner that has ingested ``ingested`` events, ready to consolidate batches of ``batch_new``."""
+
+    def __init__(self, ingested: int, batch_new: int, repeats: int):
+        cfg = load_config(overrides=OVERRIDES, environ={})
+        self.learner = OnlineLearner("bench", cfg, tempfile.mkdtemp(prefix="bench-"))
+        self.events = generate_stream(n_per_phase=(ingested + batch_new * (repeats + 1),), seed=0,
+                                      phases=[tuple(DOMAINS)], profile="bench")
+        self.batch_new = batch_new
         started = time.perf_counter()
-        learner.consolidate("manual")
-        times.append(time.perf_counter() - started)
-    return times, ingest_s
+        for e in self.events[:ingested]:
+            self.learner.learn_one(e)
+        self.ingest_s = time.perf_counter() - started
+        self.cursor = ingested
+        self.learner.consolidate("manual")  # the foundation run, not timed
+        self.times: list[float] = []
+
+    def timed_consolidation(self) -> None:
+        for e in self.events[self.cursor:self.cursor + self.batch_new]:
+            self.learner.learn_one(e)
+        self.cursor += self.batch_new
+        started = time.perf_counter()
+        self.learner.consolidate("manual")
+        self.times.append(time.perf_counter() - started)
 
 
 def main() -> int:
@@ -55,8 +60,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    small, small_ingest = time_consolidations(args.small, args.batch_new, args.repeats)
-    large, large_ingest = time_consolidations(args.large, args.batch_new, args.repeats)
+    small_subject = Subject(args.small, args.batch_new, args.repeats)
+    large_subject = Subject(args.large, args.batch_new, args.repeats)
+    for _ in range(args.repeats):  # alternate, so machine noise hits both alike
+        small_subject.timed_consolidation()
+        large_subject.timed_consolidation()
+    small, large = small_subject.times, large_subject.times
+    small_ingest, large_ingest = small_subject.ingest_s, large_subject.ingest_s
     result = {
         "small_events": args.small, "large_events": args.large, "batch_new": args.batch_new,
         "consolidation_s_small": statistics.median(small), "consolidation_s_large": statistics.median(large),

@@ -81,7 +81,7 @@ class DriftConfig:
     window: int = _help("Events in the sliding window compared against the baseline.", 200)
     baseline_size: int = _help("Events collected as baseline before monitoring (and after a rebase).", 500)
     n_buckets: int = _help("Hashed word buckets (K).", 1024)
-    smoothing: float = _help("Additive smoothing on both distributions.", 0.5)
+    smoothing: float = _help("Share of the baseline's probability mass spread uniformly over the buckets.", 0.01)
     alpha: float = _help("False-alarm level of the chi-square threshold bound.", 0.001)
     n_bootstrap: int = _help("Bootstrap windows used to calibrate the threshold.", 200)
     margin: float = _help("Factor on the bootstrap quantile.", 1.5)

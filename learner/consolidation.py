@@ -64,7 +64,7 @@ def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_ratio: flo
     """Linear warmup then cosine decay to ``min_ratio · peak``.
 
     >>> [round(lr_at(s, 10, 1.0, 0.2, 0.1), 3) for s in (0, 1, 2, 6, 9)]
-    [0.5, 1.0, 1.0, 0.55, 0.127]
+    [0.5, 1.0, 1.0, 0.55, 0.134]
     """
     warmup = max(1, int(round(warmup_frac * total))) if warmup_frac > 0 else 0
     if step < warmup:

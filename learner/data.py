@@ -15,7 +15,7 @@ Examples
 >>> ByteTokenizer().decode(ex["input_ids"].tolist())
 'Q: hi\\nA: yo'
 >>> [i for i, label in enumerate(ex["labels"].tolist()) if label != -100]
-[9, 10, 11]
+[10, 11, 12]
 """
 
 from __future__ import annotations

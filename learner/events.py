@@ -8,7 +8,7 @@ Examples
 >>> e = MemoryEvent.from_dict({"v": 1, "profile": "alice", "ts": 1.0,
 ...                            "kind": "note", "text": "Buy basil."})
 >>> e.id
-'c3a8d2ad1b7c3e8f0b5f4a2d'
+'0ddf10a38b6be52a5415fbb7'
 >>> e.training_text
 'Buy basil.'
 >>> MemoryEvent.from_dict({"v": 1, "profile": "../etc", "ts": 1.0, "kind": "note", "text": "x"})
@@ -67,7 +67,7 @@ def content_id(fields: dict[str, Any]) -> str:
     written twice is the same memory).
 
     >>> content_id({"profile": "a", "kind": "note", "text": "hi"})
-    '8b0a1c6b0d2f2b6a8c3e7b15'
+    '0129b2230246646f9b18ed2a'
     """
     payload = json.dumps(
         {k: fields.get(k) for k in ("profile", "kind", "text", "prompt", "response")},

@@ -25,7 +25,7 @@ Examples
 >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
 >>> ewc.accumulate({"w": torch.tensor([3.0, 1.0])}, anchor={"w": torch.tensor([0.0, 0.0])})
 >>> ewc.penalty({"w": w})  # F̃ = [1.5, 0.5]; 2/2 · (1.5 + 0.5) / 2
-tensor(1., grad_fn=<MulBackward0>)
+tensor(1., grad_fn=<DivBackward0>)
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ Examples
 --------
 >>> buf = ReservoirBuffer(capacity=3, seed=7)
 >>> for i in range(10):
-...     buf.add(i)
+...     _ = buf.add(i)
 >>> buf.seen, len(buf), sorted(buf.items)
-(10, 3, [0, 3, 6])
+(10, 3, [3, 7, 8])
 >>> clone = ReservoirBuffer.restore(buf.snapshot())
 >>> for i in range(10, 20):
 ...     buf.add(i); clone.add(i)
@@ -97,7 +97,7 @@ class ReservoirBuffer(ReplayBuffer, Generic[T]):
 
         >>> buf = ReservoirBuffer(capacity=5, seed=0)
         >>> for i in range(5):
-        ...     buf.add(i)
+        ...     _ = buf.add(i)
         >>> sorted(buf.sample(2, random.Random(1), keep=lambda x: x % 2 == 0))
         [0, 4]
         """

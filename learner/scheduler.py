@@ -9,7 +9,7 @@ Examples
 >>> s = ConsolidationScheduler(count=3, interval_s=100.0, min_examples=2)
 >>> [s.observe(now=float(t)) for t in range(4)]
 [None, None, 'count', 'count']
->>> s.mark_consolidated(now=3.0, examples_covered=3)
+>>> s.mark_consolidated(now=3.0, examples_covered=4)
 >>> s.observe(now=50.0), s.observe(now=104.0)
 (None, 'time')
 >>> s.request("manual"); s.pending()
