@@ -25,6 +25,7 @@ class AdaptedModel:
     def __init__(self, cfg: ModelConfig):
         self.cfg = cfg
         self.base: BaseModel = load_base(cfg)
+        self.base.model.eval()
         self.peft_model = None
 
     @property
@@ -62,6 +63,7 @@ class AdaptedModel:
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load full weights into a fresh base (drops any adapter)."""
         self.base = load_base(self.cfg)
+        self.base.model.eval()
         self.peft_model = None
         missing, unexpected = self.base.model.load_state_dict(tensors, strict=False)
         missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the embeddings
@@ -75,6 +77,7 @@ class AdaptedModel:
 
         if self.peft_model is None:
             self.peft_model = get_peft_model(self.base.model, lora_config(self.cfg, self.base.model))
+            self.peft_model.eval()
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict

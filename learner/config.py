@@ -17,7 +17,7 @@ Examples
 >>> load_config(overrides=["train.epoch=3"], environ={})
 Traceback (most recent call last):
 ...
-learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: batch_size, epochs, foundation_epochs, foundation_lr, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, seed, warmup_frac, weight_decay)
+learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: batch_size, epochs, foundation_epochs, foundation_lr, foundation_min_events, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, seed, warmup_frac, weight_decay)
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _help("Passes over each consolidation batch (LoRA runs).", 2)
+    epochs: int = _help("Passes over each consolidation batch (LoRA runs).", 3)
     batch_size: int = _help("Sequences per optimizer step.", 16)
     lr: float = _help("Peak learning rate of LoRA runs.", 2e-3)
     min_lr_ratio: float = _help("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
@@ -153,9 +153,10 @@ class TrainConfig:
     grad_clip: float = _help("Gradient norm clipping (0 = off).", 1.0)
     replay_ratio: float = _help("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
     probe_size: int = _help("Held-out replay events in the evaluation gate's probe set.", 48)
-    gate_tolerance: float = _help("Reject if probe loss rises by more than this fraction.", 0.02)
-    foundation_epochs: int = _help("Passes over the data in the first, full-parameter run of the default model.", 6)
-    foundation_lr: float = _help("Peak learning rate of the foundation run.", 3e-3)
+    gate_tolerance: float = _help("Reject a LoRA version if probe loss rises by more than this fraction.", 0.05)
+    foundation_epochs: int = _help("Passes over the data in the first, full-parameter run of the default model.", 20)
+    foundation_lr: float = _help("Peak learning rate of the foundation run.", 4e-3)
+    foundation_min_events: int = _help("Automatic triggers wait for this many events before the foundation run.", 100)
     seed: int = _help("Seed for batching, probe selection and dropout.", 0)
 
     def __post_init__(self) -> None:
@@ -166,6 +167,8 @@ class TrainConfig:
         _check(self.lr > 0, "train.lr", self.lr, "must be positive")
         _check(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")
         _check(self.probe_size >= 1, "train.probe_size", self.probe_size, "must be at least 1")
+        _check(self.foundation_min_events >= 1, "train.foundation_min_events", self.foundation_min_events,
+               "must be at least 1")
 
 
 @dataclass

@@ -158,8 +158,10 @@ def run_consolidation(
             raise RunAborted(f"non-finite training loss at step {step}")
     except RunAborted:
         live.restore_trainable(before, full)
+        model.eval()
         raise
 
+    model.eval()  # the live model serves inference between runs: no dropout
     probe_after = mean_loss(model, probe_examples, tok.pad_id, device=device)
     new_after = mean_loss(model, new_examples, tok.pad_id, device=device)
     metrics = {

@@ -180,12 +180,17 @@ def load_base(cfg: ModelConfig) -> BaseModel:
 
 
 def find_lora_targets(model: nn.Module) -> list[str]:
-    """Names (last component) of every ``nn.Linear`` except the output head."""
+    """Names (last component) of every linear layer except the output head.
+
+    Linear layers are ``nn.Linear`` and the ``Conv1D`` that GPT-2-style models use.
+    """
+    from transformers.pytorch_utils import Conv1D
+
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     names = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and module is not output
+        if isinstance(module, (nn.Linear, Conv1D)) and module is not output
     }
     if not names:
         raise ValueError("the model has no linear layers for LoRA; set model.target_modules")
@@ -194,11 +199,15 @@ def find_lora_targets(model: nn.Module) -> list[str]:
 
 def lora_config(cfg: ModelConfig, model: nn.Module):
     from peft import LoraConfig
+    from transformers.pytorch_utils import Conv1D
 
+    targets = list(cfg.target_modules) or find_lora_targets(model)
+    conv1d = any(isinstance(m, Conv1D) and name.rsplit(".", 1)[-1] in targets for name, m in model.named_modules())
     return LoraConfig(
         task_type="CAUSAL_LM",
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules) or find_lora_targets(model),
+        target_modules=targets,
+        fan_in_fan_out=conv1d,  # GPT-2's Conv1D stores weights transposed
     )

@@ -207,6 +207,9 @@ class OnlineLearner:
             if self.drift.drift_detected:
                 step.drift = self._drift_alert(event.ts)
         step.trigger = self.scheduler.observe(now=event.ts)
+        if step.trigger and self.next_mode == FOUNDATION and step.trigger != "manual" \
+                and len(self.recent) < self.config.train.foundation_min_events:
+            step.trigger = None  # too little data for a first full-parameter run: keep collecting
         if step.trigger and self.auto_consolidate:
             step.consolidation = self.consolidate(step.trigger, now=event.ts)
         return step

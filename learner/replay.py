@@ -16,7 +16,7 @@ Examples
 (10, 3, [3, 7, 8])
 >>> clone = ReservoirBuffer.restore(buf.snapshot())
 >>> for i in range(10, 20):
-...     buf.add(i); clone.add(i)
+...     _ = buf.add(i), clone.add(i)
 >>> buf.items == clone.items
 True
 """

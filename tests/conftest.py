@@ -16,7 +16,7 @@ from learner.sample_data import generate_stream, sample_stream_path
 TINY = [
     "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_seq_len=64",
     "model.lora_r=4", "train.batch_size=16", "train.foundation_epochs=2", "train.epochs=1",
-    "train.probe_size=16", "ewc.fisher_samples=8", "scheduler.count=100", "scheduler.interval_s=1e12",
+    "train.probe_size=16", "train.foundation_min_events=50", "ewc.fisher_samples=8", "scheduler.count=100", "scheduler.interval_s=1e12",
     "drift.window=60", "drift.baseline_size=120", "drift.n_bootstrap=50",
 ]
 

@@ -1,0 +1,59 @@
+"""The acceptance run: the default model on the bundled sample stream, through the real CLI.
+
+It takes a few minutes on a 2-core CPU (marked slow; part of the default suite).
+"""
+
+import json
+
+import pytest
+
+from learner.config import load_config
+from learner.data import encode_event, mean_loss
+from learner.events import MemoryEvent
+from learner.online import OnlineLearner
+from learner.sample_data import PHASES, generate_stream, sample_stream_path
+from tests.conftest import memstream
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    state = tmp_path_factory.mktemp("default") / "state"
+    out = memstream("learn", str(sample_stream_path()), "--state", str(state), "--json", timeout=1800)
+    return state, json.loads(out.stdout)
+
+
+def test_foundation_then_at_least_two_lora_versions(default_run):
+    state, summary = default_run
+    accepted = [c for c in summary["consolidations"] if c["accepted"]]
+    assert accepted[0]["mode"] == "foundation" and accepted[0]["version"] == 1
+    assert sum(c["mode"] == "lora" for c in accepted) >= 2
+    assert summary["events"] == 1250 and summary["invalid"] == 0
+    listing = memstream("registry", "list", "--state", str(state)).stdout
+    assert listing.count("accepted") == len(accepted)
+
+
+def test_drift_alerts_follow_the_phase_switches(default_run):
+    _, summary = default_run
+    switches = [450, 850]  # the sample stream's phases (learner/sample_data.py)
+    indices = [a["event_index"] for a in summary["drift_alerts"]]
+    for switch in switches:
+        assert any(switch <= i < switch + 500 for i in indices), (switch, indices)
+
+
+def test_early_domains_are_not_forgotten(default_run):
+    """Held-out text of the first phase's domains: the last version beats the foundation, or a gate refused."""
+    state, summary = default_run
+    held_out = [MemoryEvent.from_dict(e) for e in
+                generate_stream(n_per_phase=(120,), seed=12345, phases=[PHASES[0]], profile="alice")]
+    learner = OnlineLearner("alice", load_config(), state)
+    losses = {}
+    for version in (1, learner.registry.current_version):
+        live = learner.model_at(version)
+        examples = [encode_event(e, live.tokenizer, learner.config.model.max_seq_len) for e in held_out]
+        losses[version] = mean_loss(live.model, examples, live.tokenizer.pad_id)
+    final = learner.registry.current_version
+    gate_refused = any(not c["accepted"] for c in summary["consolidations"])
+    assert losses[final] < losses[1] or gate_refused, losses
+    assert losses[final] < losses[1] * 1.05, losses  # and never much worse than the foundation

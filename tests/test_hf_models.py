@@ -1,0 +1,51 @@
+"""A Hugging Face causal LM from a local path: LoRA from the start, targets found automatically."""
+
+import pytest
+import torch
+
+from learner.config import load_config
+from learner.model import find_lora_targets
+from learner.online import OnlineLearner
+from tests.conftest import TINY
+
+
+def save_local_model(path, kind):
+    from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=259, n_embd=32, n_layer=1, n_head=2, n_positions=128,
+                                           bos_token_id=1, eos_token_id=1, pad_token_id=0))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                             bos_token_id=1, eos_token_id=1, pad_token_id=0))
+    model.save_pretrained(path, safe_serialization=True)
+    ByT5Tokenizer(extra_ids=0).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind, targets", [
+    ("llama", ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]),
+    ("gpt2", ["c_attn", "c_fc", "c_proj"]),
+])
+def test_local_hf_model_trains_lora_from_the_first_run(tmp_path, small_stream, kind, targets):
+    path = save_local_model(tmp_path / kind, kind)
+    cfg = load_config(overrides=TINY + [f"model.base={path}"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path / "state")
+    assert find_lora_targets(learner.live.base.model) == targets
+    steps = learner.learn_many(small_stream[:100])
+    report = next(s.consolidation for s in steps if s.consolidation)
+    assert report.mode == "lora" and report.accepted, report.reason
+    entry = learner.registry.entry(report.version)
+    assert entry["base_model_used"] == str(path.resolve()) and entry["base_version"] is None
+    reloaded = OnlineLearner.open(tmp_path / "state", "alice", cfg)
+    ids = torch.tensor([[1, 70, 80, 90]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.model(input_ids=ids).logits, learner.model(input_ids=ids).logits)
+
+
+def test_missing_local_model_is_one_clear_error(tmp_path):
+    cfg = load_config(overrides=TINY + [f"model.base={tmp_path / 'nope'}"], environ={})
+    with pytest.raises(ValueError, match="not a local model directory"):
+        OnlineLearner("alice", cfg, tmp_path).live
