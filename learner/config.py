@@ -88,8 +88,13 @@ class DriftConfig:
     threshold: float | None = _help("Fixed KL threshold instead of calibration.", None)
     check_every: int = _help("Compute the divergence every this many events.", 10)
     seed: int = _help("Seed for the bootstrap.", 0)
+    loss_detector: str = _help("Optional second signal: a river detector on per-event loss under the current "
+                               "version ('adwin', 'page-hinkley', 'kswin'; empty = off). Costs one forward "
+                               "pass per event.", "")
 
     def __post_init__(self) -> None:
+        _check(self.loss_detector in ("", "adwin", "page-hinkley", "kswin"), "drift.loss_detector",
+               self.loss_detector, "must be empty, 'adwin', 'page-hinkley' or 'kswin'")
         _check(self.window >= 2, "drift.window", self.window, "must be at least 2")
         _check(self.baseline_size >= self.window, "drift.baseline_size", self.baseline_size,
                f"must be at least drift.window ({self.window})")

@@ -40,7 +40,8 @@ from safetensors.torch import save as save_safetensors
 from learner.adapted import AdaptedModel
 from learner.config import ConfigError, LearnerConfig
 from learner.consolidation import FOUNDATION, LORA, Plan, RunAborted, run_consolidation
-from learner.drift import DRIFTED, KLDriftDetector
+from learner.data import encode_event, mean_loss
+from learner.drift import DRIFTED, KLDriftDetector, ScalarDriftMonitor
 from learner.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.ewc import EWC
 from learner.registry import ModelRegistry
@@ -161,6 +162,8 @@ class OnlineLearner:
         self.reservoir: ReservoirBuffer[MemoryEvent] = ReservoirBuffer(cfg.replay.capacity, cfg.replay.seed)
         self.recent: RecentBuffer[MemoryEvent] = RecentBuffer(cfg.replay.recent_capacity)
         self.drift = self._new_detector() if cfg.drift.enabled else None
+        self.loss_monitor = ScalarDriftMonitor(cfg.drift.loss_detector, "loss", seed=cfg.drift.seed) \
+            if cfg.drift.loss_detector else None
         self.scheduler = ConsolidationScheduler(cfg.scheduler.count, cfg.scheduler.interval_s,
                                                 cfg.scheduler.min_examples)
         self.rng = random.Random(cfg.train.seed)
@@ -205,7 +208,11 @@ class OnlineLearner:
         if self.drift is not None:
             self.drift.update(event.training_text)
             if self.drift.drift_detected:
-                step.drift = self._drift_alert(event.ts)
+                step.drift = self._drift_alert(self.drift.last_report, event.ts)
+        if self.loss_monitor is not None and self.registry.current_version is not None:
+            self.loss_monitor.update(self.event_loss(event))
+            if self.loss_monitor.drift_detected and step.drift is None:
+                step.drift = self._drift_alert(self.loss_monitor.last_report, event.ts)
         step.trigger = self.scheduler.observe(now=event.ts)
         if step.trigger and self.next_mode == FOUNDATION and step.trigger != "manual" \
                 and len(self.recent) < self.config.train.foundation_min_events:
@@ -218,15 +225,22 @@ class OnlineLearner:
         """:meth:`learn_one` over many events; returns the steps where something happened."""
         return [s for s in map(self.learn_one, events) if s.drift or s.trigger or s.consolidation]
 
-    def _drift_alert(self, ts: float) -> dict[str, Any]:
-        report = self.drift.last_report.to_dict()
+    def event_loss(self, event: MemoryEvent) -> float:
+        """Loss (nats per target token) of one event under the current version: its surprise."""
+        live = self.live
+        example = encode_event(event, live.tokenizer, self.config.model.max_seq_len)
+        return mean_loss(live.model, [example], live.tokenizer.pad_id, device=live.device)
+
+    def _drift_alert(self, drift_report, ts: float) -> dict[str, Any]:
+        report = drift_report.to_dict()
         actions = ["rebase baseline after the next consolidation", "recompute Fisher after the next consolidation"]
         if self.config.scheduler.consolidate_on_drift:
             self.scheduler.request("drift")
             actions.insert(0, "consolidate early")
         alert = {"v": 1, "profile": self.profile, "ts": ts, **report, "action": "; ".join(actions)}
         self.alerts = (self.alerts + [alert])[-MAX_ALERTS_KEPT:]
-        self.log(f"[{self.profile}] drift: KL {report['divergence']:.4f} > {report['threshold']:.4f}")
+        self.log(f"[{self.profile}] drift ({report['detector']}): {report['divergence']:.4f} "
+                 f"vs threshold {report['threshold']:.4f}")
         return alert
 
     # -- consolidation -----------------------------------------------------------------
@@ -345,6 +359,8 @@ class OnlineLearner:
         self.scheduler.mark_consolidated(now, examples_covered=len(covered))
         if self.drift is not None and self.drift.state == DRIFTED:
             self.drift.rebase()
+        if self.loss_monitor is not None and accepted:
+            self.loss_monitor.reset()  # a new version: the loss signal starts afresh
         info = {
             "run_id": plan.run_id,
             "trigger": plan.trigger,
@@ -420,6 +436,7 @@ class OnlineLearner:
             "reservoir": self.reservoir.snapshot(_event_to_json),
             "recent": self.recent.snapshot(_event_to_json),
             "drift": self.drift.snapshot() if self.drift is not None else None,
+            "loss_monitor": self.loss_monitor.snapshot() if self.loss_monitor is not None else None,
             "scheduler": self.scheduler.snapshot(),
             "rng_state": [version, list(internal), gauss],
             "sources": dict(self.sources),
@@ -468,6 +485,8 @@ class OnlineLearner:
         self.recent = RecentBuffer.restore(state["recent"], _event_from_json)
         if cfg.drift.enabled:
             self.drift = KLDriftDetector.restore(state["drift"]) if state.get("drift") else self._new_detector()
+        if self.loss_monitor is not None and state.get("loss_monitor"):
+            self.loss_monitor = ScalarDriftMonitor.restore(state["loss_monitor"])
         self.scheduler = ConsolidationScheduler.restore(
             state["scheduler"], count=cfg.scheduler.count, interval_s=cfg.scheduler.interval_s,
             min_examples=cfg.scheduler.min_examples)

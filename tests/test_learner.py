@@ -1,6 +1,7 @@
 """OnlineLearner with a real (tiny) torch model and peft, real files."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -140,3 +141,23 @@ def test_state_file_is_plain_json(tmp_path, tiny_config, small_stream):
     learner.learn_many(small_stream[:10])
     state = json.loads(learner.save_state().read_text())
     assert state["events_seen"] == 10 and state["reservoir"]["seen"] == 10
+
+
+def test_loss_detector_is_an_optional_second_signal(tmp_path, small_stream):
+    """ADWIN on per-event loss fires when the text turns into something the model never saw."""
+    cfg = load_config(overrides=TINY + ["drift.enabled=false", "drift.loss_detector=adwin",
+                                        "scheduler.count=1000", "train.foundation_epochs=20"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path)
+    learner.learn_many(small_stream[:120])
+    learner.consolidate("manual")  # a foundation on the first phase: now loss means something
+    rng = random.Random(0)
+    codes = [{"v": 1, "profile": "alice", "ts": 2e9 + i, "kind": "observation",
+              "text": " ".join(f"{rng.randrange(16**6):06X}-{rng.randrange(999)}" for _ in range(6))}
+             for i in range(150)]
+    steps = learner.learn_many(small_stream[120:220] + codes)
+    alerts = [s for s in steps if s.drift]
+    assert alerts and alerts[0].drift["detector"] == "adwin-loss"
+    assert alerts[0].events_seen > 220  # after the switch, not before
+    assert alerts[0].drift["top_features"][0]["direction"] == "rose"
+    state = json.loads(learner.save_state().read_text())
+    assert state["loss_monitor"]["kind"] == "scalar-drift"
