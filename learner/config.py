@@ -128,8 +128,8 @@ class ModelConfig:
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
     lora_dropout: float = _help("LoRA dropout.", 0.0)
     target_modules: list[str] = _help("LoRA target module names; empty = every linear layer but the output head.", [])
-    device: str = _help("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present).", "cpu")
-    dtype: str = _help("'float32', 'bfloat16' or 'auto' (bf16 on CUDA, fp32 on CPU).", "float32")
+    device: str = _help("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU).", "auto")
+    dtype: str = _help("'float32', 'bfloat16', 'float16' or 'auto' (bf16 on CUDA, fp32 on CPU).", "auto")
 
     def __post_init__(self) -> None:
         _check(self.d_model % self.n_heads == 0, "model.d_model", self.d_model,

@@ -96,8 +96,11 @@ class EWC(Regularizer):
         total = None
         for name, weight in self._weights.items():
             param = named_parameters[name]
-            diff = param - self.anchor[name].to(param.device, param.dtype)
-            term = (weight.to(param.device, param.dtype) * diff * diff).sum()
+            if weight.device != param.device:  # move once, not on every step
+                self._weights[name] = weight = weight.to(param.device)
+                self.anchor[name] = self.anchor[name].to(param.device)
+            diff = param - self.anchor[name].to(param.dtype)
+            term = (weight.to(param.dtype) * diff * diff).sum()
             total = term if total is None else total + term
         return (self.lam / 2) * total / self._count
 

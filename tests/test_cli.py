@@ -144,3 +144,30 @@ def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
         if entry["version"] and not entry.get("pruned"):
             memstream("registry", "show", str(entry["version"]), "--state", str(state))  # verifies sha256
     assert registry["current_version"] > 1
+
+
+def test_several_profiles_from_stdin_each_get_their_own_registry(tmp_path, small_stream):
+    mixed = []
+    for i, e in enumerate(small_stream[:240]):
+        mixed.append({**e, "profile": "alice" if i % 2 else "bob", "id": f"{i}"})
+    data = "".join(json.dumps(e) + "\n" for e in mixed)
+    state = tmp_path / "state"
+    result = subprocess.run([sys.executable, "-m", "memstream", "learn", "-", "--state", str(state), "--json",
+                             *sets(TINY)], input=data, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["profiles"]["alice"]["events_seen"] == summary["profiles"]["bob"]["events_seen"] == 120
+    assert {c["profile"] for c in summary["consolidations"]} == {"alice", "bob"}
+    assert "final_version" not in summary
+    ambiguous = memstream("registry", "list", "--state", str(state), check=False)
+    assert ambiguous.returncode == 2 and "several profiles under" in ambiguous.stderr
+    bob = json.loads(memstream("registry", "list", "--state", str(state), "--profile", "bob", "--json").stdout)
+    assert bob["profile"] == "bob" and bob["current_version"] == 1
+
+
+def test_config_command_prints_every_setting(tmp_path):
+    out = memstream("config").stdout
+    assert "[ewc]" in out and "lam = 1000.0" in out and "# EWC strength" in out
+    effective = json.loads(memstream("config", "--effective", "--set", "ewc.lam=5",
+                                     env={"MEMSTREAM_TRAIN_EPOCHS": "7"}).stdout)
+    assert effective["ewc"]["lam"] == 5.0 and effective["train"]["epochs"] == 7
