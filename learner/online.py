@@ -44,12 +44,13 @@ from learner.data import encode_event, mean_loss
 from learner.drift import DRIFTED, KLDriftDetector, ScalarDriftMonitor
 from learner.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.ewc import EWC
+from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
 from learner.replay import RecentBuffer, ReservoirBuffer
 from learner.scheduler import ConsolidationScheduler
 from learner.storage import CorruptStateError, atomic_write_json, read_json
 
-__all__ = ["OnlineLearner", "Step", "ConsolidationReport", "STATE_FILE", "version_config"]
+__all__ = ["OnlineLearner", "Step", "ConsolidationReport", "STATE_FILE", "load_model_at", "version_config"]
 
 STATE_FILE = "learner_state.json"
 # model settings that change the shape of the weights: a version can only be loaded with its own
@@ -66,6 +67,24 @@ def version_config(registry: ModelRegistry, version: int | None, fallback: Learn
     config = LearnerConfig.from_dict(run["config"])
     config.model.device, config.model.dtype = fallback.model.device, fallback.model.dtype
     return config
+
+
+def load_model_at(registry: ModelRegistry, version: int | None, config: LearnerConfig) -> AdaptedModel:
+    """A model at ``version`` (None = the original base), every file verified before it is read."""
+    live = AdaptedModel(config.model)
+    if version is None:
+        return live
+    registry.verify(version)
+    entry = registry.entry(version)
+    if entry["mode"] == FOUNDATION:
+        live.load_base_state(load_safetensors(registry.read_file(version, "model.safetensors")))
+        return live
+    base_version = entry.get("base_version")
+    if base_version:
+        registry.verify(base_version)
+        live.load_base_state(load_safetensors(registry.read_file(base_version, "model.safetensors")))
+    live.load_adapter_state(load_safetensors(registry.read_file(version, "adapter_model.safetensors")))
+    return live
 
 
 def check_architecture(config: LearnerConfig, registry: ModelRegistry) -> None:
@@ -171,6 +190,7 @@ class OnlineLearner:
         self.seq = 0
         self.sources: dict[str, int] = {}
         self.alerts: list[dict[str, Any]] = []
+        self.lock = ProfileLock(self.directory).acquire()  # one writer per profile
         self.registry = ModelRegistry.open(self.state_root, self.profile, self._base_name(),
                                            cfg.registry.keep_versions)
         self.ewc = EWC(cfg.ewc.lam, cfg.ewc.gamma)
@@ -277,7 +297,7 @@ class OnlineLearner:
     def live(self) -> AdaptedModel:
         """The live model at the current version (loaded and verified on first use)."""
         if self._live is None:
-            self._live = self._load_live(self.registry.current_version)
+            self._live = load_model_at(self.registry, self.registry.current_version, self.config)
         return self._live
 
     @property
@@ -291,23 +311,7 @@ class OnlineLearner:
 
     def model_at(self, version: int | None) -> AdaptedModel:
         """A separate model at ``version`` (None = the original base), verified; the live one is untouched."""
-        return self._load_live(version)
-
-    def _load_live(self, version: int | None) -> AdaptedModel:
-        live = AdaptedModel(self.config.model)
-        if version is None:
-            return live
-        self.registry.verify(version)
-        entry = self.registry.entry(version)
-        if entry["mode"] == FOUNDATION:
-            live.load_base_state(load_safetensors(self.registry.read_file(version, "model.safetensors")))
-            return live
-        base_version = entry.get("base_version")
-        if base_version:
-            self.registry.verify(base_version)
-            live.load_base_state(load_safetensors(self.registry.read_file(base_version, "model.safetensors")))
-        live.load_adapter_state(load_safetensors(self.registry.read_file(version, "adapter_model.safetensors")))
-        return live
+        return load_model_at(self.registry, version, self.config)
 
     def _load_ewc(self, version: int | None) -> EWC:
         cfg = self.config.ewc
@@ -432,7 +436,6 @@ class OnlineLearner:
             "profile": self.profile,
             "seq": self.seq,
             "events_seen": self.events_seen,
-            "model_version": self.registry.current_version,
             "reservoir": self.reservoir.snapshot(_event_to_json),
             "recent": self.recent.snapshot(_event_to_json),
             "drift": self.drift.snapshot() if self.drift is not None else None,
@@ -494,6 +497,16 @@ class OnlineLearner:
         self.rng.setstate((version, tuple(internal), gauss))
         self.sources = {k: int(v) for k, v in state.get("sources", {}).items()}
         self.alerts = list(state.get("alerts", []))
+
+    def close(self) -> None:
+        """Release the profile's writer lock (state is not saved: call :meth:`save_state` first)."""
+        self.lock.release()
+
+    def __enter__(self) -> "OnlineLearner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @classmethod
     def open(cls, state_dir: str | Path, profile: str, config: LearnerConfig | None = None,

@@ -73,14 +73,20 @@ class ModelRegistry:
     # -- opening -----------------------------------------------------------------------
     @classmethod
     def open(cls, state_root: str | Path, profile: str, original_base_model: str,
-             keep_versions: int | None = None) -> "ModelRegistry":
-        """Open (or create) the registry of ``profile`` under ``state_root``; clean crash leftovers."""
+             keep_versions: int | None = None, writer: bool = True) -> "ModelRegistry":
+        """Open (or create) the registry of ``profile`` under ``state_root``.
+
+        A ``writer`` (who must hold the profile's lock) also removes what a crashed writer
+        left uncommitted; a reader changes nothing on disk.
+        """
         directory = Path(state_root) / validate_profile(profile)
         path = directory / REGISTRY_FILE
         if path.exists():
             data = read_json(path)
             if data.get("format") != FORMAT:
                 raise CorruptStateError(f"{path}: unknown registry format {data.get('format')!r}")
+        elif not writer:
+            raise FileNotFoundError(2, "no registry", str(path))
         else:
             data = {
                 "format": FORMAT,
@@ -97,7 +103,8 @@ class ModelRegistry:
         registry = cls(directory, data)
         if keep_versions is not None:
             registry.data["versioning"]["keep_versions"] = keep_versions
-        registry._remove_uncommitted()
+        if writer:
+            registry._remove_uncommitted()
         return registry
 
     def _remove_uncommitted(self) -> None:

@@ -132,6 +132,12 @@ def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
             break
         assert time.time() < deadline, "no LoRA consolidation started"
     time.sleep(1.0)  # inside the training loop
+    # while it writes: readers work and change nothing; another writer is refused
+    listing = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    assert listing["current_version"] == 1
+    refused = memstream("registry", "reset", "--state", str(state), check=False)
+    assert refused.returncode == 2 and "is being written by another process (pid" in refused.stderr
+    assert proc.poll() is None, "the learner should still be training"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -12,13 +12,14 @@ import click
 
 from learner.config import ConfigError, LearnerConfig, load_config
 from learner.events import InvalidEvent, validate_profile
+from learner.lock import ProfileLocked
 from learner.registry import REGISTRY_FILE, RegistryError
 from learner.storage import CorruptStateError
 
 __all__ = ["run_cleanly", "state_option", "profile_option", "config_options", "resolve_profile",
            "open_config", "echo_json", "existing_state_dir"]
 
-USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, FileNotFoundError,
+USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, ProfileLocked, FileNotFoundError,
                NotADirectoryError, PermissionError, ValueError)
 
 

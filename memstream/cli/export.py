@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from learner.export import export_merged
-from learner.online import OnlineLearner, version_config
+from learner.online import load_model_at, version_config
 from learner.registry import ModelRegistry
 from memstream.cli.common import config_options, echo_json, open_config, profile_option, resolve_profile, state_option
 
@@ -24,12 +24,12 @@ def export_command(out: Path, state_dir: Path, profile: str | None, config_file,
     """Write a version as a plain Hugging Face model (adapter merged): safetensors, config, tokenizer."""
     name = resolve_profile(state_dir, profile)
     config = open_config(config_file, overrides)
-    registry = ModelRegistry.open(state_dir, name, original_base_model=config.model.base)
+    registry = ModelRegistry.open(state_dir, name, original_base_model=config.model.base, writer=False)
     version = registry.current_version if version is None else version
     if version is None:
         raise click.ClickException(f"profile {name!r} has no version yet: nothing to export")
-    learner = OnlineLearner(name, version_config(registry, version, config), state_dir)
-    written = export_merged(learner.model_at(version), out, {"profile": name, "version": version,
+    model = load_model_at(registry, version, version_config(registry, version, config))
+    written = export_merged(model, out, {"profile": name, "version": version,
                                                              **registry.entry(version)})
     if as_json:
         echo_json({"out": str(out), "files": written})

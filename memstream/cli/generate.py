@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from learner.generate import sample
-from learner.online import OnlineLearner, version_config
+from learner.online import load_model_at, version_config
 from learner.registry import ModelRegistry
 from memstream.cli.common import config_options, echo_json, open_config, profile_option, resolve_profile, state_option
 
@@ -28,12 +28,12 @@ def generate_command(state_dir: Path, profile: str | None, config_file, override
     """Sample an answer from the current (or a given) version, to see what the model learned."""
     name = resolve_profile(state_dir, profile)
     config = open_config(config_file, overrides)
-    registry = ModelRegistry.open(state_dir, name, original_base_model=config.model.base)
+    registry = ModelRegistry.open(state_dir, name, original_base_model=config.model.base, writer=False)
     if version is None:
         version = registry.current_version
     version = version or None
-    learner = OnlineLearner(name, version_config(registry, version, config), state_dir)
-    text = sample(learner.model_at(version), prompt, max_tokens, temperature, top_k, seed)
+    model = load_model_at(registry, version, version_config(registry, version, config))
+    text = sample(model, prompt, max_tokens, temperature, top_k, seed)
     if as_json:
         echo_json({"profile": name, "version": version, "prompt": prompt, "text": text})
     else:

@@ -7,13 +7,21 @@ from pathlib import Path
 
 import click
 
+from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
 from memstream.cli.common import echo_json, profile_option, resolve_profile, state_option
 
 
 def _open(state_dir: Path, profile: str | None) -> ModelRegistry:
+    """Read-only: changes nothing on disk, so it is safe while a learner writes."""
     name = resolve_profile(state_dir, profile)
-    return ModelRegistry.open(state_dir, name, original_base_model="")
+    return ModelRegistry.open(state_dir, name, original_base_model="", writer=False)
+
+
+def _open_for_writing(state_dir: Path, profile: str | None) -> tuple[ModelRegistry, ProfileLock]:
+    name = resolve_profile(state_dir, profile)
+    lock = ProfileLock(state_dir / name).acquire()
+    return ModelRegistry.open(state_dir, name, original_base_model=""), lock
 
 
 def _when(ts: float) -> str:
@@ -81,8 +89,9 @@ def show_command(version: int, state_dir: Path, profile: str | None, as_json: bo
 @profile_option()
 def rollback_command(version: int, state_dir: Path, profile: str | None) -> None:
     """Make a kept version current again (it is verified first)."""
-    registry = _open(state_dir, profile)
-    registry.rollback(version)
+    registry, lock = _open_for_writing(state_dir, profile)
+    with lock:
+        registry.rollback(version)
     click.echo(f"profile {registry.data['profile']}: current version is now v{version}")
 
 
@@ -91,6 +100,7 @@ def rollback_command(version: int, state_dir: Path, profile: str | None) -> None
 @profile_option()
 def reset_command(state_dir: Path, profile: str | None) -> None:
     """Go back to the original base model (history and kept versions stay)."""
-    registry = _open(state_dir, profile)
-    registry.reset()
+    registry, lock = _open_for_writing(state_dir, profile)
+    with lock:
+        registry.reset()
     click.echo(f"profile {registry.data['profile']}: reset to the original base {registry.original_base_model}")
