@@ -95,9 +95,16 @@ class DriftConfig:
     def __post_init__(self) -> None:
         _check(self.loss_detector in ("", "adwin", "page-hinkley", "kswin"), "drift.loss_detector",
                self.loss_detector, "must be empty, 'adwin', 'page-hinkley' or 'kswin'")
+        _check(0 < self.smoothing < 1, "drift.smoothing", self.smoothing, "must be in (0, 1)")
         _check(self.window >= 2, "drift.window", self.window, "must be at least 2")
         _check(self.baseline_size >= self.window, "drift.baseline_size", self.baseline_size,
                f"must be at least drift.window ({self.window})")
+
+    def kl_params(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`learner.drift.KLDriftDetector` these settings give."""
+        names = ("window", "baseline_size", "n_buckets", "smoothing", "alpha", "n_bootstrap", "margin",
+                 "threshold", "check_every", "seed")
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass

@@ -203,11 +203,7 @@ class OnlineLearner:
         return base if self.config.model.is_default_model else str(Path(base).expanduser().resolve())
 
     def _new_detector(self) -> KLDriftDetector:
-        d = self.config.drift
-        return KLDriftDetector(window=d.window, baseline_size=d.baseline_size, n_buckets=d.n_buckets,
-                               smoothing=d.smoothing, alpha=d.alpha, n_bootstrap=d.n_bootstrap,
-                               margin=d.margin, threshold=d.threshold, check_every=d.check_every,
-                               seed=d.seed)
+        return KLDriftDetector(**self.config.drift.kl_params())
 
     @property
     def directory(self) -> Path:

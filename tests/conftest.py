@@ -42,6 +42,16 @@ def small_stream() -> list[dict]:
     return generate_stream(n_per_phase=(120, 120, 120), seed=3)
 
 
+def run_detector(detector, stream) -> list[int]:
+    """Feed ``stream`` to a drift detector; the 0-based positions where it fired."""
+    fired = []
+    for i, x in enumerate(stream):
+        detector.update(x)
+        if detector.drift_detected:
+            fired.append(i)
+    return fired
+
+
 def write_jsonl(path: Path, events: list[dict]) -> Path:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     return path

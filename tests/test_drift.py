@@ -8,6 +8,7 @@ from learner.config import DriftConfig
 from learner.drift import KLDriftDetector
 from learner.events import MemoryEvent
 from learner.sample_data import DOMAINS, generate_stream
+from tests.conftest import run_detector as run
 
 
 def texts(events):
@@ -15,19 +16,8 @@ def texts(events):
 
 
 def default_detector(**changes) -> KLDriftDetector:
-    cfg = DriftConfig(**changes)
-    return KLDriftDetector(window=cfg.window, baseline_size=cfg.baseline_size, n_buckets=cfg.n_buckets,
-                           smoothing=cfg.smoothing, alpha=cfg.alpha, n_bootstrap=cfg.n_bootstrap,
-                           margin=cfg.margin, threshold=cfg.threshold, check_every=cfg.check_every, seed=cfg.seed)
-
-
-def run(detector, stream):
-    fired = []
-    for i, text in enumerate(stream):
-        detector.update(text)
-        if detector.drift_detected:
-            fired.append(i)
-    return fired
+    """The detector with the learner's default settings (``DriftConfig``)."""
+    return KLDriftDetector(**DriftConfig(**changes).kl_params())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -9,6 +9,7 @@ import pytest
 from learner.drift import KLDriftDetector, ScalarDriftMonitor
 from learner.sample_data import generate_stream
 from learner.events import MemoryEvent
+from tests.conftest import run_detector as run
 
 
 def text_stream(seed=0):
@@ -30,13 +31,6 @@ DETECTORS = [
 ]
 
 
-def run(detector, stream):
-    fired = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            fired.append(i)
-    return fired
 
 
 @pytest.mark.parametrize("make, stream", DETECTORS)
