@@ -494,6 +494,19 @@ class OnlineLearner:
         self.sources = {k: int(v) for k, v in state.get("sources", {}).items()}
         self.alerts = list(state.get("alerts", []))
 
+    def rollback(self, version: int) -> None:
+        """Make a kept version current again: model and EWC state follow (data seen stays seen)."""
+        self.registry.rollback(version)
+        self._live = None
+        self.ewc = self._load_ewc(version)
+
+    def reset(self) -> None:
+        """Back to the original base model; the next consolidation starts afresh (a foundation run
+        for the default model). The replay buffer and counters stay: the events were still seen."""
+        self.registry.reset()
+        self._live = None
+        self.ewc = EWC(self.config.ewc.lam, self.config.ewc.gamma)
+
     def close(self) -> None:
         """Release the profile's writer lock (state is not saved: call :meth:`save_state` first)."""
         self.lock.release()

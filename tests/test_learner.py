@@ -161,3 +161,20 @@ def test_loss_detector_is_an_optional_second_signal(tmp_path, small_stream):
     assert alerts[0].drift["top_features"][0]["direction"] == "rose"
     state = json.loads(learner.save_state().read_text())
     assert state["loss_monitor"]["kind"] == "scalar-drift"
+
+
+def test_rollback_and_reset_from_python_move_model_and_ewc(tmp_path, tiny_config, small_stream):
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    learner.learn_many(small_stream[:300])
+    assert learner.registry.current_version >= 3
+    ids = torch.tensor([[1, 60, 70, 80]])
+    with torch.no_grad():
+        at_two = learner.model_at(2).model(input_ids=ids).logits
+        learner.rollback(2)
+        torch.testing.assert_close(learner.model(input_ids=ids).logits, at_two)
+    assert learner.ewc.updates == 1  # the EWC state saved with version 2
+    learner.reset()
+    assert learner.next_mode == "foundation" and not learner.ewc.active
+    report = learner.consolidate("manual")
+    assert report.mode == "foundation" and report.parent_version is None
+    assert learner.events_seen == 300
