@@ -36,5 +36,5 @@ def generate_command(state_dir: Path, profile: str | None, config_file, override
     text = sample(model, prompt, max_tokens, temperature, top_k, seed)
     if as_json:
         echo_json({"profile": name, "version": version, "prompt": prompt, "text": text})
-    else:
-        click.echo(text)
+    else:  # a terminal gets no control bytes (an untrained model emits any byte)
+        click.echo("".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text))
