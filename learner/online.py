@@ -327,6 +327,7 @@ class OnlineLearner:
         if len(self.recent) == 0:
             self.log(f"[{self.profile}] {trigger} consolidation skipped: no new examples")
             return None
+        rng_before = self.rng.getstate()
         plan = self.plan(trigger)
         self.log(f"[{self.profile}] consolidating ({plan.mode}, trigger {trigger}): "
                  f"{len(plan.new)} new + {len(plan.replay)} replay, probe {len(plan.probe)}")
@@ -335,6 +336,7 @@ class OnlineLearner:
             result = run_consolidation(plan, self.live, self.config, self.ewc, self.should_stop, self.log)
         except RunAborted as exc:
             if str(exc) == "stop requested":
+                self.rng.setstate(rng_before)  # as if this run never started: a rerun plans the same
                 raise
             return self._finish(plan, now, accepted=False, reason=str(exc), status="aborted",
                                 metrics={}, steps=0, duration=0.0, base_version=base_version)

@@ -177,3 +177,31 @@ def test_config_command_prints_every_setting(tmp_path):
     effective = json.loads(memstream("config", "--effective", "--set", "ewc.lam=5",
                                      env={"MEMSTREAM_TRAIN_EPOCHS": "7"}).stdout)
     assert effective["ewc"]["lam"] == 5.0 and effective["train"]["epochs"] == 7
+
+
+def test_sigterm_during_consolidation_saves_state_and_writes_no_version(tmp_path, small_stream):
+    events = write_jsonl(tmp_path / "events.jsonl", small_stream)
+    state = tmp_path / "state"
+    slow = TINY + ["train.epochs=40", "train.max_steps=400"]
+    proc = subprocess.Popen([sys.executable, "-m", "memstream", "learn", str(events), "--state", str(state), "--json",
+                             *sets(slow)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stderr:
+        if "consolidating (lora" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM; state saved" in err
+    summary = json.loads(out)
+    assert summary["stopped"] is True
+    seen = summary["profiles"]["alice"]["events_seen"]
+    registry = json.loads((state / "alice" / "registry.json").read_text())
+    assert registry["current_version"] == 1 and [e["status"] for e in registry["training_history"]] == ["accepted"]
+    saved = json.loads((state / "alice" / "learner_state.json").read_text())
+    assert saved["events_seen"] == seen and saved["recent"]["items"]  # the interrupted run's events wait
+    rest = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    assert rest["skipped_already_learned"] == seen
+    assert rest["profiles"]["alice"]["events_seen"] == len(small_stream)
+    assert rest["consolidations"][0]["mode"] == "lora" and rest["consolidations"][0]["accepted"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -12,6 +13,7 @@ from typing import Any, Iterator
 import click
 from tqdm import tqdm
 
+from learner.consolidation import RunAborted
 from learner.events import InvalidEvent, MemoryEvent
 from learner.online import OnlineLearner
 from memstream.cli.common import config_options, echo_json, open_config, state_option
@@ -45,10 +47,36 @@ def read_jsonl(path: Path | None) -> Iterator[tuple[int, MemoryEvent | None, str
             stream.close()
 
 
+class GracefulStop:
+    """SIGINT/SIGTERM set a flag instead of killing: the current event finishes, a consolidation in
+    progress is abandoned (nothing written), state is saved, and the command exits 128 + signal."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "GracefulStop":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 class LearnSession:
     """One ``learn`` invocation: the learners by profile, counters and the summary."""
 
-    def __init__(self, state_dir: Path, config, source: str | None, save_every: int, progress: tqdm | None):
+    def __init__(self, state_dir: Path, config, source: str | None, save_every: int, progress: tqdm | None,
+                 should_stop=lambda: False):
+        self.should_stop = should_stop
         self.state_dir = state_dir
         self.config = config
         self.source = source
@@ -67,7 +95,9 @@ class LearnSession:
 
     def learner(self, profile: str) -> OnlineLearner:
         if profile not in self.learners:
-            self.learners[profile] = OnlineLearner.open(self.state_dir, profile, self.config, log=self.log)
+            learner = OnlineLearner.open(self.state_dir, profile, self.config, log=self.log)
+            learner.should_stop = self.should_stop
+            self.learners[profile] = learner
         return self.learners[profile]
 
     def bad_line(self, index: int, reason: str) -> None:
@@ -94,6 +124,10 @@ class LearnSession:
             self.consolidations.append({
                 "event_index": index, "outcome": "accepted" if c.accepted else "rejected", **c.to_dict()})
         if self.save_every and self.events % self.save_every == 0:
+            learner.save_state()
+
+    def save_all(self) -> None:
+        for learner in self.learners.values():
             learner.save_state()
 
     def finish(self, consolidate_at_end: bool) -> None:
@@ -185,17 +219,30 @@ def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json
     total = None if stdin else sum(1 for _ in open(events, "rb"))
     bar = tqdm(total=total, unit="ev", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
     source = None if stdin or from_start else f"file:{events.resolve()}"
-    session = LearnSession(state_dir, config, source, save_every, bar if show_bar else None)
     started = time.perf_counter()
-    try:
-        for index, event, error in read_jsonl(None if stdin else events):
-            bar.update(1)
-            if error is not None:
-                session.bad_line(index, error)
+    with GracefulStop() as stop:
+        session = LearnSession(state_dir, config, source, save_every, bar if show_bar else None, stop.requested)
+        try:
+            for index, event, error in read_jsonl(None if stdin else events):
+                bar.update(1)
+                if error is not None:
+                    session.bad_line(index, error)
+                else:
+                    session.feed(index, event)
+                if stop.requested():
+                    break
             else:
-                session.feed(index, event)
-        session.finish(consolidate_at_end)
-    finally:
-        bar.close()
+                session.finish(consolidate_at_end)
+        except RunAborted:
+            pass  # a stop request abandoned a consolidation: nothing of it was written
+        finally:
+            bar.close()
+        if stop.requested():
+            session.save_all()
+            session.log(f"memstream: stopped by {signal.Signals(stop.signum).name}; state saved "
+                        "(run again to go on where it stopped)")
     summary = session.summary(time.perf_counter() - started)
+    summary["stopped"] = stop.requested()
     echo_json(summary) if as_json else print_summary(summary)
+    if stop.requested():
+        raise SystemExit(128 + stop.signum)
