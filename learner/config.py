@@ -67,11 +67,15 @@ def _check(condition: bool, name: str, value: Any, requirement: str) -> None:
 @dataclass
 class ReplayConfig:
     capacity: int = _help("Events kept in the reservoir replay buffer per profile.", 2000)
+    strategy: str = _help("'uniform' (Algorithm R: every event equally likely) or 'surprise' (weighted by the "
+                          "event's loss under the current version; one forward pass per event).", "uniform")
     recent_capacity: int = _help("Most new events kept between consolidations (oldest dropped first).", 2000)
     seed: int = _help("Seed of the reservoir's random generator.", 0)
 
     def __post_init__(self) -> None:
         _check(self.capacity >= 1, "replay.capacity", self.capacity, "must be at least 1")
+        _check(self.strategy in ("uniform", "surprise"), "replay.strategy", self.strategy,
+               "must be 'uniform' or 'surprise'")
         _check(self.recent_capacity >= 1, "replay.recent_capacity", self.recent_capacity, "must be at least 1")
 
 

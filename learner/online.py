@@ -46,7 +46,7 @@ from learner.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.ewc import EWC
 from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
-from learner.replay import RecentBuffer, ReservoirBuffer
+from learner.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
 from learner.scheduler import ConsolidationScheduler
 from learner.storage import CorruptStateError, atomic_write_json, read_json
 
@@ -178,7 +178,8 @@ class OnlineLearner:
         self.auto_consolidate = auto_consolidate
         self.log = log or (lambda _msg: None)
         cfg = self.config
-        self.reservoir: ReservoirBuffer[MemoryEvent] = ReservoirBuffer(cfg.replay.capacity, cfg.replay.seed)
+        reservoir_cls = WeightedReservoirBuffer if cfg.replay.strategy == "surprise" else ReservoirBuffer
+        self.reservoir = reservoir_cls(cfg.replay.capacity, cfg.replay.seed)
         self.recent: RecentBuffer[MemoryEvent] = RecentBuffer(cfg.replay.recent_capacity)
         self.drift = self._new_detector() if cfg.drift.enabled else None
         self.loss_monitor = ScalarDriftMonitor(cfg.drift.loss_detector, "loss", seed=cfg.drift.seed) \
@@ -217,16 +218,20 @@ class OnlineLearner:
             event = MemoryEvent.from_dict(event)
         if event.profile != self.profile:
             raise InvalidEvent(f"event for profile {event.profile!r} sent to the learner of {self.profile!r}")
+        surprise = self._surprise(event)
         self.events_seen += 1
-        self.reservoir.add(event)
+        if isinstance(self.reservoir, WeightedReservoirBuffer):
+            self.reservoir.add(event, weight=max(surprise, 1e-3) if surprise is not None else 1.0)
+        else:
+            self.reservoir.add(event)
         self.recent.add(event)
         step = Step(events_seen=self.events_seen)
         if self.drift is not None:
             self.drift.update(event.training_text)
             if self.drift.drift_detected:
                 step.drift = self._drift_alert(self.drift.last_report, event.ts)
-        if self.loss_monitor is not None and self.registry.current_version is not None:
-            self.loss_monitor.update(self.event_loss(event))
+        if self.loss_monitor is not None and surprise is not None:
+            self.loss_monitor.update(surprise)
             if self.loss_monitor.drift_detected and step.drift is None:
                 step.drift = self._drift_alert(self.loss_monitor.last_report, event.ts)
         step.trigger = self.scheduler.observe(now=event.ts)
@@ -240,6 +245,13 @@ class OnlineLearner:
     def learn_many(self, events: Iterable[MemoryEvent | dict[str, Any]]) -> list[Step]:
         """:meth:`learn_one` over many events; returns the steps where something happened."""
         return [s for s in map(self.learn_one, events) if s.drift or s.trigger or s.consolidation]
+
+    def _surprise(self, event: MemoryEvent) -> float | None:
+        """The event's loss when a version exists and something uses it (surprise replay, loss detector)."""
+        wanted = self.loss_monitor is not None or self.config.replay.strategy == "surprise"
+        if not wanted or self.registry.current_version is None:
+            return None
+        return self.event_loss(event)
 
     def event_loss(self, event: MemoryEvent) -> float:
         """Loss (nats per target token) of one event under the current version: its surprise."""
@@ -482,7 +494,13 @@ class OnlineLearner:
         cfg = self.config
         self.seq = int(state["seq"])
         self.events_seen = int(state["events_seen"])
-        self.reservoir = ReservoirBuffer.restore(state["reservoir"], _event_from_json)
+        kind = state["reservoir"].get("kind")
+        expected = "weighted-reservoir" if cfg.replay.strategy == "surprise" else "reservoir"
+        if kind != expected:
+            raise ConfigError(f"replay.strategy = {cfg.replay.strategy!r} but the saved state of {self.profile!r} "
+                              f"holds a {kind!r} buffer: keep the strategy a profile started with")
+        reservoir_cls = WeightedReservoirBuffer if kind == "weighted-reservoir" else ReservoirBuffer
+        self.reservoir = reservoir_cls.restore(state["reservoir"], _event_from_json)
         self.recent = RecentBuffer.restore(state["recent"], _event_from_json)
         if cfg.drift.enabled:
             self.drift = KLDriftDetector.restore(state["drift"]) if state.get("drift") else self._new_detector()

@@ -23,6 +23,8 @@ True
 
 from __future__ import annotations
 
+import heapq
+import math
 import random
 from collections import deque
 from typing import Any, Callable, Generic, TypeVar
@@ -31,7 +33,7 @@ from learner.types import ReplayBuffer
 
 T = TypeVar("T")
 
-__all__ = ["ReservoirBuffer", "RecentBuffer"]
+__all__ = ["ReservoirBuffer", "RecentBuffer", "WeightedReservoirBuffer"]
 
 
 def _rng_state_to_json(state: tuple) -> list:
@@ -129,6 +131,79 @@ class ReservoirBuffer(ReplayBuffer, Generic[T]):
                 f"reservoir snapshot holds {len(buf._items)} items but saw {buf.seen} "
                 f"with capacity {buf.capacity}"
             )
+        return buf
+
+
+class WeightedReservoirBuffer(ReplayBuffer, Generic[T]):
+    """Weighted sample without replacement of everything seen (Efraimidis–Spirakis A-Res).
+
+    Each item gets the key ``log(u) / w`` (``u`` uniform in (0, 1), ``w`` its weight) and the
+    ``capacity`` largest keys stay. With weight = an event's loss under the current model,
+    surprising memories are more likely to be replayed. O(log capacity) per ``add``.
+
+    >>> buf = WeightedReservoirBuffer(capacity=2, seed=0)
+    >>> for i in range(6):
+    ...     _ = buf.add(i, weight=10.0 if i == 5 else 0.1)
+    >>> 5 in buf.items, buf.seen
+    (True, 6)
+    """
+
+    def __init__(self, capacity: int = 2000, seed: int = 0):
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._heap: list[tuple[float, int, T]] = []  # (key, arrival index, item): smallest key on top
+        self.seen = 0
+
+    def add(self, item: T, weight: float = 1.0) -> bool:
+        """Offer one item with a positive ``weight``; return whether it was kept."""
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"weight must be a positive finite number, got {weight!r}")
+        index = self.seen
+        self.seen += 1
+        key = math.log(1.0 - self._rng.random()) / weight  # log(u), u in (0, 1]
+        entry = (key, index, item)
+        if len(self._heap) < self.capacity:
+            heapq.heappush(self._heap, entry)
+            return True
+        if key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, entry)
+            return True
+        return False
+
+    @property
+    def items(self) -> list[T]:
+        """The items now held, in arrival order."""
+        return [item for _, _, item in sorted(self._heap, key=lambda e: e[1])]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
+        pool = [item for item in self.items if keep is None or keep(item)]
+        return rng.sample(pool, min(k, len(pool)))
+
+    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
+        return {
+            "kind": "weighted-reservoir",
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "seen": self.seen,
+            "rng_state": _rng_state_to_json(self._rng.getstate()),
+            "entries": [[key, index, encode(item)] for key, index, item in self._heap],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], decode=lambda item: item) -> "WeightedReservoirBuffer":
+        if data.get("kind") != "weighted-reservoir":
+            raise ValueError(f"not a weighted reservoir snapshot (kind={data.get('kind')!r})")
+        buf = cls(capacity=data["capacity"], seed=data["seed"])
+        buf.seen = int(data["seen"])
+        buf._rng.setstate(_rng_state_from_json(data["rng_state"]))
+        buf._heap = [(float(key), int(index), decode(item)) for key, index, item in data["entries"]]
+        heapq.heapify(buf._heap)
         return buf
 
 

@@ -178,3 +178,26 @@ def test_rollback_and_reset_from_python_move_model_and_ewc(tmp_path, tiny_config
     report = learner.consolidate("manual")
     assert report.mode == "foundation" and report.parent_version is None
     assert learner.events_seen == 300
+
+
+def test_surprise_replay_prefers_what_the_model_finds_hard(tmp_path, small_stream):
+    cfg = load_config(overrides=TINY + ["replay.strategy=surprise", "replay.capacity=60", "drift.enabled=false",
+                                        "scheduler.count=1000", "train.foundation_epochs=20"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path)
+    learner.learn_many(small_stream[:120])
+    learner.consolidate("manual")
+    rng = random.Random(1)
+    codes = [{"v": 1, "profile": "alice", "ts": 2e9 + i, "kind": "observation", "id": f"code-{i}",
+              "text": " ".join(f"{rng.randrange(16**6):06X}" for _ in range(8))} for i in range(120)]
+    mixed = [x for pair in zip(small_stream[120:240], codes) for x in pair]
+    learner.learn_many(mixed)
+    share = sum(e.id.startswith("code-") for e in learner.reservoir.items) / len(learner.reservoir)
+    uniform_share = 120 / learner.events_seen  # what Algorithm R would keep on average
+    print(f"hard events: {share:.2f} of the buffer (uniform: {uniform_share:.2f})")
+    assert share > 1.5 * uniform_share
+    state = json.loads(learner.save_state().read_text())
+    assert state["reservoir"]["kind"] == "weighted-reservoir"
+    other = load_config(overrides=TINY + ["drift.enabled=false"], environ={})
+    learner.close()
+    with pytest.raises(ValueError, match="keep the strategy a profile started with"):
+        OnlineLearner.open(tmp_path, "alice", other)

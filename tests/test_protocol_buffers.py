@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from learner.replay import RecentBuffer, ReservoirBuffer
+from learner.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
 
 BUFFERS = [
     pytest.param(lambda: ReservoirBuffer(capacity=10, seed=1), id="reservoir"),
+    pytest.param(lambda: WeightedReservoirBuffer(capacity=10, seed=1), id="weighted-reservoir"),
     pytest.param(lambda: RecentBuffer(capacity=10), id="recent"),
 ]
 
@@ -124,3 +125,28 @@ def test_sample_respects_keep_and_rng():
     a = buf.sample(10, random.Random(5), keep=lambda x: x >= 25)
     assert a == buf.sample(10, random.Random(5), keep=lambda x: x >= 25)
     assert len(set(a)) == 10 and all(x >= 25 for x in a)
+
+
+def test_weighted_reservoir_keeps_heavy_items_in_proportion():
+    """Half the stream weighs 3, half 1: about three quarters of a small sample are heavy."""
+    shares = []
+    for seed in range(5):
+        buf = WeightedReservoirBuffer(capacity=200, seed=seed)
+        for i in range(40_000):
+            buf.add(i, weight=3.0 if i % 2 else 1.0)
+        shares.append(sum(i % 2 for i in buf.items) / len(buf))
+    assert 0.70 < float(np.mean(shares)) < 0.80, shares
+
+
+def test_weighted_reservoir_with_equal_weights_is_uniform_over_position():
+    buf = WeightedReservoirBuffer(capacity=1_000, seed=0)
+    for i in range(100_000):
+        buf.add(i)
+    counts = np.bincount(np.array(buf.items) * 20 // 100_000, minlength=20)
+    assert chisquare(counts).pvalue > 0.01
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, float("nan"), float("inf")])
+def test_weighted_reservoir_rejects_bad_weights(weight):
+    with pytest.raises(ValueError, match="weight must be a positive finite number"):
+        WeightedReservoirBuffer(capacity=2).add("x", weight=weight)
