@@ -120,7 +120,7 @@ def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
     """SIGKILL while a LoRA run trains: no corrupt version, and the rerun resumes to the same count."""
     events = write_jsonl(tmp_path / "events.jsonl", small_stream)
     state = tmp_path / "state"
-    slow = TINY + ["train.epochs=40", "train.max_steps=400"]  # a long enough LoRA run to land the kill in
+    slow = TINY + ["train.epochs=100000", "train.max_steps=0"]  # a LoRA run that cannot finish first
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "memstream", "learn", str(events), "--state", str(state),
                              *sets(slow)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
@@ -182,7 +182,7 @@ def test_config_command_prints_every_setting(tmp_path):
 def test_sigterm_during_consolidation_saves_state_and_writes_no_version(tmp_path, small_stream):
     events = write_jsonl(tmp_path / "events.jsonl", small_stream)
     state = tmp_path / "state"
-    slow = TINY + ["train.epochs=40", "train.max_steps=400"]
+    slow = TINY + ["train.epochs=100000", "train.max_steps=0"]  # a LoRA run that cannot finish first
     proc = subprocess.Popen([sys.executable, "-m", "memstream", "learn", str(events), "--state", str(state), "--json",
                              *sets(slow)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
