@@ -53,7 +53,6 @@ Examples
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
