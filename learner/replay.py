@@ -46,7 +46,66 @@ def _rng_state_from_json(data: list) -> tuple:
     return (version, tuple(internal), gauss)
 
 
-class ReservoirBuffer(ReplayBuffer, Generic[T]):
+class _SeededReservoir(ReplayBuffer, Generic[T]):
+    """What both reservoirs share: capacity, a seeded generator, the seen-count, sampling, snapshots."""
+
+    kind = ""
+
+    def __init__(self, capacity: int = 2000, seed: int = 0):
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.seen = 0
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
+        """Draw ``k`` distinct items (fewer if the buffer holds fewer) with ``rng``.
+
+        ``keep`` is an optional predicate; items for which it is false are never drawn.
+
+        >>> buf = ReservoirBuffer(capacity=5, seed=0)
+        >>> for i in range(5):
+        ...     _ = buf.add(i)
+        >>> sorted(buf.sample(2, random.Random(1), keep=lambda x: x % 2 == 0))
+        [0, 4]
+        """
+        pool = [item for item in self.items if keep is None or keep(item)]
+        return rng.sample(pool, min(k, len(pool)))
+
+    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
+        """A JSON-ready dict holding the items, the seen-count and the RNG state."""
+        return {
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "seen": self.seen,
+            "rng_state": _rng_state_to_json(self._rng.getstate()),
+            **self._payload(encode),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], decode=lambda item: item):
+        """Rebuild a buffer from :meth:`snapshot`; it continues the same sample."""
+        if data.get("kind") != cls.kind:
+            raise ValueError(f"not a {cls.kind} snapshot (kind={data.get('kind')!r})")
+        buf = cls(capacity=data["capacity"], seed=data["seed"])
+        buf.seen = int(data["seen"])
+        buf._rng.setstate(_rng_state_from_json(data["rng_state"]))
+        buf._load_payload(data, decode)
+        return buf
+
+    def _payload(self, encode) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_payload(self, data: dict[str, Any], decode) -> None:
+        raise NotImplementedError
+
+
+class ReservoirBuffer(_SeededReservoir[T]):
     """Uniform sample of everything seen, of at most ``capacity`` items (Algorithm R).
 
     Parameters
@@ -58,14 +117,11 @@ class ReservoirBuffer(ReplayBuffer, Generic[T]):
         give the same sample.
     """
 
+    kind = "reservoir"
+
     def __init__(self, capacity: int = 2000, seed: int = 0):
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-        self.capacity = capacity
-        self.seed = seed
-        self._rng = random.Random(seed)
+        super().__init__(capacity, seed)
         self._items: list[T] = []
-        self.seen = 0
 
     def add(self, item: T) -> int | None:
         """Offer one item; return the slot it took, or ``None`` when it was not kept."""
@@ -89,52 +145,19 @@ class ReservoirBuffer(ReplayBuffer, Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):
-        return iter(list(self._items))
+    def _payload(self, encode) -> dict[str, Any]:
+        return {"items": [encode(item) for item in self._items]}
 
-    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
-        """Draw ``k`` distinct items (fewer if the buffer holds fewer) with ``rng``.
-
-        ``keep`` is an optional predicate; items for which it is false are never drawn.
-
-        >>> buf = ReservoirBuffer(capacity=5, seed=0)
-        >>> for i in range(5):
-        ...     _ = buf.add(i)
-        >>> sorted(buf.sample(2, random.Random(1), keep=lambda x: x % 2 == 0))
-        [0, 4]
-        """
-        pool = [item for item in self._items if keep(item)] if keep else self._items
-        return rng.sample(pool, min(k, len(pool)))
-
-    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
-        """A JSON-ready dict holding items, seen-count and RNG state."""
-        return {
-            "kind": "reservoir",
-            "capacity": self.capacity,
-            "seed": self.seed,
-            "seen": self.seen,
-            "rng_state": _rng_state_to_json(self._rng.getstate()),
-            "items": [encode(item) for item in self._items],
-        }
-
-    @classmethod
-    def restore(cls, data: dict[str, Any], decode=lambda item: item) -> "ReservoirBuffer":
-        """Rebuild a buffer from :meth:`snapshot`; it continues the same sample."""
-        if data.get("kind") != "reservoir":
-            raise ValueError(f"not a reservoir snapshot (kind={data.get('kind')!r})")
-        buf = cls(capacity=data["capacity"], seed=data["seed"])
-        buf.seen = int(data["seen"])
-        buf._rng.setstate(_rng_state_from_json(data["rng_state"]))
-        buf._items = [decode(item) for item in data["items"]]
-        if len(buf._items) != min(buf.seen, buf.capacity):
+    def _load_payload(self, data: dict[str, Any], decode) -> None:
+        self._items = [decode(item) for item in data["items"]]
+        if len(self._items) != min(self.seen, self.capacity):
             raise ValueError(
-                f"reservoir snapshot holds {len(buf._items)} items but saw {buf.seen} "
-                f"with capacity {buf.capacity}"
+                f"reservoir snapshot holds {len(self._items)} items but saw {self.seen} "
+                f"with capacity {self.capacity}"
             )
-        return buf
 
 
-class WeightedReservoirBuffer(ReplayBuffer, Generic[T]):
+class WeightedReservoirBuffer(_SeededReservoir[T]):
     """Weighted sample without replacement of everything seen (Efraimidis–Spirakis A-Res).
 
     Each item gets the key ``log(u) / w`` (``u`` uniform in (0, 1), ``w`` its weight) and the
@@ -148,14 +171,11 @@ class WeightedReservoirBuffer(ReplayBuffer, Generic[T]):
     (True, 6)
     """
 
+    kind = "weighted-reservoir"
+
     def __init__(self, capacity: int = 2000, seed: int = 0):
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-        self.capacity = capacity
-        self.seed = seed
-        self._rng = random.Random(seed)
+        super().__init__(capacity, seed)
         self._heap: list[tuple[float, int, T]] = []  # (key, arrival index, item): smallest key on top
-        self.seen = 0
 
     def add(self, item: T, weight: float = 1.0) -> bool:
         """Offer one item with a positive ``weight``; return whether it was kept."""
@@ -181,30 +201,12 @@ class WeightedReservoirBuffer(ReplayBuffer, Generic[T]):
     def __len__(self) -> int:
         return len(self._heap)
 
-    def sample(self, k: int, rng: random.Random, keep: Callable[[T], bool] | None = None) -> list[T]:
-        pool = [item for item in self.items if keep is None or keep(item)]
-        return rng.sample(pool, min(k, len(pool)))
+    def _payload(self, encode) -> dict[str, Any]:
+        return {"entries": [[key, index, encode(item)] for key, index, item in self._heap]}
 
-    def snapshot(self, encode=lambda item: item) -> dict[str, Any]:
-        return {
-            "kind": "weighted-reservoir",
-            "capacity": self.capacity,
-            "seed": self.seed,
-            "seen": self.seen,
-            "rng_state": _rng_state_to_json(self._rng.getstate()),
-            "entries": [[key, index, encode(item)] for key, index, item in self._heap],
-        }
-
-    @classmethod
-    def restore(cls, data: dict[str, Any], decode=lambda item: item) -> "WeightedReservoirBuffer":
-        if data.get("kind") != "weighted-reservoir":
-            raise ValueError(f"not a weighted reservoir snapshot (kind={data.get('kind')!r})")
-        buf = cls(capacity=data["capacity"], seed=data["seed"])
-        buf.seen = int(data["seen"])
-        buf._rng.setstate(_rng_state_from_json(data["rng_state"]))
-        buf._heap = [(float(key), int(index), decode(item)) for key, index, item in data["entries"]]
-        heapq.heapify(buf._heap)
-        return buf
+    def _load_payload(self, data: dict[str, Any], decode) -> None:
+        self._heap = [(float(key), int(index), decode(item)) for key, index, item in data["entries"]]
+        heapq.heapify(self._heap)
 
 
 class RecentBuffer(Generic[T]):
