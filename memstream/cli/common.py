@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +94,3 @@ def resolve_profile(state_dir: Path, profile: str | None) -> str:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=None, sort_keys=True, default=str))
-
-
-def err(message: str) -> None:
-    click.echo(message, err=True)
-    sys.stderr.flush()

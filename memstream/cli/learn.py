@@ -216,7 +216,10 @@ def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json
     elif not state_dir.is_dir():
         raise click.ClickException(f"state directory {str(state_dir)!r} is not a directory")
     show_bar = sys.stderr.isatty() if progress is None else progress
-    total = None if stdin else sum(1 for _ in open(events, "rb"))
+    total = None
+    if not stdin:
+        with open(events, "rb") as fh:
+            total = sum(1 for _ in fh)
     bar = tqdm(total=total, unit="ev", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
     source = None if stdin or from_start else f"file:{events.resolve()}"
     started = time.perf_counter()
