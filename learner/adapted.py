@@ -61,10 +61,11 @@ class AdaptedModel:
         return state
 
     def load_base_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Load full weights into a fresh base (drops any adapter)."""
-        self.base = load_base(self.cfg)
-        self.base.model.eval()
-        self.peft_model = None
+        """Load full weights into the base (a base wrapped by an adapter is rebuilt first)."""
+        if self.peft_model is not None:  # peft changed the base in place: start from a clean one
+            self.base = load_base(self.cfg)
+            self.base.model.eval()
+            self.peft_model = None
         missing, unexpected = self.base.model.load_state_dict(tensors, strict=False)
         missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the embeddings
         if missing or unexpected:

@@ -98,7 +98,7 @@ def run_consolidation(
     device = live.device
     train_examples = [encode_event(e, tok, max_len) for e in plan.train_events]
     probe_examples = [encode_event(e, tok, max_len) for e in plan.probe]
-    new_examples = [encode_event(e, tok, max_len) for e in plan.new]
+    new_examples = train_examples[: len(plan.new)]  # train_events starts with the new events
     if not train_examples:
         raise ValueError("a consolidation needs at least one training example")
 

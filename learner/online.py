@@ -48,7 +48,7 @@ from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
 from learner.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
 from learner.scheduler import ConsolidationScheduler
-from learner.storage import CorruptStateError, atomic_write_json, read_json
+from learner.storage import CorruptStateError, atomic_write_json, read_json, sha256_bytes
 
 __all__ = ["OnlineLearner", "Step", "ConsolidationReport", "STATE_FILE", "load_model_at", "version_config"]
 
@@ -405,7 +405,7 @@ class OnlineLearner:
             report.version = version
             weights = "model.safetensors" if plan.mode == FOUNDATION else "adapter_model.safetensors"
             report.adapter_path = str(self.registry.version_dir(version) / weights)
-            report.sha256 = self.registry.verify(version)[weights]
+            report.sha256 = sha256_bytes(files[weights])  # the bytes just committed: no need to re-read them
             self._write_state(snapshot, self.directory)
             self.log(f"[{self.profile}] version {version} accepted: {reason}")
         else:

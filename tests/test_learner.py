@@ -1,6 +1,7 @@
 """OnlineLearner with a real (tiny) torch model and peft, real files."""
 
 import json
+from pathlib import Path
 import random
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from learner.config import load_config
 from learner.online import OnlineLearner
-from learner.storage import CorruptStateError
+from learner.storage import CorruptStateError, sha256_file
 from tests.conftest import TINY
 
 
@@ -18,6 +19,7 @@ def test_foundation_then_lora_versions_and_only_the_adapter_changes(tmp_path, ti
     reports = [s.consolidation for s in steps if s.consolidation]
     assert [r.mode for r in reports] == ["foundation", "lora"]
     assert all(r.accepted for r in reports), [r.reason for r in reports]
+    assert all(sha256_file(Path(r.adapter_path)) == r.sha256 for r in reports)
     base_before = {k: v.clone() for k, v in learner.live.base_state().items()}
     adapter_before = learner.live.adapter_state()
     learner.learn_many(small_stream[200:300])
