@@ -71,9 +71,12 @@ class ReplayConfig:
                           "event's loss under the current version; one forward pass per event).", "uniform")
     recent_capacity: int = _help("Most new events kept between consolidations (oldest dropped first).", 2000)
     seed: int = _help("Seed of the reservoir's random generator.", 0)
+    dedupe_window: int = _help("Event ids remembered per profile: an event whose id is among the last this many "
+                               "is a re-publication and is not learned twice (0: off).", 20000)
 
     def __post_init__(self) -> None:
         _check(self.capacity >= 1, "replay.capacity", self.capacity, "must be at least 1")
+        _check(self.dedupe_window >= 0, "replay.dedupe_window", self.dedupe_window, "must not be negative")
         _check(self.strategy in ("uniform", "surprise"), "replay.strategy", self.strategy,
                "must be 'uniform' or 'surprise'")
         _check(self.recent_capacity >= 1, "replay.recent_capacity", self.recent_capacity, "must be at least 1")
@@ -221,18 +224,23 @@ class LearnerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def learner_config(self) -> "LearnerConfig":
+        """Only the learning sections: what checkpoints record (a subclass's extra sections, such
+        as broker settings and their secrets, stay out)."""
+        return LearnerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)})
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LearnerConfig":
         """Build from nested dicts, rejecting unknown sections and keys."""
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        sections = _section_classes(cls)
         unknown = set(data) - set(sections)
         if unknown:
             raise ConfigError(f"unknown config section {sorted(unknown)[0]!r} (known: {', '.join(sorted(sections))})")
         built = {}
-        for name, section_cls in _section_classes().items():
+        for name, section_cls in sections.items():
             values = dict(data.get(name, {}))
             known = {f.name: f for f in dataclasses.fields(section_cls)}
             for key in values:
@@ -245,9 +253,9 @@ class LearnerConfig:
         return cls(**built)
 
 
-def _section_classes() -> dict[str, type]:
-    hints = typing.get_type_hints(LearnerConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(LearnerConfig)}
+def _section_classes(root: type = LearnerConfig) -> dict[str, type]:
+    hints = typing.get_type_hints(root)
+    return {f.name: hints[f.name] for f in dataclasses.fields(root)}
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
@@ -294,8 +302,13 @@ def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    root: type[LearnerConfig] | None = None,
 ) -> LearnerConfig:
-    """Defaults < TOML file < ``MEMSTREAM_SECTION_KEY`` environment < ``section.key=value`` overrides."""
+    """Defaults < TOML file < ``MEMSTREAM_SECTION_KEY`` environment < ``section.key=value`` overrides.
+
+    ``root`` is the config class to build: :class:`LearnerConfig`, or a subclass that adds
+    sections (the stream worker's adds ``kafka`` and ``worker``)."""
+    root = root or LearnerConfig
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
@@ -306,7 +319,7 @@ def load_config(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from None
     environ = os.environ if environ is None else environ
-    sections = _section_classes()
+    sections = _section_classes(root)
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -319,13 +332,13 @@ def load_config(
         if not sep:
             raise ConfigError(f"config override {item!r} must look like section.key=value")
         _set_path(data, dotted.strip(), _parse_value(raw.strip()))
-    return LearnerConfig.from_dict(data)
+    return root.from_dict(data)
 
 
-def describe() -> str:
+def describe(root: type[LearnerConfig] | None = None) -> str:
     """Every setting with its default and help, as a commented TOML file."""
     lines = []
-    for name, section_cls in _section_classes().items():
+    for name, section_cls in _section_classes(root or LearnerConfig).items():
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section_cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -46,7 +46,7 @@ from learner.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.ewc import EWC
 from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
-from learner.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
+from learner.replay import RecentBuffer, ReservoirBuffer, SeenIds, WeightedReservoirBuffer
 from learner.scheduler import ConsolidationScheduler
 from learner.storage import CorruptStateError, atomic_write_json, read_json, sha256_bytes
 
@@ -132,6 +132,7 @@ class Step:
     """What :meth:`OnlineLearner.learn_one` observed for one event."""
 
     events_seen: int
+    duplicate: bool = False
     drift: dict[str, Any] | None = None
     trigger: str | None = None
     consolidation: ConsolidationReport | None = None
@@ -181,6 +182,8 @@ class OnlineLearner:
         reservoir_cls = WeightedReservoirBuffer if cfg.replay.strategy == "surprise" else ReservoirBuffer
         self.reservoir = reservoir_cls(cfg.replay.capacity, cfg.replay.seed)
         self.recent: RecentBuffer[MemoryEvent] = RecentBuffer(cfg.replay.recent_capacity)
+        self.seen_ids = SeenIds(cfg.replay.dedupe_window)
+        self.duplicates = 0
         self.drift = self._new_detector() if cfg.drift.enabled else None
         self.loss_monitor = ScalarDriftMonitor(cfg.drift.loss_detector, "loss", seed=cfg.drift.seed) \
             if cfg.drift.loss_detector else None
@@ -218,6 +221,9 @@ class OnlineLearner:
             event = MemoryEvent.from_dict(event)
         if event.profile != self.profile:
             raise InvalidEvent(f"event for profile {event.profile!r} sent to the learner of {self.profile!r}")
+        if not self.seen_ids.add(event.id):
+            self.duplicates += 1  # re-published (ids are content hashes): learned once already
+            return Step(events_seen=self.events_seen, duplicate=True)
         surprise = self._surprise(event)
         self.events_seen += 1
         if isinstance(self.reservoir, WeightedReservoirBuffer):
@@ -322,42 +328,52 @@ class OnlineLearner:
         return load_model_at(self.registry, version, self.config)
 
     def _load_ewc(self, version: int | None) -> EWC:
-        cfg = self.config.ewc
-        if version is None or "ewc.safetensors" not in self.registry.verify(version):
-            return EWC(cfg.lam, cfg.gamma)
-        from safetensors import safe_open  # metadata lives in the header
-
-        path = self.registry.version_dir(version) / "ewc.safetensors"
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata()
-        tensors = load_safetensors(path.read_bytes())
-        return EWC.from_state(tensors, metadata, lam=cfg.lam, gamma=cfg.gamma)
+        return load_ewc(self.registry, version, self.config)
 
     def consolidate(self, trigger: str = "manual", now: float | None = None) -> ConsolidationReport | None:
-        """Run one consolidation now; returns its report (None when there is nothing new)."""
+        """Run one consolidation now, in this process; returns its report (None when there is nothing new)."""
         now = time.time() if now is None else now
+        plan = self.start_run(trigger)
+        if plan is None:
+            return None
+        outcome = compute_run(plan, self.live, self.config, self.ewc, self.should_stop, self.log)
+        if outcome.aborted_by_stop:
+            self.cancel_run(plan)
+            raise RunAborted("stop requested")
+        return self.finish_run(plan, outcome, now)
+
+    def start_run(self, trigger: str) -> Plan | None:
+        """Plan the next consolidation (None when there is nothing new); pair with :meth:`finish_run`
+        or :meth:`cancel_run`. The stream worker computes the run in another process meanwhile."""
         if len(self.recent) == 0:
             self.log(f"[{self.profile}] {trigger} consolidation skipped: no new examples")
             return None
-        rng_before = self.rng.getstate()
+        self._rng_before_run = self.rng.getstate()
         plan = self.plan(trigger)
         self.log(f"[{self.profile}] consolidating ({plan.mode}, trigger {trigger}): "
                  f"{len(plan.new)} new + {len(plan.replay)} replay, probe {len(plan.probe)}")
+        return plan
+
+    def cancel_run(self, plan: Plan) -> None:
+        """Forget a planned run that was stopped: the RNG is as if it never started (a rerun plans the same)."""
+        if getattr(self, "_rng_before_run", None) is not None:
+            self.rng.setstate(self._rng_before_run)
+            self._rng_before_run = None
+
+    def finish_run(self, plan: Plan, outcome: "RunOutcome", now: float | None = None) -> ConsolidationReport:
+        """Record a computed run: commit a version when accepted, the reason when not."""
+        now = time.time() if now is None else now
+        self._rng_before_run = None
         base_version = self._base_version_for(plan)
-        try:
-            result = run_consolidation(plan, self.live, self.config, self.ewc, self.should_stop, self.log)
-        except RunAborted as exc:
-            if str(exc) == "stop requested":
-                self.rng.setstate(rng_before)  # as if this run never started: a rerun plans the same
-                raise
-            return self._finish(plan, now, accepted=False, reason=str(exc), status="aborted",
-                                metrics={}, steps=0, duration=0.0, base_version=base_version)
-        if result.accepted and result.fisher is not None:
-            anchor = {n: p.detach() for n, p in self.live.trainable_parameters(False).items()}
-            self.ewc.accumulate(result.fisher, anchor)
-        return self._finish(plan, now, result.accepted, result.reason,
-                            "accepted" if result.accepted else "rejected", result.metrics,
-                            result.steps, result.duration_s, base_version)
+        if outcome.accepted:
+            self.ewc = outcome.ewc if outcome.ewc is not None else self.ewc
+            if outcome.live is not None:
+                self._live = outcome.live  # computed here: the trained model is the new live one
+            else:
+                self._live = None  # computed elsewhere: load the committed version on next use
+        status = "accepted" if outcome.accepted else ("aborted" if outcome.aborted else "rejected")
+        return self._finish(plan, now, outcome.accepted, outcome.reason, status, outcome.metrics,
+                            outcome.steps, outcome.duration_s, base_version, outcome.weights)
 
     def _base_version_for(self, plan: Plan) -> int | None:
         if plan.mode == FOUNDATION or plan.parent_version is None:
@@ -367,7 +383,7 @@ class OnlineLearner:
 
     def _finish(self, plan: Plan, now: float, accepted: bool, reason: str, status: str,
                 metrics: dict[str, Any], steps: int, duration: float,
-                base_version: int | None) -> ConsolidationReport:
+                base_version: int | None, weights: dict[str, bytes] | None) -> ConsolidationReport:
         covered = {e.id for e in plan.new} | {e.id for e in plan.probe}
         self.recent.remove_where(lambda e: e.id in covered)
         self.scheduler.mark_consolidated(now, examples_covered=len(covered))
@@ -398,7 +414,7 @@ class OnlineLearner:
         )
         if accepted:
             self.seq += 1
-            files = self._version_files(plan, info)
+            files = self._version_files(plan, info, weights or {})
             snapshot = self._state_dict()
             files["learner_state.json"] = json.dumps(snapshot, sort_keys=True).encode("utf-8")
             version = self.registry.commit_version(files, info)
@@ -414,17 +430,8 @@ class OnlineLearner:
             self.log(f"[{self.profile}] run {status}: {reason}")
         return report
 
-    def _version_files(self, plan: Plan, info: dict[str, Any]) -> dict[str, bytes]:
-        live = self.live
-        files: dict[str, bytes] = {}
-        if plan.mode == FOUNDATION:
-            files["model.safetensors"] = save_safetensors(live.base_state(), metadata={"format": "pt"})
-            files["config.json"] = live.base.model.config.to_json_string().encode("utf-8")
-        else:
-            files["adapter_model.safetensors"] = save_safetensors(live.adapter_state(), metadata={"format": "pt"})
-            files["adapter_config.json"] = json.dumps(live.adapter_config_dict(), indent=2).encode("utf-8")
-            if self.ewc.fisher:
-                files["ewc.safetensors"] = save_safetensors(self.ewc.state_tensors(), metadata=self.ewc.state_metadata())
+    def _version_files(self, plan: Plan, info: dict[str, Any], weights: dict[str, bytes]) -> dict[str, bytes]:
+        files = dict(weights)
         files["metrics.json"] = json.dumps(info["metrics"], indent=2, sort_keys=True).encode("utf-8")
         run = {
             **{k: v for k, v in info.items() if k != "metrics"},
@@ -454,6 +461,8 @@ class OnlineLearner:
             "rng_state": [version, list(internal), gauss],
             "sources": dict(self.sources),
             "alerts": self.alerts,
+            "seen_ids": self.seen_ids.snapshot(),
+            "duplicates": self.duplicates,
         }
 
     def _write_state(self, snapshot: dict[str, Any], directory: Path) -> None:
@@ -513,6 +522,9 @@ class OnlineLearner:
         self.rng.setstate((version, tuple(internal), gauss))
         self.sources = {k: int(v) for k, v in state.get("sources", {}).items()}
         self.alerts = list(state.get("alerts", []))
+        if state.get("seen_ids"):
+            self.seen_ids = SeenIds.restore(state["seen_ids"], capacity=cfg.replay.dedupe_window)
+        self.duplicates = int(state.get("duplicates", 0))
 
     def rollback(self, version: int) -> None:
         """Make a kept version current again: model and EWC state follow (data seen stays seen)."""
@@ -550,3 +562,105 @@ class OnlineLearner:
         from learner.generate import sample
 
         return sample(self.live, prompt, max_new_tokens, temperature, top_k, seed)
+
+
+@dataclass
+class RunOutcome:
+    """What computing a run produced: the verdict and, when accepted, the bytes of its weight files."""
+
+    accepted: bool
+    reason: str
+    metrics: dict[str, Any]
+    steps: int
+    duration_s: float
+    weights: dict[str, bytes] | None = None
+    ewc: EWC | None = None
+    live: AdaptedModel | None = None
+    aborted: bool = False
+    aborted_by_stop: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data to send back from a worker process (the live model stays behind)."""
+        return {"accepted": self.accepted, "reason": self.reason, "metrics": self.metrics, "steps": self.steps,
+                "duration_s": self.duration_s, "weights": self.weights, "aborted": self.aborted,
+                "aborted_by_stop": self.aborted_by_stop}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], config: LearnerConfig) -> "RunOutcome":
+        outcome = cls(**data)
+        if outcome.accepted and outcome.weights and "ewc.safetensors" in outcome.weights:
+            outcome.ewc = ewc_from_bytes(outcome.weights["ewc.safetensors"], config)
+        elif outcome.accepted:
+            outcome.ewc = EWC(config.ewc.lam, config.ewc.gamma)
+        return outcome
+
+
+def ewc_from_bytes(blob: bytes, config: LearnerConfig) -> EWC:
+    """EWC state from the bytes of an ``ewc.safetensors`` file (tensors and header metadata)."""
+    from safetensors import safe_open
+
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:  # safe_open reads the header from a file
+        fh.write(blob)
+        fh.flush()
+        with safe_open(fh.name, framework="pt") as handle:
+            metadata = handle.metadata()
+    return EWC.from_state(load_safetensors(blob), metadata, lam=config.ewc.lam, gamma=config.ewc.gamma)
+
+
+def weight_files(plan: Plan, live: AdaptedModel, ewc: EWC) -> dict[str, bytes]:
+    """The weight files of a version: full model (foundation) or adapter plus EWC state (LoRA)."""
+    files: dict[str, bytes] = {}
+    if plan.mode == FOUNDATION:
+        files["model.safetensors"] = save_safetensors(live.base_state(), metadata={"format": "pt"})
+        files["config.json"] = live.base.model.config.to_json_string().encode("utf-8")
+    else:
+        files["adapter_model.safetensors"] = save_safetensors(live.adapter_state(), metadata={"format": "pt"})
+        files["adapter_config.json"] = json.dumps(live.adapter_config_dict(), indent=2).encode("utf-8")
+        if ewc.fisher:
+            files["ewc.safetensors"] = save_safetensors(ewc.state_tensors(), metadata=ewc.state_metadata())
+    return files
+
+
+def compute_run(plan: Plan, live: AdaptedModel, config: LearnerConfig, ewc: EWC,
+                should_stop: Callable[[], bool] = lambda: False,
+                log: Callable[[str], None] = lambda _m: None) -> RunOutcome:
+    """Train ``live`` on ``plan`` with the EWC penalty; when accepted, fold the new Fisher into
+    ``ewc`` and serialise the weights. Writes nothing to disk."""
+    try:
+        result = run_consolidation(plan, live, config, ewc, should_stop, log)
+    except RunAborted as exc:
+        if str(exc) == "stop requested":
+            return RunOutcome(False, str(exc), {}, 0, 0.0, aborted=True, aborted_by_stop=True)
+        return RunOutcome(False, str(exc), {}, 0, 0.0, aborted=True)
+    if not result.accepted:
+        return RunOutcome(False, result.reason, result.metrics, result.steps, result.duration_s)
+    if result.fisher is not None:
+        anchor = {n: p.detach() for n, p in live.trainable_parameters(False).items()}
+        ewc.accumulate(result.fisher, anchor)
+    return RunOutcome(True, result.reason, result.metrics, result.steps, result.duration_s,
+                      weights=weight_files(plan, live, ewc), ewc=ewc, live=live)
+
+
+def compute_run_for_profile(state_root: str, profile: str, config_dict: dict[str, Any],
+                            plan: Plan) -> dict[str, Any]:
+    """Compute a run in a fresh process from what is on disk: the parent version's model and EWC
+    state, read (and verified) without taking the profile's writer lock. Returns plain data."""
+    config = LearnerConfig.from_dict(config_dict)
+    base = config.model.base if config.model.is_default_model else str(Path(config.model.base).expanduser().resolve())
+    registry = ModelRegistry.open(state_root, profile, base, writer=False) \
+        if (Path(state_root) / profile / "registry.json").exists() else None
+    if registry is None:
+        live = load_model_at(None, None, config)
+        ewc = EWC(config.ewc.lam, config.ewc.gamma)
+    else:
+        live = load_model_at(registry, plan.parent_version, config)
+        ewc = load_ewc(registry, plan.parent_version, config)
+    outcome = compute_run(plan, live, config, ewc)
+    return outcome.to_wire()
+
+
+def load_ewc(registry: ModelRegistry, version: int | None, config: LearnerConfig) -> EWC:
+    """The EWC state saved with ``version`` (empty for the base or a version without one)."""
+    if version is None or "ewc.safetensors" not in registry.verify(version):
+        return EWC(config.ewc.lam, config.ewc.gamma)
+    return ewc_from_bytes((registry.version_dir(version) / "ewc.safetensors").read_bytes(), config)

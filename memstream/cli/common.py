@@ -65,7 +65,15 @@ def config_options(func):
 
 
 def open_config(config_file: Path | None, overrides: tuple[str, ...]) -> LearnerConfig:
-    return load_config(config_file, list(overrides))
+    """The learning sections of the config (a file may also hold the worker's sections)."""
+    return open_stream_config(config_file, overrides).learner_config()
+
+
+def open_stream_config(config_file: Path | None, overrides: tuple[str, ...]):
+    """Every section: learning, ``kafka`` and ``worker``."""
+    from streams.settings import StreamConfig
+
+    return load_config(config_file, list(overrides), root=StreamConfig)
 
 
 def existing_state_dir(state_dir: Path) -> Path:

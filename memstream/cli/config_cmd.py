@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from learner.config import describe
-from memstream.cli.common import config_options, open_config
+from memstream.cli.common import config_options, open_stream_config
+from streams.settings import StreamConfig
 
 
 @click.command("config")
@@ -14,6 +15,6 @@ from memstream.cli.common import config_options, open_config
 def config_command(config_file, overrides, effective: bool) -> None:
     """Print every setting with its default and help, as a TOML file you can edit."""
     if effective:
-        click.echo(open_config(config_file, overrides).to_json())
+        click.echo(open_stream_config(config_file, overrides).to_json())
     else:
-        click.echo(describe())
+        click.echo(describe(StreamConfig))

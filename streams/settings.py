@@ -1,0 +1,161 @@
+"""Settings of the running system: the broker (``[kafka]``) and the worker (``[worker]``).
+
+They sit beside the learning sections in one TOML file and bind to the environment the same
+way (``MEMSTREAM_KAFKA_BOOTSTRAP``, ``MEMSTREAM_WORKER_FLUSH_INTERVAL_S``, ...). Secrets
+(``kafka.sasl_password``) are masked wherever a config is printed or written.
+
+Examples
+--------
+>>> from learner.config import load_config
+>>> cfg = load_config(overrides=["kafka.bootstrap=broker:9093", "kafka.sasl_password=hunter2"],
+...                   environ={"MEMSTREAM_WORKER_FLUSH_EVERY": "64"}, root=StreamConfig)
+>>> cfg.kafka.bootstrap, cfg.worker.flush_every
+('broker:9093', 64)
+>>> cfg.to_dict()["kafka"]["sasl_password"]
+'***'
+>>> load_config(overrides=["kafka.security_protocol=SSH"], environ={}, root=StreamConfig)
+Traceback (most recent call last):
+...
+learner.config.ConfigError: kafka.security_protocol = 'SSH': must be one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from learner.config import LearnerConfig, _check, _help
+
+__all__ = ["KafkaConfig", "WorkerConfig", "StreamConfig", "SECRET_MASK"]
+
+SECRET_MASK = "***"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass
+class KafkaConfig:
+    bootstrap: str = _help("Broker address(es), HOST:PORT[,HOST:PORT...].", "127.0.0.1:9092")
+    topic_prefix: str = _help("Prefix of every topic name.", "memstream.")
+    partitions: int = _help("Partitions of each topic created at start-up (profiles shard across them).", 6)
+    replication: int = _help("Replication factor of topics created at start-up.", 1)
+    client_id: str = _help("Client id the broker sees.", "memstream")
+    request_timeout_s: float = _help("How long a client waits for the broker before it gives up with an error.",
+                                     15.0)
+    security_protocol: str = _help("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", "PLAINTEXT")
+    sasl_mechanism: str = _help("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).", "PLAIN")
+    sasl_username: str | None = _help("SASL user name.", None)
+    sasl_password: str | None = _help("SASL password (secret: never printed; prefer the environment).", None,
+                                      repr=False)
+    ssl_cafile: str | None = _help("CA bundle that signs the broker's certificate (TLS).", None)
+    ssl_certfile: str | None = _help("Client certificate (mutual TLS).", None)
+    ssl_keyfile: str | None = _help("Client private key (mutual TLS).", None)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.bootstrap.strip()), "kafka.bootstrap", self.bootstrap, "must name at least one HOST:PORT")
+        for address in self.bootstrap.split(","):
+            host, sep, port = address.strip().rpartition(":")
+            _check(bool(sep and host and port.isdigit() and 0 < int(port) < 65536), "kafka.bootstrap",
+                   self.bootstrap, "must look like HOST:PORT[,HOST:PORT...]")
+        _check(self.partitions >= 1, "kafka.partitions", self.partitions, "must be at least 1")
+        _check(self.replication >= 1, "kafka.replication", self.replication, "must be at least 1")
+        _check(self.request_timeout_s > 0, "kafka.request_timeout_s", self.request_timeout_s, "must be positive")
+        _check(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol", self.security_protocol,
+               f"must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        _check(self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism", self.sasl_mechanism,
+               f"must be one of {', '.join(SASL_MECHANISMS)}")
+        if self.security_protocol.startswith("SASL"):
+            _check(bool(self.sasl_username and self.sasl_password), "kafka.security_protocol",
+                   self.security_protocol, "needs kafka.sasl_username and kafka.sasl_password")
+
+    @property
+    def servers(self) -> list[str]:
+        return [a.strip() for a in self.bootstrap.split(",")]
+
+    def kafka_python_options(self) -> dict[str, Any]:
+        """Connection and security keyword arguments for every kafka-python client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(self.request_timeout_s * 1000),
+        }
+        if self.security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        if self.security_protocol.endswith("SSL"):
+            options.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+        return options
+
+    def faust_options(self) -> dict[str, Any]:
+        """Broker URL and credentials for the faust app."""
+        import faust  # only the worker needs faust
+
+        options: dict[str, Any] = {"broker": [f"kafka://{s}" for s in self.servers]}
+        ssl_context = None
+        if self.security_protocol.endswith("SSL"):
+            import ssl
+
+            ssl_context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                ssl_context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        if self.security_protocol.startswith("SASL"):
+            options["broker_credentials"] = faust.SASLCredentials(
+                username=self.sasl_username, password=self.sasl_password,
+                mechanism=self.sasl_mechanism, ssl_context=ssl_context)
+        elif ssl_context is not None:
+            options["broker_credentials"] = faust.SSLCredentials(ssl_context)
+        return options
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings with every secret masked (for logs, ``--json`` and ``config --effective``)."""
+        data = dict(self.__dict__)
+        if data.get("sasl_password"):
+            data["sasl_password"] = SECRET_MASK
+        return data
+
+
+@dataclass
+class WorkerConfig:
+    group: str = _help("Consumer group of the workers (workers in one group share the profiles).", "memstream")
+    flush_interval_s: float = _help("Save dirty learner states and release their offsets for commit this often.",
+                                    1.0)
+    flush_every: int = _help("... or after this many events, whichever comes first.", 500)
+    max_event_bytes: int = _help("Largest memory event accepted on the wire, in bytes.", 65536)
+    max_text_chars: int = _help("Longest string in an event, in characters.", 16000)
+    quality: str = _help("Quality gate for trivial events ('ok', 'thanks'): drop, flag (learn, but count) or off.",
+                         "drop")
+    min_chars: int = _help("Events whose text (or response) has fewer letters or digits than this fail the gate.",
+                           8)
+    max_parallel_runs: int = _help("Consolidations running at once across profiles (each in its own process).", 1)
+    metrics_port: int = _help("Port of the Prometheus /metrics endpoint (0: off).", 0)
+    session_timeout_s: float = _help("Consumer group session timeout: how soon a dead worker's profiles move.",
+                                     10.0)
+    web_port: int = _help("Port of faust's own web server (0: off).", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")
+        _check(self.flush_every >= 1, "worker.flush_every", self.flush_every, "must be at least 1")
+        _check(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
+        _check(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")
+        _check(self.quality in ("drop", "flag", "off"), "worker.quality", self.quality,
+               "must be drop, flag or off")
+        _check(self.min_chars >= 0, "worker.min_chars", self.min_chars, "must not be negative")
+        _check(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
+               "must be at least 1")
+        _check(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")
+        _check(self.session_timeout_s >= 1, "worker.session_timeout_s", self.session_timeout_s,
+               "must be at least 1 second")
+
+
+@dataclass
+class StreamConfig(LearnerConfig):
+    """The learning sections plus ``kafka`` and ``worker``."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["kafka"] = self.kafka.public_dict()
+        return data
