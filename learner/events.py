@@ -23,6 +23,10 @@ import hashlib
 import json
 import math
 import re
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -180,3 +184,32 @@ class MemoryEvent:
         """``meta.domain`` when the producer set one (benchmarks group by it)."""
         value = self.meta.get("domain")
         return None if value is None else str(value)
+
+
+def read_jsonl(path: Path | None, fill: bool = False) -> Iterator[tuple[int, MemoryEvent | None, str | None]]:
+    """Yield ``(line_index, event, error)`` for each non-blank line of a JSONL file (``None``: stdin);
+    exactly one of event/error is set. ``fill`` supplies ``v`` and ``ts`` (now) when a line lacks them."""
+    stream = sys.stdin.buffer if path is None else open(path, "rb")
+    try:
+        for index, raw in enumerate(stream):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield index, None, f"not valid UTF-8 (byte {exc.start})"
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield index, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if fill and isinstance(data, dict):
+                data = {"v": SCHEMA_VERSION, "ts": time.time(), **data}
+            try:
+                yield index, MemoryEvent.from_dict(data), None
+            except InvalidEvent as exc:
+                yield index, None, str(exc)
+    finally:
+        if path is not None:
+            stream.close()

@@ -68,7 +68,7 @@ def ensure_topics(kafka, topics: Topics | None = None) -> list[str]:
     ``kafka`` is a :class:`streams.settings.KafkaConfig`. Raises :class:`BrokerUnavailable`
     with the address tried when no broker answers.
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     topics = topics or Topics(kafka.topic_prefix)

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 from tqdm import tqdm
 
 from learner.consolidation import RunAborted
-from learner.events import InvalidEvent, MemoryEvent
+from learner.events import MemoryEvent, read_jsonl
 from learner.online import OnlineLearner
 from memstream.cli.common import config_options, echo_json, open_config, state_option
 
 MAX_ERRORS_SHOWN = 20
-
-
-def read_jsonl(path: Path | None) -> Iterator[tuple[int, MemoryEvent | None, str | None]]:
-    """Yield ``(line_index, event, error)`` for each non-blank line; exactly one of event/error is set."""
-    stream = sys.stdin.buffer if path is None else open(path, "rb")
-    try:
-        for index, raw in enumerate(stream):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield index, None, f"not valid UTF-8 (byte {exc.start})"
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield index, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            try:
-                yield index, MemoryEvent.from_dict(data), None
-            except InvalidEvent as exc:
-                yield index, None, str(exc)
-    finally:
-        if path is not None:
-            stream.close()
 
 
 class GracefulStop:

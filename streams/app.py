@@ -1,0 +1,201 @@
+"""The faust app: a few declarations and a thin loop around :class:`streams.ingest.IngestCore`.
+
+One agent reads ``memory-events`` with manual acks; a timer makes the learner states durable
+and only then acks what they cover (faust commits acked offsets), starts due consolidations in
+their own processes and publishes what finished. Durable state lives in the state directory,
+not in faust tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import faust
+
+from streams.codec import EventCodec
+from streams.ingest import IngestCore, Outgoing
+from streams.metrics import WorkerMetrics
+from streams.runs import RunPool
+from streams.topics import Topics
+
+__all__ = ["build_app", "Worker"]
+
+logger = logging.getLogger("memstream.worker")
+
+
+class Worker:
+    """The pieces of one running worker: the faust app, the core, the metrics."""
+
+    def __init__(self, config, state_root: str | Path, log: Callable[[str], None] | None = None,
+                 run_threads: int = 1):
+        self.config = config
+        self.state_root = Path(state_root)
+        self.log = log or logger.warning
+        self.topics = Topics(config.kafka.topic_prefix)
+        self.metrics = WorkerMetrics()
+        self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
+                                                                config.worker.max_parallel_runs, run_threads),
+                               log=self.log)
+        self.app = build_app(self)
+        self._pending: list[tuple[Any, Any]] = []
+        self._flush_lock = asyncio.Lock()
+        self._seen_counts: dict[str, int] = {}
+
+    # -- called from the app -------------------------------------------------------------
+    async def send(self, out: Outgoing) -> None:
+        for kind, key, data in out.messages:
+            await self.out_topics[kind].send(key=key, value=EventCodec.encode(data))
+            if kind == "model-updated":
+                self.log(f"[{data['profile']}] model-updated: version {data['version']} "
+                         f"{'accepted' if data['accepted'] else 'not accepted'} ({data['reason']})")
+            elif kind == "drift-alerts":
+                self.log(f"[{data['profile']}] drift alert: divergence {data['divergence']:.3f} > "
+                         f"threshold {data['threshold']:.3f}")
+
+    async def flush(self) -> None:
+        """Make states durable, then release the offsets they cover for commit."""
+        async with self._flush_lock:
+            pending, self._pending = self._pending, []
+            self.core.flush()
+            for stream, event in pending:
+                await stream.ack(event)
+
+    async def tick(self) -> None:
+        await self.flush()
+        self.core.start_runs()
+        out = self.core.finish_runs()
+        await self.send(out)
+        self._update_metrics(out)
+
+    def _update_metrics(self, out: Outgoing) -> None:
+        m, counts = self.metrics, self.core.counts
+        for name, metric in (("messages", m.events_in), ("learned", m.events_learned),
+                             ("duplicates", m.duplicates), ("redelivered", m.redelivered),
+                             ("quality_flagged", m.quality)):
+            delta = counts[name] - self._seen_counts.get(name, 0)
+            if delta:
+                metric.inc(delta)
+                self._seen_counts[name] = counts[name]
+        for reason, n in self.core.dead_letter_reasons.items():
+            key = f"dl:{reason}"
+            if n - self._seen_counts.get(key, 0):
+                m.dead_letters.labels(reason=reason).inc(n - self._seen_counts.get(key, 0))
+                self._seen_counts[key] = n
+        for kind, _key, data in out.messages:
+            if kind == "model-updated":
+                outcome = "accepted" if data["accepted"] else "rejected"
+                m.consolidations.labels(outcome=outcome).inc()
+        for seconds in self.core.run_seconds:
+            m.consolidation_seconds.observe(seconds)
+        self.core.run_seconds.clear()
+        for profile, learner in self.core.learners.items():
+            m.reservoir_size.labels(profile=profile).set(len(learner.reservoir))
+            if learner.drift is not None:
+                m.drift_divergence.labels(profile=profile).set(learner.drift.divergence_)
+        try:
+            consumer = self.app.consumer
+            for tp in consumer.assignment():
+                if tp.topic == self.topics.memory_events:
+                    high = consumer.highwater(tp)
+                    read = consumer._read_offset.get(tp)  # faust's own record of the last offset read
+                    if high is not None:
+                        m.consumer_lag.labels(partition=str(tp.partition)).set(
+                            max(0, high - ((read or -1) + 1)))
+        except Exception:  # noqa: BLE001 - lag is best effort; never let metrics stop ingest
+            pass
+
+    async def stop(self) -> None:
+        """Abandon runs in progress (nothing partial is written), save every state, ack what it covers."""
+        await self.flush()
+        self.core.close()
+
+
+def build_app(worker: Worker) -> faust.App:
+    config = worker.config
+    app = faust.App(
+        config.worker.group,
+        **config.kafka.faust_options(),
+        broker_client_id=config.kafka.client_id,
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=config.kafka.partitions,
+        topic_replication_factor=config.kafka.replication,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.worker.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, config.worker.session_timeout_s / 6),
+        broker_request_timeout=max(config.kafka.request_timeout_s, config.worker.session_timeout_s + 5),
+        broker_commit_interval=config.worker.flush_interval_s,
+        stream_wait_empty=False,  # unacked = not yet durable: left uncommitted, replayed and skipped
+        producer_acks=-1,
+        web_enabled=config.worker.web_port > 0,
+        web_port=config.worker.web_port or 6066,
+        datadir=str(worker.state_root / "_faust"),
+        loghandlers=[],
+    )
+    topics = worker.topics
+
+    def raw_topic(name: str):
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=config.kafka.partitions)
+
+    source = raw_topic(topics.memory_events)
+    worker.out_topics = {
+        "dead-letters": raw_topic(topics.dead_letters),
+        "drift-alerts": raw_topic(topics.drift_alerts),
+        "model-updated": raw_topic(topics.model_updated),
+    }
+
+    @app.agent(source, name="ingest")
+    async def ingest(stream):
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            out = worker.core.handle(message.topic, message.partition, message.offset, message.key, message.value)
+            if out.messages:
+                await worker.send(out)
+            worker._pending.append((manual, event))
+            if len(worker._pending) >= config.worker.flush_every:
+                await worker.flush()
+
+    @app.timer(config.worker.flush_interval_s)
+    async def tick() -> None:
+        await worker.tick()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **_kw) -> None:
+        await worker.flush()
+        gone = worker.core.release_partitions({(tp.topic, tp.partition) for tp in revoked})
+        if gone:
+            worker.log(f"rebalance: released {', '.join(sorted(gone))}")
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender, **_kw) -> None:
+        await worker.stop()
+        worker.log("worker stopped: runs in progress abandoned, state saved")
+
+    return app
+
+
+def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None = None,
+               loglevel: str = "warn") -> int:
+    """Create the topics when missing, then run a worker until SIGTERM/SIGINT; returns the exit code."""
+    from streams.topics import ensure_topics
+
+    state_root = Path(state_root)
+    state_root.mkdir(parents=True, exist_ok=True)
+    created = ensure_topics(config.kafka)
+    worker = Worker(config, state_root, log=log)
+    if created:
+        worker.log(f"created topics: {', '.join(created)}")
+    if config.worker.metrics_port:
+        worker.metrics.serve(config.worker.metrics_port)
+        worker.log(f"metrics on http://0.0.0.0:{config.worker.metrics_port}/metrics")
+    faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
