@@ -48,6 +48,20 @@ class Plan:
     def train_events(self) -> list[MemoryEvent]:
         return self.new + self.replay
 
+    def to_dict(self) -> dict:
+        """JSON-ready form (a run process reads it back with :meth:`from_dict`)."""
+        data = dict(self.__dict__)
+        for name in ("new", "replay", "probe"):
+            data[name] = [e.to_dict() for e in data[name]]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        data = dict(data)
+        for name in ("new", "replay", "probe"):
+            data[name] = [MemoryEvent.from_dict(e) for e in data[name]]
+        return cls(**data)
+
 
 @dataclass
 class RunResult:

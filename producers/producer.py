@@ -23,7 +23,7 @@ from streams.topics import BrokerUnavailable, Topics
 __all__ = ["MemoryProducer", "PublishError", "build_event"]
 
 
-class PublishError(RuntimeError):
+class PublishError(ConnectionError):
     """The broker did not acknowledge an event (the message says which and why)."""
 
 
@@ -63,8 +63,7 @@ class MemoryProducer:
                 **kafka.kafka_python_options(), acks="all", linger_ms=linger_ms,
                 max_block_ms=int(kafka.request_timeout_s * 1000),
                 delivery_timeout_ms=int(kafka.request_timeout_s * 2000) + linger_ms,
-                buffer_memory=32 * 1024 * 1024,  # bounded: a full buffer blocks, then raises; nothing is dropped
-            )
+            )  # memory stays bounded because publish_many waits for every ack of its batch before returning
         except KafkaError as exc:
             raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
                                     f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None

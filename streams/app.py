@@ -114,6 +114,9 @@ class Worker:
 
 
 def build_app(worker: Worker) -> faust.App:
+    from streams.compat import throttle_empty_fetches
+
+    throttle_empty_fetches()
     config = worker.config
     app = faust.App(
         config.worker.group,
@@ -171,10 +174,22 @@ def build_app(worker: Worker) -> faust.App:
         if gone:
             worker.log(f"rebalance: released {', '.join(sorted(gone))}")
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned, **_kw) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
+        try:
+            n_partitions = len(app.consumer._consumer.partitions_for_topic(topics.memory_events) or ()) \
+                or config.kafka.partitions
+        except Exception:  # noqa: BLE001 - fall back to the configured count
+            n_partitions = config.kafka.partitions
+        adopted = worker.core.adopt_partitions(topics.memory_events, mine, n_partitions)
+        if adopted:
+            worker.log(f"rebalance: took over {', '.join(adopted)}")
+
     @app.on_before_shutdown.connect
     async def on_shutdown(sender, **_kw) -> None:
         await worker.stop()
-        worker.log("worker stopped: runs in progress abandoned, state saved")
+        worker.log(f"worker stopped: runs in progress abandoned, state saved; {dict(worker.core.counts)}")
 
     return app
 

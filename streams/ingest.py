@@ -108,6 +108,27 @@ class IngestCore:
             self.due.pop(profile, None)
         return gone
 
+    def adopt_partitions(self, topic: str, partitions: set[int], n_partitions: int) -> list[str]:
+        """A rebalance gave us these partitions: open their profiles that have a consolidation waiting
+        (requested, or due by count) and queue it, so a run cut short by a stop is not forgotten."""
+        from kafka.partitioner.default import murmur2  # Kafka's default partitioner: key = profile
+
+        adopted = []
+        for directory in sorted(self.state_root.iterdir()) if self.state_root.is_dir() else []:
+            profile = directory.name
+            if profile in self.learners or not (directory / "learner_state.json").is_file():
+                continue
+            if (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions not in partitions:
+                continue
+            learner = self.learner(profile, wait_s=self.config.worker.session_timeout_s)
+            self.partition_of[profile] = (topic, (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions)
+            sched = learner.scheduler
+            trigger = sched.pending() or sched.due(sched.last_consolidation_ts or 0.0)
+            if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
+                self.due[profile] = trigger
+            adopted.append(profile)
+        return adopted
+
     # -- one message -------------------------------------------------------------------
     def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Outgoing:
         """Take one message from ``memory-events``; returns what to publish because of it."""

@@ -5,13 +5,17 @@ parent version from disk, trains, and sends back the verdict and the bytes of th
 files; the worker commits them. A run process that is killed (or whose worker is killed)
 therefore leaves nothing behind on disk.
 
-Messages between the worker and its own run processes use multiprocessing's pipes; nothing
-read from the network is unpickled (events cross as the worker's own objects).
+The plan goes to the run process as a JSON file (so starting a run never blocks the worker on
+a pipe while the new process imports torch); the verdict and weight bytes come back over a
+multiprocessing pipe from the worker's own child. Nothing read from the network is unpickled.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ from learner.consolidation import Plan
 __all__ = ["RunPool", "FinishedRun"]
 
 
-def _run_process(conn, state_root: str, profile: str, config_dict: dict[str, Any], plan: Plan,
+def _run_process(conn, state_root: str, profile: str, config_dict: dict[str, Any], plan_path: str,
                  threads: int) -> None:
     """Body of a run process: compute the run, send ``("ok", outcome)`` or ``("error", text)``."""
     try:
@@ -31,6 +35,9 @@ def _run_process(conn, state_root: str, profile: str, config_dict: dict[str, Any
         torch.set_num_threads(threads)
         from learner.online import compute_run_for_profile
 
+        with open(plan_path, encoding="utf-8") as fh:
+            plan = Plan.from_dict(json.load(fh))
+        os.unlink(plan_path)
         conn.send(("ok", compute_run_for_profile(state_root, profile, config_dict, plan)))
     except BaseException as exc:  # noqa: BLE001 - report everything to the worker, then exit
         conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"))
@@ -86,9 +93,15 @@ class RunPool:
     def submit(self, profile: str, plan: Plan, config_dict: dict[str, Any]) -> None:
         if self.busy(profile):
             raise RuntimeError(f"a run of {profile!r} is already computing")
+        runs_dir = os.path.join(self.state_root, "_runs")
+        os.makedirs(runs_dir, exist_ok=True)
+        fd, plan_path = tempfile.mkstemp(prefix=f"{profile}-{plan.run_id}-", suffix=".json", dir=runs_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(plan.to_dict(), fh)
         parent_conn, child_conn = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=_run_process, name=f"memstream-run-{profile}", daemon=True,
-                                    args=(child_conn, self.state_root, profile, config_dict, plan, self.threads))
+                                    args=(child_conn, self.state_root, profile, config_dict, plan_path,
+                                          self.threads))
         process.start()
         child_conn.close()
         self.running[profile] = _Running(plan, process, parent_conn)

@@ -11,7 +11,11 @@ from memstream.cli.config_cmd import config_command
 from memstream.cli.export import export_command
 from memstream.cli.generate import generate_command
 from memstream.cli.learn import learn_command
+from memstream.cli.publish import publish_command
 from memstream.cli.registry import registry_group
+from memstream.cli.up import broker_command, up_command
+from memstream.cli.watch import watch_command
+from memstream.cli.worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +29,11 @@ cli.add_command(registry_group)
 cli.add_command(generate_command)
 cli.add_command(export_command)
 cli.add_command(config_command)
+cli.add_command(publish_command)
+cli.add_command(watch_command)
+cli.add_command(worker_command)
+cli.add_command(up_command)
+cli.add_command(broker_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,13 @@ from learner.events import InvalidEvent, validate_profile
 from learner.lock import ProfileLocked
 from learner.registry import REGISTRY_FILE, RegistryError
 from learner.storage import CorruptStateError
+from streams.broker import BrokerStartError
 
 __all__ = ["run_cleanly", "state_option", "profile_option", "config_options", "resolve_profile",
-           "open_config", "echo_json", "existing_state_dir"]
+           "open_config", "open_stream_config", "bootstrap_option", "echo_json", "existing_state_dir"]
 
 USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, ProfileLocked, FileNotFoundError,
-               NotADirectoryError, PermissionError, ValueError)
+               NotADirectoryError, PermissionError, ValueError, ConnectionError, BrokerStartError)
 
 
 def run_cleanly(command: click.Command, argv: list[str]) -> int:
@@ -69,11 +70,17 @@ def open_config(config_file: Path | None, overrides: tuple[str, ...]) -> Learner
     return open_stream_config(config_file, overrides).learner_config()
 
 
-def open_stream_config(config_file: Path | None, overrides: tuple[str, ...]):
-    """Every section: learning, ``kafka`` and ``worker``."""
+def open_stream_config(config_file: Path | None, overrides: tuple[str, ...], bootstrap: str | None = None):
+    """Every section: learning, ``kafka`` and ``worker`` (``bootstrap`` overrides ``kafka.bootstrap``)."""
     from streams.settings import StreamConfig
 
-    return load_config(config_file, list(overrides), root=StreamConfig)
+    extra = [f"kafka.bootstrap={bootstrap}"] if bootstrap else []
+    return load_config(config_file, list(overrides) + extra, root=StreamConfig)
+
+
+def bootstrap_option():
+    return click.option("--bootstrap", default=None, metavar="HOST:PORT",
+                        help="Kafka broker address(es) (default: kafka.bootstrap, env MEMSTREAM_KAFKA_BOOTSTRAP).")
 
 
 def existing_state_dir(state_dir: Path) -> Path:

@@ -1,0 +1,65 @@
+"""``memstream up``: the embedded broker, the topics and a worker, in one command; ``memstream broker``."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from memstream.cli.common import config_options, open_stream_config
+
+
+@click.command("broker")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=Path(".memstream/broker"),
+              show_default=True, help="Where the broker keeps its topics.")
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def broker_command(data_dir: Path, port: int, host: str) -> None:
+    """Run the embedded Kafka-protocol broker (noida-db) in the foreground until SIGTERM/SIGINT."""
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(data_dir, port, host).start()
+    click.echo(f"broker ready on {broker.bootstrap} (data: {data_dir})", err=True)
+    _wait_for_signal()
+    broker.stop()
+
+
+def _wait_for_signal() -> None:
+    received = []
+
+    def handle(signum, _frame):
+        received.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    while not received:
+        signal.pause()
+
+
+@click.command("up")
+@click.option("--state", "state_dir", type=click.Path(path_type=Path, file_okay=False), default=Path(".memstream"),
+              show_default=True, envvar="MEMSTREAM_STATE", help="Learner state (and the embedded broker's data).")
+@click.option("--bootstrap", default=None, metavar="HOST:PORT", help="Use this broker instead of starting one.")
+@click.option("--port", type=int, default=9092, show_default=True, help="Port of the embedded broker.")
+@config_options
+def up_command(state_dir: Path, bootstrap: str | None, port: int, config_file, overrides) -> None:
+    """Start a Kafka-protocol broker (unless --bootstrap), create the topics, run a worker.
+
+    Then publish with `memstream publish FILE.jsonl` and follow with `memstream watch`.
+    """
+    from streams.app import run_worker
+    from streams.broker import EmbeddedBroker
+
+    broker = None
+    if bootstrap is None:
+        broker = EmbeddedBroker(state_dir / "broker", port).start()
+        bootstrap = broker.bootstrap
+        click.echo(f"embedded broker ready on {bootstrap}", err=True)
+    config = open_stream_config(config_file, overrides, bootstrap)
+    try:
+        code = run_worker(config, state_dir / "profiles", log=lambda m: click.echo(m, err=True))
+    finally:
+        if broker is not None:
+            broker.stop()
+    raise SystemExit(code)
