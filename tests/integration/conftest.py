@@ -1,0 +1,128 @@
+"""Integration fixtures: a real Kafka-protocol broker over TCP, real worker processes.
+
+The broker is the one ``MEMSTREAM_TEST_BOOTSTRAP`` names (``.ci/run`` starts the embedded
+one and sets it; point it at any cluster), else an embedded noida-db started for the session.
+Every test gets its own topic prefix and consumer group, so tests never see each other's events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+FAST_WORKER = [
+    "worker.flush_interval_s=0.5", "worker.session_timeout_s=6", "kafka.partitions=3",
+    "kafka.request_timeout_s=10",
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory) -> str:
+    given = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=_free_port()).start()
+    yield broker.bootstrap
+    broker.stop()
+
+
+class Stack:
+    """One test's slice of the system: a topic prefix, a group, a state dir, worker processes."""
+
+    def __init__(self, bootstrap: str, root: Path, extra: list[str] | None = None):
+        self.bootstrap = bootstrap
+        self.prefix = f"t{uuid.uuid4().hex[:10]}."
+        self.state = root / "state"
+        self.root = root
+        self.overrides = TINY + FAST_WORKER + [f"kafka.topic_prefix={self.prefix}",
+                                               f"worker.group=g-{self.prefix}", f"kafka.bootstrap={bootstrap}"] \
+            + (extra or [])
+        self.workers: list[subprocess.Popen] = []
+        from learner.config import load_config
+        from streams.settings import StreamConfig
+        from streams.topics import ensure_topics
+
+        self.config = load_config(overrides=self.overrides, environ={}, root=StreamConfig)
+        ensure_topics(self.config.kafka)
+
+    def set_args(self) -> list[str]:
+        return [arg for o in self.overrides for arg in ("--set", o)]
+
+    def start_worker(self, name: str = "w0") -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("MEMSTREAM_DEBUG", None)
+        proc = subprocess.Popen([sys.executable, "-m", "memstream", "worker", "--state", str(self.state),
+                                 *self.set_args()], stdout=log, stderr=log, env=env, start_new_session=True)
+        proc.log_path = self.root / f"{name}.log"
+        self.workers.append(proc)
+        return proc
+
+    def producer(self):
+        from producers.producer import MemoryProducer
+
+        return MemoryProducer(self.config.kafka)
+
+    def raw_producer(self):
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self.config.kafka.kafka_python_options(), acks="all")
+
+    def subscriber(self, *kinds: str):
+        from consumers.subscriber import Subscriber
+
+        return Subscriber(self.config.kafka, list(kinds), from_beginning=True)
+
+    def learner_state(self, profile: str) -> dict:
+        path = self.state / profile / "learner_state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def wait_for(self, condition, timeout: float, what: str, interval: float = 0.5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(interval)
+        logs = "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text(errors='replace')[-3000:]}"
+                         for p in self.workers)
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
+
+    def stop_all(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def stack(bootstrap, tmp_path):
+    s = Stack(bootstrap, tmp_path)
+    yield s
+    s.stop_all()
