@@ -30,7 +30,7 @@ class Worker:
     """The pieces of one running worker: the faust app, the core, the metrics."""
 
     def __init__(self, config, state_root: str | Path, log: Callable[[str], None] | None = None,
-                 run_threads: int = 1):
+                 run_threads: int = 1, topic_ids: dict[str, str] | None = None):
         self.config = config
         self.state_root = Path(state_root)
         self.log = log or logger.warning
@@ -38,7 +38,7 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
                                                                 config.worker.max_parallel_runs, run_threads),
-                               log=self.log)
+                               log=self.log, topic_ids=topic_ids)
         self.app = build_app(self)
         self._pending: list[tuple[Any, Any]] = []
         self._flush_lock = asyncio.Lock()
@@ -129,8 +129,12 @@ def build_app(worker: Worker) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=config.worker.session_timeout_s,
         broker_heartbeat_interval=max(0.5, config.worker.session_timeout_s / 6),
-        broker_request_timeout=max(config.kafka.request_timeout_s, config.worker.session_timeout_s + 5),
+        # a killed worker's slot in the group is freed after the session timeout; a JoinGroup request
+        # may wait up to the rebalance timeout, so the request timeout must outlast it
+        broker_rebalance_timeout=config.worker.session_timeout_s,
+        broker_request_timeout=max(config.kafka.request_timeout_s, config.worker.session_timeout_s) + 10,
         broker_commit_interval=config.worker.flush_interval_s,
+        consumer_group_instance_id=config.worker.instance_id,
         stream_wait_empty=False,  # unacked = not yet durable: left uncommitted, replayed and skipped
         producer_acks=-1,
         web_enabled=config.worker.web_port > 0,
@@ -197,12 +201,14 @@ def build_app(worker: Worker) -> faust.App:
 def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None = None,
                loglevel: str = "warn") -> int:
     """Create the topics when missing, then run a worker until SIGTERM/SIGINT; returns the exit code."""
-    from streams.topics import ensure_topics
+    from streams.topics import Topics, ensure_topics, topic_id
 
     state_root = Path(state_root)
     state_root.mkdir(parents=True, exist_ok=True)
     created = ensure_topics(config.kafka)
-    worker = Worker(config, state_root, log=log)
+    source = Topics(config.kafka.topic_prefix).memory_events
+    tid = topic_id(config.kafka, source)
+    worker = Worker(config, state_root, log=log, topic_ids={source: tid} if tid else None)
     if created:
         worker.log(f"created topics: {', '.join(created)}")
     if config.worker.metrics_port:

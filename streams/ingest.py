@@ -57,8 +57,9 @@ class IngestCore:
     """
 
     def __init__(self, config, state_root: str | Path, run_pool: RunPool | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, topic_ids: dict[str, str] | None = None):
         self.config = config
+        self.topic_ids = dict(topic_ids or {})
         self.learner_config = config.learner_config()
         self.state_root = Path(state_root)
         self.codec = EventCodec(config.worker.max_event_bytes, config.worker.max_text_chars)
@@ -145,7 +146,7 @@ class IngestCore:
             self._dead_letter(out, f"profile state unusable: {exc}", topic, partition, offset, key, value)
             return out
         self.partition_of[event.profile] = (topic, partition)
-        source = f"kafka:{topic}:{partition}"
+        source = self.source_key(topic, partition)
         if offset < learner.sources.get(source, 0):
             self.counts["redelivered"] += 1  # applied before a crash or rebalance: already counted
             return out
@@ -169,6 +170,12 @@ class IngestCore:
         if step.trigger:
             self.due[event.profile] = step.trigger
         return out
+
+    def source_key(self, topic: str, partition: int) -> str:
+        """Where a profile keeps its next offset of one partition; the topic id (when the broker
+        gives one) makes a re-created topic a new source instead of one whose offsets went back."""
+        tid = self.topic_ids.get(topic)
+        return f"kafka:{topic}#{tid}:{partition}" if tid else f"kafka:{topic}:{partition}"
 
     def _dead_letter(self, out: Outgoing, reason: str, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None) -> None:

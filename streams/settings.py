@@ -132,6 +132,8 @@ class WorkerConfig:
     session_timeout_s: float = _help("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)
     web_port: int = _help("Port of faust's own web server (0: off).", 0)
+    instance_id: str | None = _help("Static group membership id (KIP-345): a worker restarted with the same id "
+                                    "takes its partitions back at once instead of waiting for a rebalance.", None)
 
     def __post_init__(self) -> None:
         _check(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")

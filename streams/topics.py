@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Topics", "ensure_topics", "BrokerUnavailable"]
+__all__ = ["Topics", "ensure_topics", "topic_id", "BrokerUnavailable"]
 
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
@@ -98,3 +98,22 @@ def admin_client(kafka):
     except KafkaError as exc:
         raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
                                 f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None
+
+
+def topic_id(kafka, name: str) -> str | None:
+    """The broker's id of topic ``name`` (None when the broker does not report topic ids).
+
+    The worker keys its saved offsets by it: a topic deleted and created again (or a broker that
+    keeps topics only in memory, restarted) starts its offsets at 0 again, and old offsets must
+    not make the worker skip new events.
+    """
+    from kafka.errors import KafkaError
+
+    admin = admin_client(kafka)
+    try:
+        found = admin.describe_topics([name])
+        return (found[0].get("topic_id") or None) if found else None
+    except KafkaError:
+        return None
+    finally:
+        admin.close()

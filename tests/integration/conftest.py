@@ -69,12 +69,16 @@ class Stack:
     def set_args(self) -> list[str]:
         return [arg for o in self.overrides for arg in ("--set", o)]
 
-    def start_worker(self, name: str = "w0") -> subprocess.Popen:
+    def start_worker(self, name: str = "w0", instance: str | None = None) -> subprocess.Popen:
+        """A worker process; ``instance`` is its static group membership id (default: one per name
+        stem, so "w1" and "w2" are the same member restarted, "a" and "b" are two members)."""
         log = open(self.root / f"{name}.log", "ab")
+        instance = instance or name.rstrip("0123456789") or name
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MEMSTREAM_DEBUG", None)
         proc = subprocess.Popen([sys.executable, "-m", "memstream", "worker", "--state", str(self.state),
-                                 *self.set_args()], stdout=log, stderr=log, env=env, start_new_session=True)
+                                 *self.set_args(), "--set", f"worker.instance_id={self.prefix}{instance}"],
+                                stdout=log, stderr=log, env=env, start_new_session=True)
         proc.log_path = self.root / f"{name}.log"
         self.workers.append(proc)
         return proc
