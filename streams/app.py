@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,14 +31,16 @@ class Worker:
     """The pieces of one running worker: the faust app, the core, the metrics."""
 
     def __init__(self, config, state_root: str | Path, log: Callable[[str], None] | None = None,
-                 run_threads: int = 1, topic_ids: dict[str, str] | None = None):
+                 run_threads: int | None = None, topic_ids: dict[str, str] | None = None):
         self.config = config
         self.state_root = Path(state_root)
         self.log = log or logger.warning
         self.topics = Topics(config.kafka.topic_prefix)
         self.metrics = WorkerMetrics()
+        # a run gets every core: ingest needs little CPU, and training is what takes time
+        threads = run_threads or max(1, (os.cpu_count() or 2) // config.worker.max_parallel_runs)
         self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
-                                                                config.worker.max_parallel_runs, run_threads),
+                                                                config.worker.max_parallel_runs, threads),
                                log=self.log, topic_ids=topic_ids)
         self.app = build_app(self)
         self._pending: list[tuple[Any, Any]] = []
@@ -108,9 +111,15 @@ class Worker:
             pass
 
     async def stop(self) -> None:
-        """Abandon runs in progress (nothing partial is written), save every state, ack what it covers."""
+        """Abandon runs in progress (nothing partial is written), save every state, ack what it covers;
+        leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
         await self.flush()
+        stats = self.core.stats()
         self.core.close()
+        from learner.storage import atomic_write_json
+
+        (self.state_root / "_worker").mkdir(exist_ok=True)
+        atomic_write_json(self.state_root / "_worker" / f"stats-{os.getpid()}.json", stats)
 
 
 def build_app(worker: Worker) -> faust.App:

@@ -94,7 +94,12 @@ class EventCodec:
         except (msgpack.ExtraData,) as exc:
             raise DecodeError(f"trailing bytes after the event ({type(exc).__name__})") from None
         except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-            raise DecodeError(f"not msgpack: {type(exc).__name__}: {str(exc)[:120]}") from None
+            text = str(exc)
+            if "max_ext_len" in text:
+                raise DecodeError("msgpack extension types are not allowed") from None
+            if "max_str_len" in text or "max_bin_len" in text:
+                raise DecodeError(f"a string is over the limit of {self.max_text_chars} characters") from None
+            raise DecodeError(f"not msgpack: {type(exc).__name__}: {text[:120]}") from None
         if not isinstance(value, dict):
             raise DecodeError(f"an event must be a msgpack map, got {type(value).__name__}")
         self._check_strings(value, depth=0)

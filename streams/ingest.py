@@ -75,6 +75,8 @@ class IngestCore:
         self.dead_letter_reasons: Counter[str] = Counter()
         self.run_outcomes: Counter[str] = Counter()
         self.run_seconds: list[float] = []
+        self.first_message_at: float | None = None
+        self.last_message_at: float | None = None
         self._finished: list[FinishedRun] = []  # runs computed in this process (run_pool=None)
         self._local_outcomes: dict[str, RunOutcome] = {}
 
@@ -135,6 +137,9 @@ class IngestCore:
         """Take one message from ``memory-events``; returns what to publish because of it."""
         out = Outgoing()
         self.counts["messages"] += 1
+        self.last_message_at = time.time()
+        if self.first_message_at is None:
+            self.first_message_at = self.last_message_at
         try:
             event = self.codec.decode_memory(value)
         except DecodeError as exc:
@@ -274,6 +279,8 @@ class IngestCore:
     # -- numbers ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         return {
+            "first_message_at": self.first_message_at,
+            "last_message_at": self.last_message_at,
             "counts": dict(self.counts),
             "dead_letter_reasons": dict(self.dead_letter_reasons),
             "runs": dict(self.run_outcomes),

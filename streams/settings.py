@@ -79,6 +79,7 @@ class KafkaConfig:
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": int(self.request_timeout_s * 1000),
+            "bootstrap_timeout_ms": int(self.request_timeout_s * 1000),  # an unreachable broker fails this fast
         }
         if self.security_protocol.startswith("SASL"):
             options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,

@@ -6,8 +6,10 @@ import sys
 
 import click
 
+from memstream.cli.bench import bench_group
 from memstream.cli.common import run_cleanly
 from memstream.cli.config_cmd import config_command
+from memstream.cli.demo import demo_command
 from memstream.cli.export import export_command
 from memstream.cli.generate import generate_command
 from memstream.cli.learn import learn_command
@@ -34,6 +36,8 @@ cli.add_command(watch_command)
 cli.add_command(worker_command)
 cli.add_command(up_command)
 cli.add_command(broker_command)
+cli.add_command(demo_command)
+cli.add_command(bench_group)
 
 
 def main(argv: list[str] | None = None) -> int:

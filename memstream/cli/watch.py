@@ -36,7 +36,7 @@ def watch_command(what: str, as_json: bool, from_beginning: bool, group: str | N
 
     def show(kind: str, event: dict) -> None:
         if as_json:
-            click.echo(json.dumps({"topic": kind, **event}, sort_keys=True, default=_jsonable))
+            click.echo(json.dumps({"event": kind, **event}, sort_keys=True, default=_jsonable))
         else:
             click.echo(describe_event(kind, event))
 

@@ -125,7 +125,7 @@ def test_sigterm_abandons_the_run_saves_state_and_leaves(stack):
 EMBEDDED_NOIDA = not os.environ.get("MEMSTREAM_TEST_BOOTSTRAP_IS_KAFKA")
 
 
-@pytest.mark.xfail(EMBEDDED_NOIDA, strict=False,
+@pytest.mark.xfail(EMBEDDED_NOIDA, run=False,
                    reason="noida-db 0.2.3 never completes a rebalance of a two-member group (the second member "
                           "gets no partitions; a killed member is never expired), see docs/streaming.md; run "
                           "against Apache Kafka: MEMSTREAM_TEST_BOOTSTRAP=HOST:PORT MEMSTREAM_TEST_BOOTSTRAP_IS_KAFKA=1")

@@ -1,0 +1,178 @@
+"""The stream worker's pure parts, with no broker and no event loop: codec, settings, ingest core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgpack
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learner.config import ConfigError, load_config
+from learner.consolidation import Plan
+from learner.events import MemoryEvent
+from learner.sample_data import generate_stream
+from streams.codec import DecodeError, EventCodec
+from streams.ingest import IngestCore
+from streams.settings import StreamConfig
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- codec ----------------------------------------------------------------------------------
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=512))
+def test_decoder_never_raises_anything_but_decode_error(data):
+    codec = EventCodec(max_event_bytes=256, max_text_chars=64)
+    try:
+        event = codec.decode_memory(data)
+    except DecodeError as exc:
+        assert str(exc)  # a reason, always
+    else:
+        assert isinstance(event, MemoryEvent)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "id", "profile", "ts", "kind", "text", "prompt", "response", "meta"]),
+                       st.one_of(st.integers(-2**63, 2**64 - 1), st.floats(), st.text(max_size=20), st.none(), st.booleans(),
+                                 st.lists(st.integers(0, 9), max_size=3), st.binary(max_size=8)), max_size=9))
+def test_decoder_validates_every_field_shape(fields):
+    codec = EventCodec()
+    try:
+        event = codec.decode_memory(msgpack.packb(fields, use_bin_type=True))
+    except DecodeError as exc:
+        assert str(exc)
+    else:
+        assert event.v == 1 and event.profile == fields["profile"]
+
+
+def test_round_trip_and_limits():
+    codec = EventCodec(max_event_bytes=4096, max_text_chars=100)
+    event = MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": 2.5, "kind": "conversation",
+                                   "prompt": "what tea?", "response": "oolong", "meta": {"domain": "tea"}})
+    assert codec.decode_memory(codec.encode_memory(event)) == event
+    with pytest.raises(DecodeError, match="over the limit of 100"):
+        codec.decode_memory(msgpack.packb({"v": 1, "profile": "p", "ts": 1, "kind": "k", "text": "x" * 101}))
+    with pytest.raises(DecodeError, match="extension type"):
+        codec.decode_memory(msgpack.packb({"v": 1, "profile": "p", "ts": 1, "kind": "k", "text": msgpack.ExtType(5, b"x")}))
+    with pytest.raises(DecodeError, match="UTF-8"):
+        codec.decode_memory(b"\x81\xa4text\xa2\xff\xfe")
+    with pytest.raises(DecodeError, match="must be a msgpack map"):
+        codec.decode_memory(msgpack.packb([1, 2]))
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        codec.decode_memory(codec.encode_memory(event) + b"\x01")
+    with pytest.raises(DecodeError, match="non-finite"):
+        codec.decode_memory(msgpack.packb({"v": 1, "profile": "p", "ts": float("nan"), "kind": "k", "text": "t"}))
+
+
+# -- settings -------------------------------------------------------------------------------
+def test_secrets_never_printed_and_options_pass_through():
+    cfg = load_config(overrides=["kafka.security_protocol=SASL_SSL", "kafka.sasl_mechanism=SCRAM-SHA-512",
+                                 "kafka.sasl_username=me", "kafka.ssl_cafile=/etc/ca.pem"],
+                      environ={"MEMSTREAM_KAFKA_SASL_PASSWORD": "s3cret-value"}, root=StreamConfig)
+    assert "s3cret-value" not in cfg.to_json() and "s3cret-value" not in repr(cfg)
+    assert "s3cret-value" not in json.dumps(cfg.learner_config().to_dict())
+    options = cfg.kafka.kafka_python_options()
+    assert options["sasl_plain_password"] == "s3cret-value" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["ssl_cafile"] == "/etc/ca.pem" and options["security_protocol"] == "SASL_SSL"
+    with pytest.raises(ConfigError, match="needs kafka.sasl_username and kafka.sasl_password"):
+        load_config(overrides=["kafka.security_protocol=SASL_PLAINTEXT"], environ={}, root=StreamConfig)
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        load_config(overrides=["kafka.bootstrap=nohost"], environ={}, root=StreamConfig)
+
+
+def test_plan_survives_json():
+    events = [MemoryEvent.from_dict({"v": 1, **e}) for e in generate_stream(n_per_phase=(6,), seed=1)]
+    plan = Plan(trigger="count", mode="lora", new=events[:3], replay=events[3:5], probe=events[5:],
+                parent_version=2, seed=7)
+    back = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert back == plan
+
+
+# -- ingest core ----------------------------------------------------------------------------
+@pytest.fixture
+def core(tmp_path):
+    cfg = load_config(overrides=TINY + ["scheduler.count=40", "train.foundation_min_events=20"], environ={},
+                      root=StreamConfig)
+    c = IngestCore(cfg, tmp_path, run_pool=None)
+    yield c
+    c.close()
+
+
+def wire(events):
+    codec = EventCodec()
+    return [codec.encode_memory({"v": 1, **e}) for e in events]
+
+
+def test_redelivered_offsets_and_republished_ids_are_counted_once(core, tmp_path):
+    values = wire(generate_stream(n_per_phase=(30,), seed=2, profile="ann"))
+    for offset, value in enumerate(values):
+        core.handle("t", 0, offset, b"ann", value)
+    core.flush()
+    for offset, value in enumerate(values[:10]):  # a crash replays what was not committed
+        core.handle("t", 0, offset, b"ann", value)
+    for offset, value in enumerate(values[:5], start=30):  # the producer published the same memories again
+        core.handle("t", 0, offset, b"ann", value)
+    assert core.learners["ann"].events_seen == 30
+    assert core.counts["redelivered"] == 10 and core.counts["duplicates"] == 5
+    core.close()
+    reopened = IngestCore(core.config, tmp_path)
+    assert reopened.learner("ann").events_seen == 30
+    assert reopened.learner("ann").sources["kafka:t:0"] == 35
+    reopened.close()
+
+
+def test_bad_messages_become_dead_letters_and_the_rest_flows(core):
+    good = wire(generate_stream(n_per_phase=(5,), seed=3, profile="bo"))
+    out = core.handle("t", 1, 0, b"x", b"\xc1garbage")
+    assert out.messages[0][0] == "dead-letters" and "not msgpack" in out.messages[0][2]["reason"]
+    assert out.messages[0][2]["value"] == b"\xc1garbage" and out.messages[0][2]["offset"] == 0
+    for i, value in enumerate(good, start=1):
+        assert core.handle("t", 1, i, b"bo", value).messages == []
+    assert core.learners["bo"].events_seen == 5 and core.counts["dead_letters"] == 1
+
+
+def test_quality_gate_drops_acknowledgements(core):
+    codec = EventCodec()
+    for i, text in enumerate(["ok", "thanks!", "Repotted the fig into a bigger terracotta pot."]):
+        core.handle("t", 0, i, b"cy", codec.encode_memory({"v": 1, "profile": "cy", "ts": i, "kind": "c", "text": text}))
+    assert core.learners["cy"].events_seen == 1 and core.counts["quality_dropped"] == 2
+
+
+def test_a_trigger_starts_one_run_and_publishes_model_updated(core):
+    for offset, value in enumerate(wire(generate_stream(n_per_phase=(60,), seed=4, profile="di"))):
+        core.handle("t", 0, offset, b"di", value)
+    assert core.due.get("di") in ("count", "drift")
+    assert core.start_runs() == ["di"]
+    out = core.finish_runs()
+    (kind, key, event), = out.messages
+    assert kind == "model-updated" and key == b"di" and event["accepted"] and event["version"] == 1
+    assert event["sha256"] and Path(event["adapter_path"]).is_file()
+
+
+# -- deployment -----------------------------------------------------------------------------
+def test_docker_compose_has_what_the_code_expects():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"kafka", "worker"} <= set(services)
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    worker = services["worker"]
+    env = worker["environment"]
+    cfg = load_config(environ={k: str(v) for k, v in env.items()}, root=StreamConfig)  # every variable is valid
+    assert cfg.kafka.bootstrap == "kafka:9092" and cfg.worker.metrics_port == int(env["MEMSTREAM_WORKER_METRICS_PORT"])
+    assert env["MEMSTREAM_KAFKA_BOOTSTRAP"].split(":")[0] in services
+    assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert worker["command"][:1] == ["worker"] and "/state" in worker["command"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in worker["volumes"]}
+    assert mounts["/state"] in compose["volumes"]
+    assert any(m.endswith(":/var/lib/kafka/data") and m.split(":")[0] in compose["volumes"] for m in kafka["volumes"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile and 'ENTRYPOINT ["memstream"]' in dockerfile
+    for package in ("learner", "streams", "producers", "consumers", "memstream"):
+        assert f"COPY {package} " in dockerfile
