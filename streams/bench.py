@@ -67,13 +67,18 @@ def _plain_rate(kafka, topic: str, n: int) -> float:
     return seen / max(last - first, 1e-9) if first else 0.0
 
 
-def _worker_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[str], timeout_s: float) -> dict:
+def _worker_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[str], timeout_s: float,
+                 before_measuring=None) -> dict:
+    """Run a worker until it has taken ``n`` events; ``before_measuring(log_path)`` runs first (it
+    publishes the measured events once the worker is in the wanted condition)."""
     cmd = [sys.executable, "-m", "memstream", "worker", "--state", str(state),
            *[a for o in kafka_overrides + extra for a in ("--set", o)]]
-    log = open(state.parent / f"{state.name}.log", "ab")
+    log_path = state.parent / f"{state.name}.log"
+    log = open(log_path, "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     try:
+        warmup = before_measuring(log_path) if before_measuring else 0
         while time.monotonic() < deadline:
             seen = 0
             for path in state.glob("*/learner_state.json"):
@@ -82,7 +87,7 @@ def _worker_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[st
                     seen += data["events_seen"] + data.get("duplicates", 0)
                 except (OSError, ValueError, KeyError):
                     pass
-            if seen >= n:
+            if seen >= n + warmup:
                 break
             time.sleep(0.5)
     finally:
@@ -92,9 +97,15 @@ def _worker_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[st
     if not stats_files:
         raise RuntimeError(f"the worker left no stats (log: {state.parent / (state.name + '.log')})")
     stats = json.loads(stats_files[-1].read_text())
-    span = (stats["last_message_at"] or 0) - (stats["first_message_at"] or 0)
-    messages = stats["counts"].get("messages", 0)
-    return {"events": messages, "seconds": round(span, 3), "rate": messages / span if span > 0 else 0.0,
+    # the measured window: from the first progress mark after the warm-up to the last one
+    marks = [(c, t) for c, t in stats["progress"] if c > warmup]
+    if len(marks) >= 2:
+        (c0, t0), (c1, t1) = marks[0], marks[-1]
+    else:
+        c0, t0, c1, t1 = 0, stats["first_message_at"] or 0, stats["counts"].get("messages", 0), \
+            stats["last_message_at"] or 0
+    span = t1 - t0
+    return {"events": c1 - c0, "seconds": round(span, 3), "rate": (c1 - c0) / span if span > 0 else 0.0,
             "runs": stats.get("runs", {})}
 
 
@@ -104,21 +115,38 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
 
     from streams.topics import Topics, ensure_topics
 
+    events = _events(n, profiles, seed)
+    n = len(events)
+    warmup_events = generate_stream(n_per_phase=(300,), seed=seed + 99, profile="warmup")
     results: dict[str, Any] = {"events": n, "profiles": profiles}
-    for label, extra in (("ingest_idle", ["scheduler.count=1000000000", "drift.enabled=false"]),
-                         ("ingest_busy", ["scheduler.count=100", "scheduler.min_examples=16",
-                                          "train.foundation_min_events=50", "drift.enabled=false",
-                                          "train.foundation_epochs=30", "train.epochs=3"])):
+    for label, extra in (("ingest_idle", ["scheduler.count=1000000000", "scheduler.interval_s=1e15",
+                                          "drift.enabled=false"]),
+                         ("ingest_busy", ["scheduler.count=200", "scheduler.interval_s=1e15", "drift.enabled=false",
+                                          "train.foundation_min_events=100", "train.foundation_epochs=200"])):
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         cfg = replace(kafka, topic_prefix=prefix)
         ensure_topics(cfg)
-        _publish(cfg, _events(n, profiles, seed))
         topic = Topics(prefix).memory_events
-        if label == "ingest_idle":
-            results["plain"] = {"rate": _plain_rate(cfg, topic, n)}
+
+        def publish_when_ready(log_path: Path, cfg=cfg, label=label) -> int:
+            if label == "ingest_idle":
+                _publish(cfg, events)
+                return 0
+            # a long foundation run of a warm-up profile computes while the measured events flow
+            _publish(cfg, warmup_events)
+            deadline = time.monotonic() + 300
+            while "consolidating" not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(3)  # the run process has imported torch and is training
+            _publish(cfg, events)
+            return len(warmup_events)
+
         overrides = [f"kafka.bootstrap={cfg.bootstrap}", f"kafka.topic_prefix={prefix}",
                      f"worker.group=g-{prefix}", f"worker.instance_id={prefix}w", "worker.session_timeout_s=6"]
-        results[label] = _worker_rate(overrides, work_dir / label, n, extra, timeout_s=600)
+        results[label] = _worker_rate(overrides, work_dir / label, n, extra, timeout_s=900,
+                                      before_measuring=publish_when_ready)
+        if label == "ingest_idle":
+            results["plain"] = {"rate": _plain_rate(cfg, topic, n)}
     plain, idle, busy = results["plain"]["rate"], results["ingest_idle"]["rate"], results["ingest_busy"]["rate"]
     results["ratio_idle_vs_plain"] = idle / plain if plain else 0.0
     results["ratio_busy_vs_idle"] = busy / idle if idle else 0.0

@@ -76,6 +76,7 @@ class IngestCore:
         self.run_outcomes: Counter[str] = Counter()
         self.run_seconds: list[float] = []
         self.first_message_at: float | None = None
+        self.progress: list[tuple[int, float]] = []  # (messages, time) every 500 messages, for benchmarks
         self.last_message_at: float | None = None
         self._finished: list[FinishedRun] = []  # runs computed in this process (run_pool=None)
         self._local_outcomes: dict[str, RunOutcome] = {}
@@ -140,6 +141,8 @@ class IngestCore:
         self.last_message_at = time.time()
         if self.first_message_at is None:
             self.first_message_at = self.last_message_at
+        if self.counts["messages"] % 500 == 0:
+            self.progress = (self.progress + [(self.counts["messages"], self.last_message_at)])[-2000:]
         try:
             event = self.codec.decode_memory(value)
         except DecodeError as exc:
@@ -281,6 +284,7 @@ class IngestCore:
         return {
             "first_message_at": self.first_message_at,
             "last_message_at": self.last_message_at,
+            "progress": self.progress,
             "counts": dict(self.counts),
             "dead_letter_reasons": dict(self.dead_letter_reasons),
             "runs": dict(self.run_outcomes),

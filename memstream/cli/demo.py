@@ -8,7 +8,6 @@ end the model answers a few questions before (original base) and after (current 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
