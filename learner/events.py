@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -169,8 +169,16 @@ class MemoryEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: a plain map without unset optional fields."""
-        out = asdict(self)
-        return {k: v for k, v in out.items() if v is not None and not (k == "meta" and not v)}
+        # built by hand, not with dataclasses.asdict: snapshots call this for every buffered event
+        out: dict[str, Any] = {"id": self.id, "profile": self.profile, "ts": self.ts, "kind": self.kind}
+        for name in ("text", "prompt", "response"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        out["v"] = self.v
+        return out
 
     @property
     def training_text(self) -> str:

@@ -466,7 +466,7 @@ class OnlineLearner:
         }
 
     def _write_state(self, snapshot: dict[str, Any], directory: Path) -> None:
-        atomic_write_json(Path(directory) / STATE_FILE, snapshot)
+        atomic_write_json(Path(directory) / STATE_FILE, snapshot, compact=True)
 
     def save_state(self, directory: str | Path | None = None) -> Path:
         """Write the learner state atomically (default: this profile's directory)."""

@@ -48,11 +48,14 @@ class QualityGate:
         """The reason the event fails the gate, or None when it passes (failures are counted)."""
         text = event.text if event.text is not None else event.response or ""
         reason = None
-        normalised = " ".join(_WORDS.sub(" ", text.lower()).split())
-        if normalised in ACKNOWLEDGEMENTS:
+        if len(text) <= 40 and " ".join(_WORDS.sub(" ", text.lower()).split()) in ACKNOWLEDGEMENTS:
             reason = "acknowledgement only"
         else:
-            n = sum(ch.isalnum() for ch in text)
+            n = 0
+            for ch in text:  # stop counting once there are enough: this runs for every event
+                n += ch.isalnum()
+                if n >= self.min_chars:
+                    break
             if n < self.min_chars:
                 reason = f"too short: {n} letters or digits (minimum {self.min_chars})"
         if reason is not None:

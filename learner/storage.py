@@ -60,8 +60,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+def atomic_write_json(path: Path, data: Any, compact: bool = False) -> None:
+    """Write JSON atomically; ``compact`` (one line, no sorting) takes json's C encoder, several times
+    faster for the big learner-state snapshots that are written every second."""
+    if compact:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -35,6 +35,8 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_are_learned(stack):
     good = generate_stream(n_per_phase=(300,), seed=5, profile="eve")
     bad = malformed_messages(1000)
     codec = EventCodec()
+    metrics_port = _free_port()
+    stack.overrides += [f"worker.metrics_port={metrics_port}"]
     worker = stack.start_worker()
     producer = stack.raw_producer()
     rng = random.Random(1)
@@ -61,6 +63,31 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_are_learned(stack):
     assert any("over the limit" in l["reason"] for l in letters)
     assert any("UTF-8" in l["reason"] for l in letters)
     assert any("unknown schema version" in l["reason"] for l in letters)
+
+    def metrics() -> dict[str, float]:
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = out.get(name, 0.0) + float(value)
+        return out
+
+    stack.wait_for(lambda: metrics().get("memstream_events_in_total") == len(mixed), 30, "metrics to catch up")
+    m = metrics()
+    assert m["memstream_events_learned_total"] == len(good)
+    assert sum(v for k, v in m.items() if k.startswith("memstream_dead_letters_total")) == len(bad)
+    assert m['memstream_reservoir_size{profile="eve"}'] > 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _wait_log(stack, proc, text: str, timeout: float) -> None:
