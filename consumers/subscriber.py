@@ -12,6 +12,7 @@ Examples
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 from streams.codec import DecodeError, EventCodec
@@ -59,8 +60,6 @@ class Subscriber:
 
     def poll(self, timeout_s: float = 1.0) -> list[tuple[str, dict[str, Any]]]:
         """The events that arrived within ``timeout_s``, as ``(kind, map)``."""
-        import time
-
         out = []
         deadline = time.monotonic() + timeout_s
         while True:
@@ -85,8 +84,6 @@ class Subscriber:
 
     def events(self, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Iterate over event maps; stop after ``timeout_s`` without one (None: never)."""
-        import time
-
         last = time.monotonic()
         while True:
             got = self.poll(1.0)
@@ -100,8 +97,6 @@ class Subscriber:
     def run(self, callback: Callable[[str, dict[str, Any]], Any], max_events: int | None = None,
             timeout_s: float | None = None) -> int:
         """Call ``callback(kind, event)`` for each event; returns how many were handled."""
-        import time
-
         handled, last = 0, time.monotonic()
         while max_events is None or handled < max_events:
             got = self.poll(1.0)

@@ -646,8 +646,7 @@ def compute_run_for_profile(state_root: str, profile: str, config_dict: dict[str
     """Compute a run in a fresh process from what is on disk: the parent version's model and EWC
     state, read (and verified) without taking the profile's writer lock. Returns plain data."""
     config = LearnerConfig.from_dict(config_dict)
-    base = config.model.base if config.model.is_default_model else str(Path(config.model.base).expanduser().resolve())
-    registry = ModelRegistry.open(state_root, profile, base, writer=False) \
+    registry = ModelRegistry.open(state_root, profile, "", writer=False) \
         if (Path(state_root) / profile / "registry.json").exists() else None
     if registry is None:
         live = load_model_at(None, None, config)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.events import InvalidEvent, MemoryEvent
+from producers.producer import build_event
 from learner.storage import atomic_write_json, read_json
 
 __all__ = ["DirectoryWatcher", "Scan", "LEDGER_FILE"]
@@ -75,8 +76,6 @@ class DirectoryWatcher:
             if self.files.get(path.name, "").split("|")[0] == signature:
                 continue
             try:
-                from producers.producer import build_event
-
                 event = build_event(json.loads(path.read_text(encoding="utf-8")))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 scan.errors.append((path.name, f"not a JSON file: {exc}"))

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "BrokerStartError", "wait_for_broker"]
+__all__ = ["EmbeddedBroker", "BrokerStartError", "wait_for_broker", "free_port"]
 
 
 class BrokerStartError(RuntimeError):
@@ -112,6 +112,13 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for an embedded broker or a metrics endpoint)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _port_in_use(host: str, port: int) -> bool:

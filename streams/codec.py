@@ -147,19 +147,19 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, key: bytes
             "key": key, "value": value, "ts": time.time()}
 
 
+def _versioned(data: dict[str, Any], required: tuple[str, ...], what: str) -> dict[str, Any]:
+    event = {"v": SCHEMA_VERSION, **data}
+    missing = [name for name in required if name not in event]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+    return event
+
+
 def model_updated_event(report: dict[str, Any]) -> dict[str, Any]:
     """A ModelUpdated map from a consolidation report (accepted or not)."""
-    event = {"v": SCHEMA_VERSION, **report}
-    missing = [name for name in MODEL_UPDATED_FIELDS if name not in event]
-    if missing:
-        raise ValueError(f"consolidation report lacks {', '.join(missing)}")
-    return event
+    return _versioned(report, MODEL_UPDATED_FIELDS, "consolidation report")
 
 
 def drift_alert_event(alert: dict[str, Any]) -> dict[str, Any]:
     """A DriftAlert map from a learner's alert."""
-    event = {"v": SCHEMA_VERSION, **alert}
-    missing = [name for name in DRIFT_ALERT_FIELDS if name not in event]
-    if missing:
-        raise ValueError(f"drift alert lacks {', '.join(missing)}")
-    return event
+    return _versioned(alert, DRIFT_ALERT_FIELDS, "drift alert")

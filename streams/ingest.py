@@ -122,10 +122,11 @@ class IngestCore:
             profile = directory.name
             if profile in self.learners or not (directory / "learner_state.json").is_file():
                 continue
-            if (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions not in partitions:
+            partition = (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions
+            if partition not in partitions:
                 continue
             learner = self.learner(profile, wait_s=self.config.worker.session_timeout_s)
-            self.partition_of[profile] = (topic, (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions)
+            self.partition_of[profile] = (topic, partition)
             sched = learner.scheduler
             trigger = sched.pending() or sched.due(sched.last_consolidation_ts or 0.0)
             if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:

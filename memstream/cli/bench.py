@@ -30,17 +30,12 @@ def ingest_command(n: int, profiles: int, json_out: Path | None, bootstrap: str 
     Without --bootstrap an embedded broker is started for the run.
     """
     from streams.bench import bench_ingest
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker, free_port
 
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-"))
     broker = None
     if bootstrap is None and not any(o.startswith("kafka.bootstrap=") for o in overrides):
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        broker = EmbeddedBroker(work / "broker", port).start()
+        broker = EmbeddedBroker(work / "broker", free_port()).start()
         bootstrap = broker.bootstrap
     try:
         config = open_stream_config(config_file, overrides, bootstrap)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +21,6 @@ from memstream.cli.common import config_options, open_stream_config
 
 PROMPTS = ("Any tips for risotto?", "How should I handle flaky tests for the parser?", "When do I book the passport?")
 PHASES = (450, 400, 400)  # the sample stream's three phases (see learner/sample_data.py)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answer(state: Path, profile: str, version: int | None, prompt: str) -> str:
@@ -54,14 +47,14 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     from consumers.subscriber import Subscriber, describe_event
     from learner.sample_data import sample_stream_path
     from producers.producer import MemoryProducer
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker, free_port
     from streams.topics import ensure_topics
 
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
     broker = None
     if bootstrap is None:
-        broker = EmbeddedBroker(state_dir / "broker", _free_port()).start()
+        broker = EmbeddedBroker(state_dir / "broker", free_port()).start()
         bootstrap = broker.bootstrap
         click.echo(f"== embedded Kafka-protocol broker (noida-db) listening on {bootstrap}")
     config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)

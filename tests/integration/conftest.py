@@ -26,23 +26,15 @@ FAST_WORKER = [
 ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def bootstrap(tmp_path_factory) -> str:
     given = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP")
     if given:
         yield given
         return
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker, free_port
 
-    broker = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=_free_port()).start()
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=free_port()).start()
     yield broker.bootstrap
     broker.stop()
 

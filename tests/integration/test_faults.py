@@ -13,6 +13,7 @@ import pytest
 
 from learner.registry import ModelRegistry
 from learner.sample_data import generate_stream
+from streams.broker import free_port
 from streams.codec import EventCodec
 
 
@@ -35,7 +36,7 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_are_learned(stack):
     good = generate_stream(n_per_phase=(300,), seed=5, profile="eve")
     bad = malformed_messages(1000)
     codec = EventCodec()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     stack.overrides += [f"worker.metrics_port={metrics_port}"]
     worker = stack.start_worker()
     producer = stack.raw_producer()
@@ -80,14 +81,6 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_are_learned(stack):
     assert m["memstream_events_learned_total"] == len(good)
     assert sum(v for k, v in m.items() if k.startswith("memstream_dead_letters_total")) == len(bad)
     assert m['memstream_reservoir_size{profile="eve"}'] > 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_log(stack, proc, text: str, timeout: float) -> None:
