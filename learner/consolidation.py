@@ -25,6 +25,9 @@ from learner.ewc import EWC, per_example_fisher
 __all__ = ["Plan", "RunResult", "RunAborted", "run_consolidation", "lr_at"]
 
 FOUNDATION, LORA = "foundation", "lora"
+# loss on the new data is a report, not a gate: measured on at most this many of them so a
+# large batch does not spend more time evaluating than training
+NEW_LOSS_EVAL_CAP = 256
 
 
 class RunAborted(Exception):
@@ -112,7 +115,7 @@ def run_consolidation(
     device = live.device
     train_examples = [encode_event(e, tok, max_len) for e in plan.train_events]
     probe_examples = [encode_event(e, tok, max_len) for e in plan.probe]
-    new_examples = train_examples[: len(plan.new)]  # train_events starts with the new events
+    new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
     if not train_examples:
         raise ValueError("a consolidation needs at least one training example")
 

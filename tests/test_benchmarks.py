@@ -1,19 +1,94 @@
-"""Benchmarks are commands that print numbers; this keeps them runnable (numbers are not asserted)."""
+"""Benchmarks are commands that print numbers and write JSON/Markdown/PNG; these keep them runnable and their
+outputs well-formed on tiny settings (the numbers themselves are measured, not asserted: docs/benchmarks.md)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+import math
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+from click.testing import CliRunner
+
+from learner.public_stream import DOMAINS, load_public_stream
+from memstream.cli import cli
+
+TINY_MODEL = ["--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=2",
+              "--set", "model.d_ff=64", "--set", "model.max_seq_len=64", "--set", "model.lora_r=4",
+              "--set", "train.batch_size=4", "--set", "ewc.fisher_samples=4", "--set", "drift.baseline_size=60",
+              "--set", "drift.window=30", "--set", "drift.n_bootstrap=20"]
 
 
-def test_consolidation_flat_benchmark_runs_and_writes_json(tmp_path):
-    out = tmp_path / "flat.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "consolidation_flat.py"), "--small", "300",
-                             "--large", "1500", "--batch-new", "60", "--repeats", "1", "--json", str(out)],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert "ratio large/small:" in result.stdout
+def _invoke(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_public_stream_has_four_real_text_domains_of_equal_size():
+    events = load_public_stream()
+    by_domain = {}
+    for e in events:
+        by_domain.setdefault(e.domain, []).append(e)
+    assert tuple(by_domain) == DOMAINS
+    assert {len(v) for v in by_domain.values()} == {1000}
+    assert len({e.id for e in events}) == len(events)  # no duplicate chunk
+    assert "def " in " ".join(e.text for e in by_domain["code"])
+    assert "License" in " ".join(e.text for e in by_domain["legal"])
+
+
+@pytest.mark.slow
+def test_bench_forgetting_writes_json_markdown_and_plots(tmp_path):
+    stream = tmp_path / "events.jsonl"
+    events = [e for e in load_public_stream() if e.domain in ("code", "legal", "changelog")]
+    stream.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
+    out = tmp_path / "f.json"
+    output = _invoke(["bench", "forgetting", str(stream), "--strategies", "naive,replay+ewc,joint",
+                      "--seeds", "0,1", "--steps", "3", "--foundation-steps", "3", "--eval-per-domain", "8",
+                      "--foundation-per-domain", "8", "--train-per-domain", "24", "--json", str(out),
+                      "--markdown", str(tmp_path / "f.md"), "--plots", str(tmp_path / "plots"), *TINY_MODEL])
+    assert "forgetting_ratio_vs_naive" in output
     data = json.loads(out.read_text())
-    assert data["large_events"] == 1500 and data["consolidation_s_small"] > 0 and data["ratio_large_over_small"] > 0
+    assert set(data["strategies"]) == {"naive", "replay+ewc", "joint"}
+    for s in data["strategies"].values():
+        assert {"forgetting", "plasticity", "final_loss", "bwt", "fwt", "R", "seconds"} <= set(s)
+        assert len(s["R"]) == 3 and all(len(row) == 3 and all(math.isfinite(x) for x in row) for row in s["R"])
+        assert len(s["R_per_seed"]) == 2
+    assert data["strategies"]["replay+ewc"]["stages"][1]["replay"] > 0
+    assert data["strategies"]["naive"]["stages"][1]["replay"] == 0
+    assert data["strategies"]["joint"]["stages"][2]["new"] == 8 * 3 + 24 * 3  # everything seen so far
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["forgetting-R.png", "forgetting-loss-per-domain.png"]
+    assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert "| replay+ewc |" in (tmp_path / "f.md").read_text()
+
+
+def test_bench_forgetting_explains_a_stream_without_domains(tmp_path):
+    stream = tmp_path / "events.jsonl"
+    stream.write_text(json.dumps({"v": 1, "profile": "p", "ts": 1.0, "kind": "note", "text": "hello"}) + "\n")
+    result = CliRunner().invoke(cli, ["bench", "forgetting", str(stream)])
+    assert result.exit_code != 0
+    assert "at least 2 domains" in result.output
+
+
+def test_bench_drift_reports_every_detector(tmp_path):
+    out = tmp_path / "d.json"
+    output = _invoke(["bench", "drift", "--seeds", "0", "--before", "100", "--after", "80", "--stationary", "300",
+                      "--json", str(out), "--markdown", str(tmp_path / "d.md"), *TINY_MODEL])
+    data = json.loads(out.read_text())
+    assert set(data["detectors"]) == {"kl", "adwin", "page-hinkley", "kswin", "always"}
+    assert data["setup"]["switch_streams"] == 12
+    always = data["detectors"]["always"]
+    # fires as soon as it may: on every switch stream, and about once per re-collected baseline when stationary
+    assert always["missed"] == 0 and always["false_alarms"] >= 5 * (300 // 60 - 1)
+    assert "kl_median_delay_ok" in data["comparison"]
+    assert "| kl |" in (tmp_path / "d.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_consolidate_measures_ewc_overhead_fisher_and_flatness(tmp_path):
+    out = tmp_path / "c.json"
+    output = _invoke(["bench", "consolidate", "--repeats", "1", "--small", "200", "--large", "1000",
+                      "--batch-new", "40", "--json", str(out), *TINY_MODEL])
+    assert "EWC vs plain" in output
+    data = json.loads(out.read_text())
+    assert data["step"]["seconds_per_step_plain"] > 0 and data["step"]["ewc_overhead_ratio"] > 0
+    assert data["fisher"]["fisher_examples"] == 4
+    assert data["flat"]["large_events"] == 1000 and data["flat"]["ratio_large_over_small"] > 0

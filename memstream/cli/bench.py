@@ -1,14 +1,35 @@
-"""``memstream bench ingest``: throughput numbers, as a table and JSON."""
+"""``memstream bench forgetting|drift|consolidate|ingest``: numbers on screen, JSON, Markdown, plots."""
 
 from __future__ import annotations
 
-import json
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
-from memstream.cli.common import bootstrap_option, config_options, open_stream_config
+from memstream.cli.common import bootstrap_option, config_options, open_config, open_stream_config
+
+OUT_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+def _outputs(func):
+    func = click.option("--markdown", "markdown_out", type=OUT_FILE, default=None,
+                        help="Write a Markdown report here.")(func)
+    return click.option("--json", "json_out", type=OUT_FILE, default=None, help="Write the results here as JSON.")(func)
+
+
+def _command_line() -> str:
+    return "memstream " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
 @click.group("bench")
@@ -19,12 +40,11 @@ def bench_group() -> None:
 @bench_group.command("ingest")
 @click.option("--events", "n", type=int, default=20000, show_default=True, help="Events per measurement.")
 @click.option("--profiles", type=int, default=6, show_default=True)
-@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the results here as JSON.")
+@_outputs
 @bootstrap_option()
 @config_options
-def ingest_command(n: int, profiles: int, json_out: Path | None, bootstrap: str | None, config_file,
-                   overrides) -> None:
+def ingest_command(n: int, profiles: int, json_out: Path | None, markdown_out: Path | None, bootstrap: str | None,
+                   config_file, overrides) -> None:
     """Events/s through the broker and the ingest app vs a plain consumer, idle and while training.
 
     Without --bootstrap an embedded broker is started for the run.
@@ -43,12 +63,176 @@ def ingest_command(n: int, profiles: int, json_out: Path | None, bootstrap: str 
     finally:
         if broker is not None:
             broker.stop()
-    click.echo(f"{'path':<34}{'events/s':>12}")
-    click.echo(f"{'plain kafka-python consumer':<34}{results['plain']['rate']:>12,.0f}")
-    click.echo(f"{'ingest app, no consolidation':<34}{results['ingest_idle']['rate']:>12,.0f}")
-    click.echo(f"{'ingest app, consolidations running':<34}{results['ingest_busy']['rate']:>12,.0f}")
-    click.echo(f"ratio ingest/plain: {results['ratio_idle_vs_plain']:.2f} (target >= 0.70); "
+    from memstream.bench.report import markdown_table, table, write_outputs
+
+    headers = ["path", "events/s"]
+    rows = [["plain kafka-python consumer", round(results["plain"]["rate"])],
+            ["ingest app, no consolidation", round(results["ingest_idle"]["rate"])],
+            ["ingest app, consolidations running", round(results["ingest_busy"]["rate"])]]
+    summary = (f"ratio ingest/plain: {results['ratio_idle_vs_plain']:.2f} (target >= 0.70); "
                f"ratio busy/idle: {results['ratio_busy_vs_idle']:.2f} (target >= 0.50); "
                f"runs during busy: {results['ingest_busy']['runs']}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
+    click.echo(table(headers, rows))
+    click.echo(summary)
+    markdown = "\n".join(["# Ingest benchmark", "", f"Command: `{_command_line()}`", "",
+                          markdown_table(headers, rows), "", summary])
+    write_outputs(results, json_out, markdown_out, markdown)
+
+
+@bench_group.command("forgetting")
+@click.argument("events_file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--strategies", default="naive,replay,ewc,replay+ewc,joint", show_default=True,
+              help="Comma-separated: naive, replay, ewc, replay+ewc, joint.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (spread is over these).")
+@click.option("--steps", type=int, default=100, show_default=True, help="LoRA optimizer steps per stage.")
+@click.option("--foundation-steps", type=int, default=400, show_default=True)
+@click.option("--eval-per-domain", "n_eval", type=int, default=100, show_default=True,
+              help="Held-out events per domain.")
+@click.option("--foundation-per-domain", "n_foundation", type=int, default=200, show_default=True)
+@click.option("--train-per-domain", "n_train", type=int, default=700, show_default=True)
+@click.option("--foundation-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep trained foundations here and reuse them when everything that shapes them is the same.")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write the PNG plots into this directory.")
+@_outputs
+@config_options
+def forgetting_command(events_file: Path | None, strategies: str, seeds: str, steps: int, foundation_steps: int,
+                       n_eval: int, n_foundation: int, n_train: int, foundation_cache: Path | None,
+                       plots_dir: Path | None, json_out: Path | None,
+                       markdown_out: Path | None, config_file, overrides) -> None:
+    """Forgetting, plasticity, BWT/FWT of each strategy on EVENTS_FILE (JSONL with meta.domain).
+
+    Without EVENTS_FILE the public benchmark stream is used (docs/benchmarks.md).
+    """
+    from memstream.bench.forgetting import check_strategies, progress_total, run_forgetting, split_domains
+    from memstream.bench.report import FORGETTING_HEADERS, forgetting_markdown, forgetting_rows, plot_forgetting, \
+        table, write_outputs
+
+    config = open_config(config_file, overrides)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    seed_list = _seeds(seeds)
+    events = _events(events_file)
+    try:
+        check_strategies(names)
+        n_domains = len(split_domains(events, n_eval, n_foundation, n_train).domains)  # fails early on a bad file
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with tqdm(total=progress_total(n_domains, names, seed_list), unit="stage", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        results = run_forgetting(events, config, names, seed_list, steps=steps, foundation_steps=foundation_steps,
+                                 n_eval=n_eval, n_foundation=n_foundation, n_train=n_train,
+                                 foundation_cache=foundation_cache, progress=bar.update, log=bar.write)
+    unit = results["setup"]["loss_unit"]
+    click.echo(f"held-out loss in {unit}; forgetting: lower is better; ± = std over seeds {seed_list}")
+    click.echo(table(FORGETTING_HEADERS, forgetting_rows(results)))
+    acc = results["acceptance"]
+    for name, value in acc["values"].items():
+        target = acc["targets"].get(name)
+        met = acc["met"].get(name)
+        click.echo(f"{name}: {'-' if value is None else f'{value:.3f}'}"
+                   + (f" (target {target}: {'met' if met else 'missed'})" if target and met is not None else ""))
+    plots = plot_forgetting(results, plots_dir) if plots_dir is not None else []
+    for path in plots:
+        click.echo(f"plot: {path}")
+    write_outputs(results, json_out, markdown_out, forgetting_markdown(results, plots, _command_line()))
+
+
+@bench_group.command("drift")
+@click.argument("events_file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--detectors", default="kl,adwin,page-hinkley,kswin,always", show_default=True,
+              help="Comma-separated: kl, adwin, page-hinkley, kswin, always.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="One set of switch streams per seed.")
+@click.option("--before", "n_before", type=int, default=700, show_default=True, help="Events before each switch.")
+@click.option("--after", "n_after", type=int, default=500, show_default=True, help="Events after each switch.")
+@click.option("--stationary", "stationary_len", type=int, default=20_000, show_default=True,
+              help="Events in each stationary stream.")
+@_outputs
+@config_options
+def drift_command(events_file: Path | None, detectors: str, seeds: str, n_before: int, n_after: int,
+                  stationary_len: int, json_out: Path | None, markdown_out: Path | None, config_file,
+                  overrides) -> None:
+    """Detection delay, missed switches and false alarms of the KL detector, river's detectors and an
+    always-firing reference, on streams with known switch points and on stationary streams.
+
+    Without EVENTS_FILE the public benchmark stream is used.
+    """
+    from memstream.bench.drift import progress_total, run_drift
+    from memstream.bench.report import markdown_table, table, write_outputs
+
+    config = open_config(config_file, overrides)
+    events = _events(events_file)
+    names = [d.strip() for d in detectors.split(",") if d.strip()]
+    seed_list = _seeds(seeds)
+    with tqdm(total=progress_total(events, names, seed_list, n_before, n_after, stationary_len), unit="ev",
+              unit_scale=True, file=sys.stderr, dynamic_ncols=True) as bar:
+        try:
+            results = run_drift(events, config.drift, names, seed_list, n_before, n_after, stationary_len,
+                                progress=bar.update)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    headers = ["detector", "median delay", "p90 delay", "missed", "switches", "false alarms/10k",
+               "events between FAs", "FAs before switch", "seconds"]
+    rows = [[name, s["median_delay"], s["p90_delay"], s["missed"], s["switches"], s["false_alarms_per_10k"],
+             s["events_between_false_alarms"], s["false_alarms_before_switch"], round(s["seconds"], 1)]
+            for name, s in results["detectors"].items()]
+    click.echo(table(headers, rows))
+    for name, value in results["comparison"].items():
+        click.echo(f"{name}: {value}")
+    markdown = "\n".join(["# Drift benchmark", "", f"Command: `{_command_line()}`", "",
+                          markdown_table(headers, rows), "",
+                          markdown_table(["check", "value"], list(results["comparison"].items()))])
+    write_outputs(results, json_out, markdown_out, markdown)
+
+
+def _events(events_file: Path | None):
+    """The events of a JSONL file (a bad line is an error naming it), or the public benchmark stream."""
+    from learner.events import read_jsonl
+    from learner.public_stream import load_public_stream
+
+    if events_file is None:
+        return load_public_stream()
+    events = []
+    for line_no, event, error in read_jsonl(events_file):
+        if error is not None:
+            raise click.ClickException(f"{events_file}:{line_no}: {error}")
+        events.append(event)
+    return events
+
+
+@bench_group.command("consolidate")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed repetitions (medians are reported).")
+@click.option("--small", type=int, default=1_000, show_default=True, help="Events ingested before the 'small' runs.")
+@click.option("--large", type=int, default=100_000, show_default=True, help="Events ingested before the 'large' runs.")
+@click.option("--batch-new", type=int, default=200, show_default=True, help="New events per timed consolidation.")
+@click.option("--skip-flat", is_flag=True, help="Only the step and Fisher timings.")
+@_outputs
+@config_options
+def consolidate_command(repeats: int, small: int, large: int, batch_new: int, skip_flat: bool,
+                        json_out: Path | None, markdown_out: Path | None, config_file, overrides) -> None:
+    """Seconds per LoRA step with vs without the EWC penalty, Fisher time, and consolidation time after
+    SMALL vs LARGE ingested events (must be flat)."""
+    from learner.public_stream import load_public_stream
+    from memstream.bench.consolidate import bench_fisher, bench_flat, bench_step
+    from memstream.bench.report import markdown_table, table, write_outputs
+
+    config = open_config(config_file, overrides)
+    events = load_public_stream()[::7][:128]  # a mix of the domains
+    with tqdm(total=2 * repeats + (0 if skip_flat else repeats), unit="run", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        results = {"step": bench_step(config, events, repeats=repeats, progress=bar.update),
+                   "fisher": bench_fisher(config, events, repeats=repeats)}
+        if not skip_flat:
+            results["flat"] = bench_flat(small, large, batch_new, repeats, progress=bar.update)
+    step, fisher = results["step"], results["fisher"]
+    headers = ["measure", "value", "baseline", "ratio", "target"]
+    rows = [["seconds per LoRA step, EWC vs plain", step["seconds_per_step_ewc"], step["seconds_per_step_plain"],
+             step["ewc_overhead_ratio"], "<= 1.10"],
+            [f"Fisher seconds ({fisher['fisher_examples']} examples)", fisher["fisher_seconds"], None, None, "-"]]
+    if "flat" in results:
+        flat = results["flat"]
+        rows.append([f"consolidation seconds after {large:,} vs {small:,} events", flat["consolidation_s_large"],
+                     flat["consolidation_s_small"], flat["ratio_large_over_small"], "~ 1 (flat)"])
+    click.echo(table(headers, rows))
+    markdown = "\n".join(["# Consolidation benchmark", "", f"Command: `{_command_line()}`", "",
+                          markdown_table(headers, rows)])
+    write_outputs(results, json_out, markdown_out, markdown)

@@ -1,0 +1,353 @@
+"""``memstream bench forgetting``: how much each strategy forgets and learns on a domain-labelled stream.
+
+Protocol (the same for every strategy, seed by seed)
+    1. Each domain (``meta.domain``, in order of first appearance) is split once into a
+       held-out set (``n_eval`` events), a foundation share (``n_foundation``) and its
+       stage's training set (the rest, at most ``n_train``). The split does not depend on
+       the seed; the model's initial weights, batching and LoRA initialisation do.
+    2. **Foundation**: full-parameter training of the default model on the foundation
+       shares of all domains (a model that knows the language, as a monthly full retrain
+       would give), ``foundation_steps`` steps. Shared by every strategy.
+    3. **Stages 0…T-1**: one LoRA consolidation per domain, in order, ``steps`` optimizer
+       steps each, through memstream's own :func:`learner.online.compute_run` (so EWC,
+       replay and the loop are the product's code, not a copy). The evaluation gate is
+       switched off: the benchmark measures the learning rule, not the safety net.
+    4. After every stage the held-out loss of every domain, in bits per byte (bits per
+       token for a Hugging Face base), fills one row of ``R``; ``initial`` (the ``b`` of
+       :mod:`learner.metrics`) is the foundation model's row; ``untrained`` is the row of
+       the randomly initialised model, for reference.
+
+Strategies: ``naive`` (new data only), ``replay`` (new + a reservoir sample of what came
+before, ``train.replay_ratio`` of each batch), ``ewc`` (new data + EWC penalty),
+``replay+ewc`` (memstream's default), ``joint`` (everything seen so far, mixed: the upper
+bound a full retrain approximates). Same steps, batch size and seeds for all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from learner.adapted import AdaptedModel
+from learner.config import LearnerConfig
+from learner.consolidation import FOUNDATION, LORA, Plan
+from learner.data import encode_event, mean_loss
+from learner.events import MemoryEvent
+from learner.ewc import EWC
+from learner.metrics import continual_metrics
+from learner.online import compute_run
+from learner.replay import ReservoirBuffer
+from learner.storage import atomic_write_bytes, sha256_bytes
+
+__all__ = ["STRATEGIES", "Strategy", "DomainSplit", "split_domains", "check_strategies", "run_forgetting"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Which of memstream's safeguards a run uses."""
+
+    replay: bool = False
+    ewc: bool = False
+    joint: bool = False
+
+
+STRATEGIES = {
+    "naive": Strategy(),
+    "replay": Strategy(replay=True),
+    "ewc": Strategy(ewc=True),
+    "replay+ewc": Strategy(replay=True, ewc=True),
+    "joint": Strategy(joint=True),
+}
+
+
+@dataclass
+class DomainSplit:
+    domains: list[str]
+    train: dict[str, list[MemoryEvent]]
+    foundation: list[MemoryEvent]
+    heldout: dict[str, list[MemoryEvent]]
+
+    def describe(self) -> dict:
+        return {"domains": self.domains, "train": {d: len(v) for d, v in self.train.items()},
+                "foundation": len(self.foundation), "heldout": {d: len(v) for d, v in self.heldout.items()}}
+
+
+def split_domains(events: list[MemoryEvent], n_eval: int = 100, n_foundation: int = 200,
+                  n_train: int = 700, split_seed: int = 0, order: list[str] | None = None) -> DomainSplit:
+    """Group ``events`` by ``meta.domain`` and split each group (see the module docstring).
+
+    >>> evs = [MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": float(i), "kind": "k",
+    ...        "text": f"t{i}", "meta": {"domain": "ab"[i % 2]}}) for i in range(20)]
+    >>> split = split_domains(evs, n_eval=2, n_foundation=3, n_train=4)
+    >>> split.describe()
+    {'domains': ['a', 'b'], 'train': {'a': 4, 'b': 4}, 'foundation': 6, 'heldout': {'a': 2, 'b': 2}}
+    """
+    groups: dict[str, list[MemoryEvent]] = {}
+    for event in events:
+        domain = event.domain
+        if domain is None:
+            continue
+        groups.setdefault(str(domain), []).append(event)
+    domains = order or list(groups)
+    missing = [d for d in domains if d not in groups]
+    if missing:
+        raise ValueError(f"no events with meta.domain {missing[0]!r} (found: {', '.join(groups) or 'none'})")
+    if len(domains) < 2:
+        raise ValueError(f"the forgetting benchmark needs at least 2 domains in meta.domain, found {len(domains)}")
+    rng = random.Random(split_seed)
+    train, heldout, foundation = {}, {}, []
+    for domain in domains:
+        group = list(groups[domain])
+        rng.shuffle(group)
+        if len(group) < n_eval + n_foundation + 2:
+            raise ValueError(f"domain {domain!r} has {len(group)} events; the split needs at least "
+                             f"{n_eval + n_foundation + 2} (n_eval {n_eval} + n_foundation {n_foundation} + 2)")
+        heldout[domain] = group[:n_eval]
+        foundation += group[n_eval:n_eval + n_foundation]
+        train[domain] = group[n_eval + n_foundation:][:n_train]
+    rng.shuffle(foundation)
+    return DomainSplit(domains, train, foundation, heldout)
+
+
+@dataclass
+class SeedRun:
+    """One strategy, one seed."""
+
+    R: list[list[float]]
+    seconds: float
+    stages: list[dict] = field(default_factory=list)
+
+
+def _stage_config(config: LearnerConfig, steps: int, strategy: Strategy | None) -> LearnerConfig:
+    """``config`` with the gate off, a fixed step count, and EWC on only where the strategy uses it."""
+    train = replace(config.train, max_steps=steps, epochs=10_000, foundation_epochs=10_000,
+                    gate_tolerance=1e9, probe_size=min(config.train.probe_size, 16))
+    ewc = replace(config.ewc, enabled=bool(strategy and strategy.ewc))
+    return replace(config, train=train, ewc=ewc)
+
+
+class _Evaluator:
+    """Held-out loss per domain, in bits per byte (or per token), with the examples encoded once."""
+
+    def __init__(self, split: DomainSplit, live: AdaptedModel, max_len: int):
+        self.examples = {d: [encode_event(e, live.tokenizer, max_len) for e in split.heldout[d]]
+                         for d in split.domains}
+        self.domains = split.domains
+
+    def row(self, live: AdaptedModel) -> list[float]:
+        return [mean_loss(live.model, self.examples[d], live.tokenizer.pad_id, device=live.device) / math.log(2)
+                for d in self.domains]
+
+
+class FoundationCache:
+    """Trained foundations on disk (safetensors + a JSON sidecar with its sha256), keyed by everything that
+    shapes them, so a rerun with other strategies or stage settings skips the costliest part.
+    A file whose sha256 does not match is ignored and retrained, never trusted."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+
+    @staticmethod
+    def key(split: DomainSplit, cfg: LearnerConfig, steps: int, seed: int) -> str:
+        shape = {"model": asdict(cfg.model), "train": asdict(cfg.train), "steps": steps, "seed": seed,
+                 "events": [e.id for e in split.foundation], "heldout": {d: [e.id for e in v]
+                                                                         for d, v in split.heldout.items()}}
+        return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        if self.directory is None:
+            return None
+        weights, meta = self.directory / f"{key}.safetensors", self.directory / f"{key}.json"
+        try:
+            info = json.loads(meta.read_text())
+            data = weights.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if sha256_bytes(data) != info.get("sha256"):
+            return None
+        return load_safetensors(data), info
+
+    def save(self, key: str, state: dict[str, torch.Tensor], info: dict) -> None:
+        if self.directory is None:
+            return
+        data = save_safetensors({k: v.contiguous() for k, v in state.items()})
+        atomic_write_bytes(self.directory / f"{key}.safetensors", data)
+        atomic_write_bytes(self.directory / f"{key}.json", json.dumps({**info, "sha256": sha256_bytes(data)}).encode())
+
+
+def _foundation(split: DomainSplit, config: LearnerConfig, steps: int, seed: int, evaluator_box: list,
+                cache: FoundationCache) -> tuple[dict[str, torch.Tensor], list[float], list[float], float]:
+    """Train (or load) the shared foundation; returns its weights, the untrained row, its row and seconds."""
+    model_cfg = replace(config.model, init_seed=seed)
+    cfg = replace(_stage_config(config, steps, None), model=model_cfg)
+    live = AdaptedModel(cfg.model)
+    if not evaluator_box:
+        evaluator_box.append(_Evaluator(split, live, cfg.model.max_seq_len))
+    evaluator = evaluator_box[0]
+    key = FoundationCache.key(split, cfg, steps, seed)
+    cached = cache.load(key)
+    if cached is not None:
+        state, info = cached
+        return state, info["untrained"], info["row"], info["seconds"]
+    initial = evaluator.row(live)
+    started = time.perf_counter()
+    plan = Plan(trigger="foundation", mode=FOUNDATION, new=split.foundation, replay=[],
+                probe=split.foundation[:16], parent_version=None, seed=seed)
+    outcome = compute_run(plan, live, cfg, EWC(0.0))
+    if not outcome.accepted:
+        raise RuntimeError(f"the foundation run failed: {outcome.reason}")
+    seconds = time.perf_counter() - started
+    state = {k: v.clone() for k, v in live.base_state().items()}
+    row = evaluator.row(live)
+    cache.save(key, state, {"untrained": initial, "row": row, "seconds": seconds})
+    return state, initial, row, seconds
+
+
+def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig, steps: int, seed: int,
+                  foundation_state: dict[str, torch.Tensor], evaluator: _Evaluator,
+                  on_stage: Callable[[], None]) -> SeedRun:
+    cfg = _stage_config(config, steps, strategy)
+    cfg = replace(cfg, model=replace(cfg.model, init_seed=seed))
+    live = AdaptedModel(cfg.model)
+    live.load_base_state(foundation_state)
+    ewc = EWC(cfg.ewc.lam if strategy.ewc else 0.0, cfg.ewc.gamma)
+    reservoir = ReservoirBuffer(cfg.replay.capacity, seed=seed)
+    for event in split.foundation:
+        reservoir.add(event)
+    seen = list(split.foundation)
+    rng = random.Random(seed)
+    R = []
+    stages = []
+    started = time.perf_counter()
+    for stage, domain in enumerate(split.domains):
+        new = list(split.train[domain])
+        seen += new
+        if strategy.joint:
+            new = rng.sample(seen, len(seen))
+        replay = []
+        if strategy.replay:
+            want = round(len(new) * cfg.train.replay_ratio / (1 - cfg.train.replay_ratio))
+            replay = reservoir.sample(min(want, len(reservoir)), rng)
+        torch.manual_seed(seed * 1000 + stage)  # LoRA's A initialisation, identical across strategies
+        plan = Plan(trigger="manual", mode=LORA, new=new, replay=replay, probe=new[:16],
+                    parent_version=stage + 1, seed=seed * 1000 + stage)
+        outcome = compute_run(plan, live, cfg, ewc)
+        if outcome.aborted:
+            raise RuntimeError(f"stage {stage} ({domain}) aborted: {outcome.reason}")
+        for event in split.train[domain]:
+            reservoir.add(event)
+        R.append(evaluator.row(live))
+        stages.append({"domain": domain, "new": len(new), "replay": len(replay), "steps": outcome.steps,
+                       "ewc_penalty": outcome.metrics.get("ewc_penalty", 0.0)})
+        on_stage()
+    return SeedRun(R, time.perf_counter() - started, stages)
+
+
+def _mean_matrix(matrices: list[list[list[float]]]) -> list[list[float]]:
+    return [[statistics.fmean(m[i][j] for m in matrices) for j in range(len(matrices[0][0]))]
+            for i in range(len(matrices[0]))]
+
+
+def _summary(runs: list[SeedRun], initials: list[list[float]]) -> dict:
+    per_seed = [continual_metrics(run.R, initial).to_dict() for run, initial in zip(runs, initials)]
+    out = {}
+    for name in ("forgetting", "plasticity", "final_loss", "bwt", "fwt"):
+        values = [m[name] for m in per_seed]
+        out[name] = statistics.fmean(values)
+        out[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    out["forgetting_per_domain"] = [statistics.fmean(v) for v in zip(*(m["forgetting_per_domain"] for m in per_seed))]
+    out["plasticity_per_domain"] = [statistics.fmean(v) for v in zip(*(m["plasticity_per_domain"] for m in per_seed))]
+    out["R"] = _mean_matrix([run.R for run in runs])
+    out["R_per_seed"] = [run.R for run in runs]
+    out["seconds"] = statistics.fmean(run.seconds for run in runs)
+    out["stages"] = runs[0].stages
+    return out
+
+
+def acceptance(results: dict) -> dict:
+    """The issue's targets, checked against these results (None where a strategy is missing)."""
+    s = results["strategies"]
+    checks = {}
+    if "naive" in s and "replay+ewc" in s:
+        naive, ours = s["naive"], s["replay+ewc"]
+        checks["forgetting_ratio_vs_naive"] = _ratio(ours["forgetting"], naive["forgetting"])
+        checks["plasticity_ratio_vs_naive"] = _ratio(ours["plasticity"], naive["plasticity"])
+        checks["naive_forgetting_over_spread"] = _ratio(naive["forgetting"],
+                                                         max(naive["forgetting_std"], ours["forgetting_std"]))
+    if "joint" in s and "replay+ewc" in s:
+        checks["final_loss_ratio_vs_joint"] = _ratio(s["replay+ewc"]["final_loss"], s["joint"]["final_loss"])
+    targets = {"forgetting_ratio_vs_naive": ("<=", 0.5), "plasticity_ratio_vs_naive": (">=", 0.8),
+               "final_loss_ratio_vs_joint": ("<=", 1.10)}
+    met = {}
+    for name, (op, bound) in targets.items():
+        if checks.get(name) is not None:
+            met[name] = checks[name] <= bound if op == "<=" else checks[name] >= bound
+    return {"values": checks, "targets": {k: f"{op} {b}" for k, (op, b) in targets.items()}, "met": met}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b not in (0, 0.0) and math.isfinite(a) and math.isfinite(b) else None
+
+
+def check_strategies(names: list[str]) -> None:
+    """Raise ``ValueError`` naming the first unknown strategy."""
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown or not names:
+        raise ValueError(f"unknown strategy {(unknown or [''])[0]!r} (known: {', '.join(STRATEGIES)})")
+
+
+def run_forgetting(events: list[MemoryEvent], config: LearnerConfig, strategies: list[str], seeds: list[int],
+                   steps: int = 100, foundation_steps: int = 400, n_eval: int = 100, n_foundation: int = 200,
+                   n_train: int = 700, foundation_cache: Path | None = None,
+                   progress: Callable[[int], None] = lambda _n: None,
+                   log: Callable[[str], None] = lambda _m: None) -> dict:
+    """Run the protocol for every strategy and seed; returns the JSON-ready results."""
+    check_strategies(strategies)
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    split = split_domains(events, n_eval, n_foundation, n_train)
+    evaluator_box: list[_Evaluator] = []
+    cache = FoundationCache(foundation_cache)
+    runs: dict[str, list[SeedRun]] = {name: [] for name in strategies}
+    initials, untrained, foundation_seconds = [], [], []
+    for seed in seeds:
+        state, row_untrained, row0, seconds = _foundation(split, config, foundation_steps, seed, evaluator_box, cache)
+        initials.append(row0)
+        untrained.append(row_untrained)
+        foundation_seconds.append(seconds)
+        progress(1)
+        log(f"seed {seed}: foundation {seconds:.0f} s, held-out bits/byte {', '.join(f'{x:.3f}' for x in row0)}")
+        for name in strategies:
+            run = _run_strategy(STRATEGIES[name], split, config, steps, seed, state, evaluator_box[0],
+                                lambda: progress(1))
+            runs[name].append(run)
+            log(f"seed {seed}: {name} final row {', '.join(f'{x:.3f}' for x in run.R[-1])} ({run.seconds:.0f} s)")
+    unit = "bits/byte" if config.model.is_default_model else "bits/token"
+    results = {
+        "strategies": {name: _summary(runs[name], initials) for name in strategies},
+        "setup": {**split.describe(), "seeds": seeds, "steps_per_stage": steps, "foundation_steps": foundation_steps,
+                  "batch_size": config.train.batch_size, "lr": config.train.lr,
+                  "replay_ratio": config.train.replay_ratio, "ewc_lambda": config.ewc.lam,
+                  "ewc_gamma": config.ewc.gamma, "lora_r": config.model.lora_r, "loss_unit": unit,
+                  "foundation_seconds": statistics.fmean(foundation_seconds),
+                  "initial": [statistics.fmean(v) for v in zip(*initials)],
+                  "untrained": [statistics.fmean(v) for v in zip(*untrained)]},
+    }
+    results["acceptance"] = acceptance(results)
+    return results
+
+
+def progress_total(n_domains: int, strategies: list[str], seeds: list[int]) -> int:
+    """Progress units: one per foundation and one per stage of each strategy."""
+    return len(seeds) * (1 + len(strategies) * n_domains)
