@@ -243,12 +243,13 @@ class LearnerConfig:
         for name, section_cls in sections.items():
             values = dict(data.get(name, {}))
             known = {f.name: f for f in dataclasses.fields(section_cls)}
+            hints = typing.get_type_hints(section_cls)  # the annotations as types, not strings
             for key in values:
                 if key not in known:
                     raise ConfigError(
                         f"unknown config key '{name}.{key}' (known in [{name}]: {', '.join(sorted(known))})"
                     )
-                values[key] = _coerce(f"{name}.{key}", values[key], known[key].type)
+                values[key] = _coerce(f"{name}.{key}", values[key], hints[key])
             built[name] = section_cls(**values)
         return cls(**built)
 
@@ -260,8 +261,6 @@ def _section_classes(root: type = LearnerConfig) -> dict[str, type]:
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Check and convert a value to a field's annotated type (int → float allowed)."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"list": list, "dict": dict})  # noqa: S307 - our own annotations only
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)

@@ -21,6 +21,7 @@ from learner.config import LearnerConfig
 from learner.data import collate, encode_event, lm_loss, mean_loss
 from learner.events import MemoryEvent
 from learner.ewc import EWC, per_example_fisher
+from learner.faults import failpoint
 
 __all__ = ["Plan", "RunResult", "RunAborted", "run_consolidation", "lr_at"]
 
@@ -153,6 +154,8 @@ def run_consolidation(
             batch = collate([train_examples[i] for i in indices], tok.pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = lm_loss(lambda **kw: model(**kw), batch)
+            if failpoint("train.step", plan.run_id) == "nan":
+                loss = loss * float("nan")
             if penalty_fn is not None:
                 last_penalty = penalty_fn.penalty(params)
                 loss = loss + last_penalty

@@ -372,8 +372,30 @@ class OnlineLearner:
             else:
                 self._live = None  # computed elsewhere: load the committed version on next use
         status = "accepted" if outcome.accepted else ("aborted" if outcome.aborted else "rejected")
-        return self._finish(plan, now, outcome.accepted, outcome.reason, status, outcome.metrics,
-                            outcome.steps, outcome.duration_s, base_version, outcome.weights)
+        before, ewc_before = self._state_dict(), self.ewc
+        try:
+            return self._finish(plan, now, outcome.accepted, outcome.reason, status, outcome.metrics,
+                                outcome.steps, outcome.duration_s, base_version, outcome.weights)
+        except OSError as exc:
+            return self._checkpoint_failed(plan, outcome, before, ewc_before, exc)
+
+    def _checkpoint_failed(self, plan: Plan, outcome: "RunOutcome", before: dict[str, Any], ewc_before: EWC,
+                           exc: OSError) -> ConsolidationReport:
+        """Writing the run's result failed (disk full, read-only): memory goes back to what the disk
+        says, the current version stays, the new events wait for the next run."""
+        self._restore(before)
+        self.ewc = ewc_before
+        self._live = None  # a model trained in place is not what the registry names: reload on next use
+        current = self.registry.current_version
+        why = exc.strerror or str(exc)
+        reason = (f"checkpoint failed: {why} ({exc.filename or 'state directory'}); "
+                  f"version {current} stays current, the new events wait for the next run")
+        self.log(f"[{self.profile}] {reason}")
+        return ConsolidationReport(
+            run_id=plan.run_id, profile=self.profile, trigger=plan.trigger, mode=plan.mode, accepted=False,
+            reason=reason, version=None, parent_version=plan.parent_version, samples_new=len(plan.new),
+            samples_replay=len(plan.replay), steps=outcome.steps, duration_s=round(outcome.duration_s, 3),
+            metrics={**outcome.metrics, "checkpoint_failed": True}, base_model=self.registry.original_base_model)
 
     def _base_version_for(self, plan: Plan) -> int | None:
         if plan.mode == FOUNDATION or plan.parent_version is None:

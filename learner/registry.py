@@ -32,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.events import validate_profile
+from learner.faults import failpoint
 from learner.storage import (
     CorruptStateError,
     atomic_write_json,
@@ -108,10 +110,12 @@ class ModelRegistry:
         return registry
 
     def _remove_uncommitted(self) -> None:
+        for leftover in self.directory.glob(".*.tmp"):  # an atomic write cut short before its rename
+            leftover.unlink(missing_ok=True)
         versions = self.directory / "versions"
         if not versions.is_dir():
             return
-        committed = {version_name(e["version"]) for e in self.history if e.get("version")}
+        committed = {version_name(e["version"]) for e in self.history if e.get("version") and not e.get("pruned")}
         for child in versions.iterdir():
             if child.name.startswith(".tmp-") or (child.is_dir() and child.name not in committed):
                 shutil.rmtree(child, ignore_errors=True)
@@ -193,19 +197,29 @@ class ModelRegistry:
         if target.exists():  # an uncommitted leftover of a crashed run with this number
             shutil.rmtree(target)
         write_dir_atomically(target, files)
-        entry = self._history_entry(info)
-        entry.update({
-            "version": version,
-            "output_model_path": str(target.relative_to(self.directory)),
-            "training_success": True,
-            "status": "accepted",
-            "manifest_sha256": sha256_bytes(manifest_bytes),
-        })
-        self.history.append(entry)
-        self.data["versioning"]["next_version"] = version + 1
-        self.data["current_version"] = version
-        self._prune()
-        self._save()  # the commit point
+        before = copy.deepcopy(self.data)
+        try:
+            failpoint("registry.commit", str(target))
+            entry = self._history_entry(info)
+            entry.update({
+                "version": version,
+                "output_model_path": str(target.relative_to(self.directory)),
+                "training_success": True,
+                "status": "accepted",
+                "manifest_sha256": sha256_bytes(manifest_bytes),
+            })
+            self.history.append(entry)
+            self.data["versioning"]["next_version"] = version + 1
+            self.data["current_version"] = version
+            doomed = self._prune()
+            self._save()  # the commit point
+        except BaseException:
+            # nothing on disk names the new directory: memory goes back to what the disk says
+            self.data = before
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        for old in doomed:  # only once the registry no longer needs them
+            shutil.rmtree(self.version_dir(old), ignore_errors=True)
         return version
 
     def record_run(self, info: dict[str, Any], status: str) -> dict[str, Any]:
@@ -213,10 +227,16 @@ class ModelRegistry:
         entry = self._history_entry(info)
         entry["status"] = status
         self.history.append(entry)
-        self._save()
+        try:
+            self._save()
+        except BaseException:
+            self.history.pop()
+            raise
         return entry
 
-    def _prune(self) -> None:
+    def _prune(self) -> list[int]:
+        """Mark the versions beyond ``keep_versions`` as pruned; returns them (the caller deletes them
+        after the registry that no longer names them is durable)."""
         keep = self.data["versioning"]["keep_versions"]
         kept = self.kept_versions()
         protected = {self.current_version}
@@ -225,11 +245,13 @@ class ModelRegistry:
                 base = self.entry(version).get("base_version")
                 if base:
                     protected.add(base)
+        doomed = []
         for version in kept[:-keep]:
             if version in protected:
                 continue
-            shutil.rmtree(self.version_dir(version), ignore_errors=True)
             self.entry(version)["pruned"] = True
+            doomed.append(version)
+        return doomed
 
     def _act(self, action: str, **fields: Any) -> None:
         self.data["actions"].append({"action": action, "timestamp": time.time(),

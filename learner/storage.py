@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from learner.faults import failpoint
+
 __all__ = [
     "CorruptStateError",
     "atomic_write_bytes",
@@ -53,6 +55,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        failpoint("storage.write", str(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -110,6 +113,7 @@ def write_dir_atomically(final: Path, files: dict[str, bytes]) -> dict[str, str]
                 os.fsync(fh.fileno())
             sums[name] = sha256_bytes(data)
         fsync_dir(tmp)
+        failpoint("storage.dir", str(final))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,8 @@ from typing import Any, Callable
 import faust
 
 from streams.codec import EventCodec
-from streams.ingest import IngestCore, Outgoing
+from learner.faults import failpoint
+from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.metrics import WorkerMetrics
 from streams.runs import RunPool
 from streams.topics import Topics
@@ -62,7 +63,14 @@ class Worker:
         """Make states durable, then release the offsets they cover for commit."""
         async with self._flush_lock:
             pending, self._pending = self._pending, []
-            self.core.flush()
+            try:
+                self.core.flush()
+            except StateNotSaved as exc:
+                self._pending = pending + self._pending  # not durable: not acked, retried next tick
+                self.metrics.state_write_failures.inc()
+                self.log(f"{exc}; offsets held back, retrying every {self.config.worker.flush_interval_s:g} s")
+                return
+            failpoint("state.saved")
             for stream, event in pending:
                 await stream.ack(event)
 
@@ -89,7 +97,8 @@ class Worker:
                 self._seen_counts[key] = n
         for kind, _key, data in out.messages:
             if kind == "model-updated":
-                outcome = "accepted" if data["accepted"] else "rejected"
+                outcome = "accepted" if data["accepted"] else (
+                    "checkpoint_failed" if data["metrics"].get("checkpoint_failed") else "rejected")
                 m.consolidations.labels(outcome=outcome).inc()
         for seconds in self.core.run_seconds:
             m.consolidation_seconds.observe(seconds)

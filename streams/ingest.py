@@ -28,7 +28,11 @@ from learner.quality import QualityGate
 from streams.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
 from streams.runs import FinishedRun, RunPool
 
-__all__ = ["IngestCore", "Outgoing"]
+__all__ = ["IngestCore", "Outgoing", "StateNotSaved"]
+
+
+class StateNotSaved(OSError):
+    """A learner state could not be made durable; the offsets it covers must stay uncommitted."""
 
 
 @dataclass
@@ -74,6 +78,7 @@ class IngestCore:
         self.counts: Counter[str] = Counter()
         self.dead_letter_reasons: Counter[str] = Counter()
         self.run_outcomes: Counter[str] = Counter()
+        self.retry_at: dict[str, float] = {}  # profile -> when it may train again after a failed checkpoint
         self.run_seconds: list[float] = []
         self.first_message_at: float | None = None
         self.progress: list[tuple[int, float]] = []  # (messages, time) every 500 messages, for benchmarks
@@ -195,20 +200,37 @@ class IngestCore:
 
     # -- durability ---------------------------------------------------------------------
     def flush(self, profiles: list[str] | None = None) -> int:
-        """Save the states of the dirty profiles (atomically); returns how many were saved."""
+        """Save the states of the dirty profiles (atomically); returns how many were saved.
+
+        Raises :class:`StateNotSaved` when a state could not be written (disk full, read-only):
+        the profile stays dirty, and the caller must not release the offsets.
+        """
         targets = [p for p in (profiles if profiles is not None else list(self.dirty)) if p in self.dirty]
+        failed: list[tuple[str, OSError]] = []
         for profile in targets:
-            self.learners[profile].save_state()
+            try:
+                self.learners[profile].save_state()
+            except OSError as exc:
+                failed.append((profile, exc))
+                continue
             self.dirty.discard(profile)
+        if failed:
+            self.counts["state_write_failures"] += len(failed)
+            profile, exc = failed[0]
+            raise StateNotSaved(f"state of {len(failed)} profile(s) not saved, first {profile}: "
+                                f"{exc.strerror or exc}")
         return len(targets)
 
     # -- consolidations -----------------------------------------------------------------
     def start_runs(self, now: float | None = None) -> list[str]:
         """Start the due consolidations that fit (one per profile; the rest wait their turn)."""
         started = []
+        now = time.time() if now is None else now
         for profile, trigger in list(self.due.items()):
             if self.runs is not None and (self.runs.busy(profile) or self.runs.full):
                 continue  # queued: it starts when the run in progress finishes
+            if self.retry_at.get(profile, 0.0) > now:
+                continue  # its last version could not be written: wait before training again
             learner = self.learners.get(profile)
             del self.due[profile]
             if learner is None:
@@ -251,8 +273,15 @@ class IngestCore:
             report = learner.finish_run(run.plan, outcome, now)
             for trigger in late_requests:  # asked for while the run computed: not lost
                 learner.scheduler.request(trigger)
-            self.dirty.discard(run.profile)  # finish_run saved the state
             status = "accepted" if outcome.accepted else ("aborted" if outcome.aborted else "rejected")
+            if report.metrics.get("checkpoint_failed"):
+                status = "checkpoint_failed"
+                self.dirty.add(run.profile)
+                self.retry_at[run.profile] = (now or time.time()) + self.config.worker.checkpoint_retry_s
+                self.due[run.profile] = run.plan.trigger
+            else:
+                self.dirty.discard(run.profile)  # finish_run saved the state
+                self.retry_at.pop(run.profile, None)
             self.run_outcomes[status] += 1
             self.run_seconds.append(run.seconds)
             event = model_updated_event({**report.to_dict(), "reason": report.reason})

@@ -31,6 +31,9 @@ class WorkerMetrics:
         self.duplicates = Counter("memstream_duplicates", "Re-published events skipped (same id).", registry=r)
         self.redelivered = Counter("memstream_redelivered", "Messages applied before a crash or rebalance, "
                                    "skipped on redelivery.", registry=r)
+        self.state_write_failures = Counter("memstream_state_write_failures",
+                                            "Ticks whose learner states could not be written (offsets held back).",
+                                            registry=r)
         self.quality = Counter("memstream_quality_gate", "Events failing the quality gate.", registry=r)
         self.reservoir_size = Gauge("memstream_reservoir_size", "Events in the replay reservoir.", ["profile"],
                                     registry=r)

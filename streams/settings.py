@@ -122,6 +122,8 @@ class WorkerConfig:
     flush_interval_s: float = _help("Save dirty learner states and release their offsets for commit this often.",
                                     1.0)
     flush_every: int = _help("... or after this many events, whichever comes first.", 2000)
+    checkpoint_retry_s: float = _help("After a version could not be written (disk full, read-only), wait this "
+                                      "long before the profile's next run.", 30.0)
     max_event_bytes: int = _help("Largest memory event accepted on the wire, in bytes.", 65536)
     max_text_chars: int = _help("Longest string in an event, in characters.", 16000)
     quality: str = _help("Quality gate for trivial events ('ok', 'thanks'): drop, flag (learn, but count) or off.",

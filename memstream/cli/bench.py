@@ -194,7 +194,7 @@ def _events(events_file: Path | None):
     events = []
     for line_no, event, error in read_jsonl(events_file):
         if error is not None:
-            raise click.ClickException(f"{events_file}:{line_no}: {error}")
+            raise click.ClickException(f"{events_file}:{line_no + 1}: {error}")
         events.append(event)
     return events
 
