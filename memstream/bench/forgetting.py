@@ -160,7 +160,10 @@ class FoundationCache:
 
     @staticmethod
     def key(split: DomainSplit, cfg: LearnerConfig, steps: int, seed: int) -> str:
-        shape = {"model": asdict(cfg.model), "train": asdict(cfg.train), "steps": steps, "seed": seed,
+        t = cfg.train  # only what the foundation run reads: LoRA-stage settings must not invalidate it
+        train = {k: getattr(t, k) for k in ("batch_size", "foundation_lr", "warmup_frac", "min_lr_ratio",
+                                            "weight_decay", "grad_clip", "seed")}
+        shape = {"model": asdict(cfg.model), "train": train, "steps": steps, "seed": seed,
                  "events": [e.id for e in split.foundation], "heldout": {d: [e.id for e in v]
                                                                          for d, v in split.heldout.items()}}
         return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -21,9 +21,9 @@ PROFILES = ["ann", "bob", "cyd"]
 CRASH_POINTS = [
     # (name, failpoint rules or None, how long to give it)
     ("state snapshot write", {"storage.write": {"action": "crash", "match": "learner_state.json"}}, 20),
-    ("registry update", {"storage.write": {"action": "crash", "match": "registry.json"}}, 25),
-    ("checkpoint directory write", {"storage.dir": {"action": "crash"}}, 25),
-    ("between checkpoint and registry", {"registry.commit": {"action": "crash"}}, 25),
+    ("registry update", {"storage.write": {"action": "crash", "match": "registry.json"}}, 45),
+    ("checkpoint directory write", {"storage.dir": {"action": "crash"}}, 45),
+    ("between checkpoint and registry", {"registry.commit": {"action": "crash"}}, 45),
     ("after state saved, before offsets acked", {"state.saved": {"action": "crash", "after": 1}}, 20),
     ("during a consolidation", "consolidating", 25),
     ("random point of ingest", None, 4),
@@ -46,11 +46,13 @@ def _wait_exit_or_kill(stack, proc, seconds: float, log_marker: str | None = Non
 
 @pytest.mark.slow
 def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(stack, monkeypatch):
+    stack.overrides += ["scheduler.count=50"]  # versions are written often: more commits to crash into
     rng = random.Random(5)
     streams = [generate_stream(n_per_phase=(150, 150), seed=20 + i, profile=p) for i, p in enumerate(PROFILES)]
     events = [e for group in zip(*streams) for e in group]  # interleaved, each profile's order kept
-    size = -(-len(events) // CYCLES)
-    chunks = [events[i * size:(i + 1) * size] for i in range(CYCLES)]
+    head = len(events) // 3  # enough up front that consolidations are due from the first cycles
+    size = -(-(len(events) - head) // (CYCLES - 1))
+    chunks = [events[:head]] + [events[head + i * size:head + (i + 1) * size] for i in range(CYCLES - 1)]
     faults = stack.root / "faults.json"
     set_faults(faults, {})
     monkeypatch.setenv("MEMSTREAM_FAULTS", str(faults))
@@ -80,10 +82,16 @@ def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(s
             versions = check_state_dir(stack.state, PROFILES, published, versions, after_crash=True)
 
     set_faults(faults, {})
-    worker = stack.start_worker("final")
+    worker = stack.start_worker(f"w{CYCLES}")  # same static member id as the crashed ones
     total = sum(published.values())
     stack.wait_for(lambda: sum(stack.learner_state(p).get("events_seen", 0) for p in PROFILES) == total, 240,
                    "every event counted after the crashes")
+
+    def every_profile_has_a_version() -> bool:
+        paths = [stack.state / p / "registry.json" for p in PROFILES]
+        return all(p.exists() and json.loads(p.read_text())["current_version"] for p in paths)
+
+    stack.wait_for(every_profile_has_a_version, 240, "a version for every profile")
     time.sleep(3)  # a redelivery would be counted now
     stack.stop_all()
     assert worker.returncode == 0

@@ -1,0 +1,56 @@
+"""The broker goes away mid-stream for longer than the client timeouts and comes back on the same port with
+the same data: a producer either delivers or raises a clear error (no silent drop), and the worker
+reconnects on its own and loses nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from learner.sample_data import generate_stream
+from streams.broker import EmbeddedBroker, free_port
+from tests.integration.conftest import Stack
+
+
+@pytest.mark.slow
+def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path):
+    broker = EmbeddedBroker(tmp_path / "broker", free_port()).start()
+    stack = Stack(broker.bootstrap, tmp_path)
+    events = generate_stream(n_per_phase=(100, 100), seed=60, profile="out")
+    try:
+        worker = stack.start_worker()
+        with stack.producer() as producer:
+            producer.publish_many(events[:100])
+        stack.wait_for(lambda: stack.learner_state("out").get("events_seen") == 100, 120, "the first half")
+
+        broker.stop()
+        outage_started = time.monotonic()
+        lost = events[100]
+        raised = None
+        started = time.monotonic()
+        try:
+            with stack.producer() as producer:
+                producer.publish(lost)
+        except ConnectionError as exc:  # PublishError, or no broker to bootstrap from: both name the broker
+            raised = exc
+        assert raised is None or broker.bootstrap in str(raised), str(raised)
+        waited = time.monotonic() - started
+        assert raised is not None, "publishing to a stopped broker must fail loudly"
+        assert waited < 3 * stack.config.kafka.request_timeout_s + 10, f"the error took {waited:.0f} s"
+        while time.monotonic() - outage_started < 20:  # longer than session (6 s) and request (10 s) timeouts
+            time.sleep(1)
+        assert worker.poll() is None, "the worker must not exit while the broker is away"
+
+        broker = EmbeddedBroker(tmp_path / "broker", broker.port).start()  # same port, same data
+        with stack.producer() as producer:
+            producer.publish_many(events[100:])  # includes the event whose publish failed: ids make it safe
+        stack.wait_for(lambda: stack.learner_state("out").get("events_seen") == len(events), 240,
+                       "every event after the broker came back")
+        time.sleep(3)
+        state = stack.learner_state("out")
+        assert state["events_seen"] == len(events)
+        assert worker.poll() is None, "the worker reconnected by itself"
+    finally:
+        stack.stop_all()
+        broker.stop()
