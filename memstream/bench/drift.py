@@ -18,7 +18,8 @@ collected first; after every detection the baseline is rebuilt from the last
 
 Measures: median and mean detection delay (events after the switch until the first
 detection), missed detections (no detection in the ``n_after`` events), false alarms per
-10,000 events on the stationary streams and the mean number of events between them.
+10,000 events on the stationary streams and the mean number of events between them (None: no
+false alarm at all).
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def _run_case(case: StreamCase, detector: str, drift: DriftConfig, seed: int) ->
 def _summarise(cases: list[StreamCase], fires: dict[str, list[int]]) -> dict:
     delays, missed, pre_switch_alarms = [], 0, 0
     stationary_events, stationary_alarms = 0, 0
+    per_case: dict[str, int | None] = {}  # switch: delay (None = missed); stationary: false alarms
     for case in cases:
         at = fires[case.name]
         if case.kind == "switch":
@@ -170,11 +172,14 @@ def _summarise(cases: list[StreamCase], fires: dict[str, list[int]]) -> dict:
             pre_switch_alarms += len(at) - len(after)
             if after:
                 delays.append(after[0] - case.switch_at)
+                per_case[case.name] = delays[-1]
             else:
                 missed += 1
+                per_case[case.name] = None
         else:
             stationary_events += len(case.texts)
             stationary_alarms += len(at)
+            per_case[case.name] = len(at)
     switches = sum(1 for c in cases if c.kind == "switch")
     return {
         "switches": switches,
@@ -187,7 +192,8 @@ def _summarise(cases: list[StreamCase], fires: dict[str, list[int]]) -> dict:
         "stationary_events": stationary_events,
         "false_alarms": stationary_alarms,
         "false_alarms_per_10k": 10_000 * stationary_alarms / stationary_events if stationary_events else None,
-        "events_between_false_alarms": (stationary_events / stationary_alarms) if stationary_alarms else math.inf,
+        "events_between_false_alarms": (stationary_events / stationary_alarms) if stationary_alarms else None,
+        "cases": per_case,
     }
 
 
