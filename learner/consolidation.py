@@ -196,7 +196,7 @@ def run_consolidation(
     accepted, reason = _gate(plan.mode, probe_before, probe_after, new_after, train_cfg.gate_tolerance)
     fisher = None
     if accepted and not full and cfg.ewc.enabled:
-        fisher = _fisher(live, train_examples, cfg.ewc.fisher_samples, plan.seed, device)
+        fisher = fisher_after_run(live, train_examples, cfg.ewc.fisher_samples, plan.seed, device)
     if not accepted:
         live.restore_trainable(before, full)
     if full:
@@ -218,7 +218,8 @@ def _gate(mode: str, probe_before: float, probe_after: float, new_after: float, 
     return False, f"forgetting: probe loss {probe_before:.3f} -> {probe_after:.3f} exceeds limit {limit:.3f}"
 
 
-def _fisher(live: AdaptedModel, examples, n: int, seed: int, device) -> dict[str, torch.Tensor]:
+def fisher_after_run(live: AdaptedModel, examples, n: int, seed: int, device) -> dict[str, torch.Tensor]:
+    """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (seeded choice)."""
     rng = random.Random(seed + 1)
     chosen = rng.sample(examples, min(n, len(examples)))
     width = max(len(ex["input_ids"]) for ex in chosen)

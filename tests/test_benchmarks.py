@@ -70,7 +70,7 @@ def test_bench_forgetting_explains_a_stream_without_domains(tmp_path):
 
 def test_bench_drift_reports_every_detector(tmp_path):
     out = tmp_path / "d.json"
-    output = _invoke(["bench", "drift", "--seeds", "0", "--before", "100", "--after", "80", "--stationary", "300",
+    _invoke(["bench", "drift", "--seeds", "0", "--before", "100", "--after", "80", "--stationary", "300",
                       "--json", str(out), "--markdown", str(tmp_path / "d.md"), *TINY_MODEL])
     data = json.loads(out.read_text())
     assert set(data["detectors"]) == {"kl", "adwin", "page-hinkley", "kswin", "always"}

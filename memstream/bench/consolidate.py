@@ -24,11 +24,9 @@ import time
 from dataclasses import replace
 from typing import Callable
 
-import torch
-
 from learner.adapted import AdaptedModel
 from learner.config import LearnerConfig, load_config
-from learner.consolidation import LORA, Plan, _fisher, run_consolidation
+from learner.consolidation import LORA, Plan, fisher_after_run, run_consolidation
 from learner.data import encode_event
 from learner.ewc import EWC
 from learner.events import MemoryEvent
@@ -93,7 +91,7 @@ def bench_fisher(config: LearnerConfig, events: list[MemoryEvent], repeats: int 
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        _fisher(live, examples, n, i, live.device)
+        fisher_after_run(live, examples, n, i, live.device)
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
     return {"fisher_seconds": seconds, "fisher_examples": n, "fisher_seconds_per_example": seconds / n,
