@@ -25,9 +25,14 @@ def _command_line() -> str:
     return "memstream " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _names(text: str) -> list[str]:
+    """The non-empty items of a comma-separated option."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        return [int(s) for s in _names(text)]
     except ValueError:
         raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}") from None
 
@@ -109,7 +114,7 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
         table, write_outputs
 
     config = open_config(config_file, overrides)
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    names = _names(strategies)
     seed_list = _seeds(seeds)
     events = _events(events_file)
     try:
@@ -161,7 +166,7 @@ def drift_command(events_file: Path | None, detectors: str, seeds: str, n_before
 
     config = open_config(config_file, overrides)
     events = _events(events_file)
-    names = [d.strip() for d in detectors.split(",") if d.strip()]
+    names = _names(detectors)
     seed_list = _seeds(seeds)
     with tqdm(total=progress_total(events, names, seed_list, n_before, n_after, stationary_len), unit="ev",
               unit_scale=True, file=sys.stderr, dynamic_ncols=True) as bar:

@@ -57,6 +57,14 @@ def check_state_dir(state: Path, profiles: list[str], published: dict[str, int],
     return current
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the worker and its run processes (a power cut)."""
     try:

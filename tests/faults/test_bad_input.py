@@ -3,10 +3,10 @@ every input file format the CLI reads (memory-event JSONL, TOML config)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,15 +16,9 @@ from learner.config import ConfigError, load_config
 from learner.events import read_jsonl
 from learner.sample_data import generate_stream
 from streams.codec import EventCodec
+from tests.faults.helpers import rss_mb
 
 N_RANDOM = int(os.environ.get("MEMSTREAM_FAULT_RANDOM_MESSAGES", "100000"))
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _count_dead_letters(stack, want: int, timeout: float) -> tuple[int, set[str]]:
@@ -64,19 +58,19 @@ def test_100k_random_byte_strings_all_become_dead_letters_and_memory_stays_bound
         producer.send(topic, key=b"ray", value=codec.encode_memory(e))
     producer.flush()
     stack.wait_for(lambda: stack.learner_state("ray").get("events_seen") == 30, 60, "the worker up and learning")
-    rss_start = _rss_mb(worker.pid)
+    rss_start = rss_mb(worker.pid)
     samples = []
     for i in range(N_RANDOM):
         value = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200)))
         producer.send(topic, key=rng.choice([b"ray", b"", None, os.urandom(8)]), value=value)
         if i % 10_000 == 0:
-            samples.append(_rss_mb(worker.pid))
+            samples.append(rss_mb(worker.pid))
     for e in good[30:]:  # good events behind the flood still get through: nothing stalled
         producer.send(topic, key=b"ray", value=codec.encode_memory(e))
     producer.flush()
     stack.wait_for(lambda: stack.learner_state("ray").get("events_seen") == len(good), 600,
                    "the good events behind 100k bad ones")
-    samples.append(_rss_mb(worker.pid))
+    samples.append(rss_mb(worker.pid))
     count, reasons = _count_dead_letters(stack, N_RANDOM, 300)
     assert worker.poll() is None, "the worker crashed"
     assert count == N_RANDOM, f"{count} dead letters for {N_RANDOM} bad messages"
@@ -97,7 +91,7 @@ event_like = st.fixed_dictionaries({}, optional={
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.one_of(st.binary(max_size=80), event_like.map(lambda d: __import__("json").dumps(d).encode())),
+@given(lines=st.lists(st.one_of(st.binary(max_size=80), event_like.map(lambda d: json.dumps(d).encode())),
                       max_size=8))
 def test_event_files_of_any_bytes_give_events_or_line_errors(tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("jsonl") / "events.jsonl"
@@ -123,8 +117,7 @@ def test_config_files_of_any_text_load_or_fail_with_one_clear_line(tmp_path_fact
     from streams.settings import StreamConfig
 
     path = tmp_path_factory.mktemp("cfg") / "memstream.toml"
-    path.write_text(text, encoding="utf-8", errors="surrogatepass") if False else path.write_bytes(
-        text.encode("utf-8", errors="replace"))
+    path.write_bytes(text.encode("utf-8", errors="replace"))
     try:
         load_config(path, environ={}, root=StreamConfig)
     except ConfigError as exc:

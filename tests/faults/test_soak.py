@@ -17,16 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.helpers import rss_mb
+
 SOAK_S = float(os.environ.get("MEMSTREAM_FAULT_SOAK_S", "300"))
 PROFILES = ["sa", "sb", "sc"]
 
 
 def _sample(pid: int) -> tuple[float, int]:
-    rss = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    return rss_mb(pid), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _publisher(stack, stop: threading.Event, rate: float, sent: dict, errors: list) -> None:
