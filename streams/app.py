@@ -132,9 +132,10 @@ class Worker:
 
 
 def build_app(worker: Worker) -> faust.App:
-    from streams.compat import throttle_empty_fetches
+    from streams.compat import rewind_uncommitted_partitions, throttle_empty_fetches
 
     throttle_empty_fetches()
+    rewind_uncommitted_partitions()
     config = worker.config
     app = faust.App(
         config.worker.group,

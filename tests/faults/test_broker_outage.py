@@ -22,7 +22,11 @@ def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path):
         worker = stack.start_worker()
         with stack.producer() as producer:
             producer.publish_many(events[:100])
-        stack.wait_for(lambda: stack.learner_state("out").get("events_seen") == 100, 120, "the first half")
+        # stop the broker the moment the state is saved: the offset commit that follows is then still in
+        # flight, so the group comes back with nothing committed (the case streams/compat.py's
+        # rewind_uncommitted_partitions is for: without it the worker sat at the end of the log, 100 unread)
+        stack.wait_for(lambda: stack.learner_state("out").get("events_seen") == 100, 120, "the first half",
+                       interval=0.005)
 
         broker.stop()
         outage_started = time.monotonic()
