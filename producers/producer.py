@@ -13,10 +13,9 @@ twice is idempotent downstream):
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable
 
-from learner.events import SCHEMA_VERSION, MemoryEvent
+from learner.events import MemoryEvent
 from streams.codec import EventCodec
 from streams.topics import BrokerUnavailable, Topics
 
@@ -28,13 +27,9 @@ class PublishError(ConnectionError):
 
 
 def build_event(fields: dict[str, Any] | MemoryEvent, now: float | None = None) -> MemoryEvent:
-    """A validated :class:`MemoryEvent` from a map (``v`` and ``ts`` filled in when missing)."""
-    if isinstance(fields, MemoryEvent):
-        return fields
-    data = {"v": SCHEMA_VERSION, **fields}
-    if "ts" not in data:
-        data["ts"] = time.time() if now is None else now
-    return MemoryEvent.from_dict(data)
+    """A validated :class:`MemoryEvent` from a map (``v``, ``ts`` and ``id`` filled in when missing: the
+    same rule as every entry point, :meth:`learner.events.MemoryEvent.build`)."""
+    return MemoryEvent.build(fields, now)
 
 
 class MemoryProducer:

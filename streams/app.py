@@ -1,9 +1,10 @@
 """The faust app: a few declarations and a thin loop around :class:`streams.ingest.IngestCore`.
 
-One agent reads ``memory-events`` with manual acks; a timer makes the learner states durable
-and only then acks what they cover (faust commits acked offsets), starts due consolidations in
-their own processes and publishes what finished. Durable state lives in the state directory,
-not in faust tables.
+One agent reads ``memory-events`` with manual acks; a timer makes the learner states durable,
+publishes what they hold to publish (outboxes, dead letters) and waits for the broker, and only
+then acks the offsets they cover — per partition, only a prefix in which no message is parked
+(faust commits acked offsets); it also starts due consolidations in the trainer process and
+records those that finished. Durable state lives in the state directory, not in faust tables.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,44 +46,101 @@ class Worker:
                                                                 config.worker.max_parallel_runs, threads),
                                log=self.log, topic_ids=topic_ids)
         self.app = build_app(self)
-        self._pending: list[tuple[Any, Any]] = []
+        # per partition, in offset order: [stream, event, parked?] — acked only as a settled prefix
+        self._pending: dict[tuple[str, int], deque[list]] = defaultdict(deque)
         self._flush_lock = asyncio.Lock()
         self._seen_counts: dict[str, int] = {}
+        self._outcomes_seen: Counter[str] = Counter()
 
     # -- called from the app -------------------------------------------------------------
-    async def send(self, out: Outgoing) -> None:
-        for kind, key, data in out.messages:
-            await self.out_topics[kind].send(key=key, value=EventCodec.encode(data))
-            if kind == "model-updated":
-                self.log(f"[{data['profile']}] model-updated: version {data['version']} "
-                         f"{'accepted' if data['accepted'] else 'not accepted'} ({data['reason']})")
-            elif kind == "drift-alerts":
-                self.log(f"[{data['profile']}] drift alert: divergence {data['divergence']:.3f} > "
-                         f"threshold {data['threshold']:.3f}")
+    def track(self, stream, event, parked: bool) -> None:
+        """Remember a handled message until its offset may be acknowledged."""
+        message = event.message
+        self._pending[(message.topic, message.partition)].append([stream, event, parked])
+
+    def settle(self, settled: list[tuple[str, int, int]]) -> None:
+        """Parked messages that were applied (or dead-lettered) since: their offsets may go."""
+        done = set(settled)
+        for entries in self._pending.values():
+            for entry in entries:
+                message = entry[1].message
+                if entry[2] and (message.topic, message.partition, message.offset) in done:
+                    entry[2] = False
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Partitions taken away: what was not acked is read again by their new owner."""
+        for tp in partitions:
+            self._pending.pop(tp, None)
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(entries) for entries in self._pending.values())
+
+    async def publish(self, out: Outgoing) -> list:
+        """Send every message and wait for the broker's acknowledgements; returns the markers of those
+        acknowledged (a message that failed stays queued and is sent again at the next flush)."""
+        sent = []
+        futures = []
+        for kind, key, data, marker in out.messages:
+            # force: not attached to the event being processed (faust would hold it back until its ack)
+            futures.append((kind, data, marker, await self.out_topics[kind].send(
+                key=key, value=EventCodec.encode(data), force=True)))
+        for kind, data, marker, future in futures:
+            try:
+                await future
+            except Exception as exc:  # noqa: BLE001 - the broker refused or timed out: resent next flush
+                self.log(f"could not publish a {kind} event ({type(exc).__name__}: {exc}); it stays queued")
+                continue
+            sent.append(marker)
+            self._describe(kind, data)
+        return sent
+
+    def _describe(self, kind: str, data: dict) -> None:
+        if kind == "model-updated":
+            version = data.get("version")
+            self.log(f"[{data['profile']}] model-updated: {data.get('action', 'train')} "
+                     f"{'v' + str(version) if version is not None else 'base'} ({data.get('status')}: "
+                     f"{data.get('reason')})")
+        elif kind == "drift-alerts":
+            self.log(f"[{data['profile']}] drift alert: divergence {data['divergence']:.3f} > "
+                     f"threshold {data['threshold']:.3f}")
 
     async def flush(self) -> None:
-        """Make states durable, then release the offsets they cover for commit."""
+        """Make states durable, publish what they hold to publish, then release the offsets they cover."""
         async with self._flush_lock:
-            pending, self._pending = self._pending, []
+            covered = {tp: len(entries) for tp, entries in self._pending.items()}
+            notices = self.core.take_notices()
+            if notices.messages:
+                await self.publish(notices)
             try:
                 self.core.flush()
-            except StateNotSaved as exc:
-                self._pending = pending + self._pending  # not durable: not acked, retried next tick
+            except StateNotSaved as exc:  # not durable: nothing published, nothing acked; retried next tick
                 self.metrics.state_write_failures.inc()
                 self.log(f"{exc}; offsets held back, retrying every {self.config.worker.flush_interval_s:g} s")
                 return
             failpoint("state.saved")
-            for stream, event in pending:
-                await stream.ack(event)
+            out = self.core.outgoing()
+            if out.messages:
+                acknowledged = await self.publish(out)
+                self.core.sent(acknowledged)
+                if len(acknowledged) < len(out.messages):
+                    return  # something was not acknowledged: the offsets wait with it (resent next flush)
+            for tp, n in covered.items():
+                entries = self._pending[tp]
+                while n and entries and not entries[0][2]:
+                    stream, event, _ = entries.popleft()
+                    n -= 1
+                    await stream.ack(event)
 
     async def tick(self) -> None:
+        self.settle(self.core.retry_parked())
         await self.flush()
         self.core.start_runs()
-        out = self.core.finish_runs()
-        await self.send(out)
-        self._update_metrics(out)
+        if self.core.finish_runs():
+            await self.flush()
+        self._update_metrics()
 
-    def _update_metrics(self, out: Outgoing) -> None:
+    def _update_metrics(self) -> None:
         m, counts = self.metrics, self.core.counts
         for name, metric in (("messages", m.events_in), ("learned", m.events_learned),
                              ("duplicates", m.duplicates), ("redelivered", m.redelivered),
@@ -95,11 +154,10 @@ class Worker:
             if n - self._seen_counts.get(key, 0):
                 m.dead_letters.labels(reason=reason).inc(n - self._seen_counts.get(key, 0))
                 self._seen_counts[key] = n
-        for kind, _key, data in out.messages:
-            if kind == "model-updated":
-                outcome = "accepted" if data["accepted"] else (
-                    "checkpoint_failed" if data["metrics"].get("checkpoint_failed") else "rejected")
-                m.consolidations.labels(outcome=outcome).inc()
+        for outcome, n in self.core.run_outcomes.items():
+            if n > self._outcomes_seen[outcome]:
+                m.consolidations.labels(outcome=outcome).inc(n - self._outcomes_seen[outcome])
+                self._outcomes_seen[outcome] = n
         for seconds in self.core.run_seconds:
             m.consolidation_seconds.observe(seconds)
         self.core.run_seconds.clear()
@@ -120,8 +178,8 @@ class Worker:
             pass
 
     async def stop(self) -> None:
-        """Abandon runs in progress (nothing partial is written), save every state, ack what it covers;
-        leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
+        """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
+        covers; leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
         await self.flush()
         stats = self.core.stats()
         self.core.close()
@@ -135,7 +193,7 @@ def build_app(worker: Worker) -> faust.App:
     from streams.compat import rewind_uncommitted_partitions, throttle_empty_fetches
 
     throttle_empty_fetches()
-    rewind_uncommitted_partitions()
+    rewind_uncommitted_partitions("earliest")  # the same policy as consumer_auto_offset_reset below
     config = worker.config
     app = faust.App(
         config.worker.group,
@@ -179,11 +237,10 @@ def build_app(worker: Worker) -> faust.App:
         manual = stream.noack()
         async for event in manual.events():
             message = event.message
-            out = worker.core.handle(message.topic, message.partition, message.offset, message.key, message.value)
-            if out.messages:
-                await worker.send(out)
-            worker._pending.append((manual, event))
-            if len(worker._pending) >= config.worker.flush_every:
+            handled = worker.core.handle(message.topic, message.partition, message.offset, message.key,
+                                         message.value)
+            worker.track(manual, event, handled.parked)
+            if worker.pending_count >= config.worker.flush_every:
                 await worker.flush()
 
     @app.timer(config.worker.flush_interval_s)
@@ -193,19 +250,16 @@ def build_app(worker: Worker) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **_kw) -> None:
         await worker.flush()
-        gone = worker.core.release_partitions({(tp.topic, tp.partition) for tp in revoked})
+        lost = {(tp.topic, tp.partition) for tp in revoked}
+        gone = worker.core.release_partitions(lost)
+        worker.forget(lost)
         if gone:
             worker.log(f"rebalance: released {', '.join(sorted(gone))}")
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
-        try:
-            n_partitions = len(app.consumer._consumer.partitions_for_topic(topics.memory_events) or ()) \
-                or config.kafka.partitions
-        except Exception:  # noqa: BLE001 - fall back to the configured count
-            n_partitions = config.kafka.partitions
-        adopted = worker.core.adopt_partitions(topics.memory_events, mine, n_partitions)
+        adopted = worker.core.adopt_partitions(topics.memory_events, mine)
         if adopted:
             worker.log(f"rebalance: took over {', '.join(adopted)}")
 

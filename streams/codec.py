@@ -142,9 +142,11 @@ class EventCodec:
 
 def dead_letter(reason: str, topic: str, partition: int, offset: int, key: bytes | None,
                 value: bytes | None) -> dict[str, Any]:
-    """The dead-letter map: original key and bytes, the reason and where the message came from."""
-    return {"v": SCHEMA_VERSION, "reason": reason, "topic": topic, "partition": partition, "offset": offset,
-            "key": key, "value": value, "ts": time.time()}
+    """The dead-letter map: original key and bytes, the reason and where the message came from.
+
+    Its ``id`` names the message it stands for, so a copy sent again after a crash is recognisable."""
+    return {"v": SCHEMA_VERSION, "id": f"dead-letter/{topic}/{partition}/{offset}", "reason": reason, "topic": topic,
+            "partition": partition, "offset": offset, "key": key, "value": value, "ts": time.time()}
 
 
 def _versioned(data: dict[str, Any], required: tuple[str, ...], what: str) -> dict[str, Any]:

@@ -1,93 +1,149 @@
-"""Workarounds for the brokers we run against, each with the measurement that called for it.
+"""Workarounds for the brokers and clients we run against, each with the measurement that called for it.
+
+They replace private internals of aiokafka (``Fetcher._proc_fetch_request``) and faust
+(``AIOKafkaConsumerThread.seek_to_committed``). Those are pinned in ``pyproject.toml``
+(aiokafka 0.14.0, faust-streaming 0.15.3); :func:`check_patch_points` runs before anything is
+patched and refuses, with one line naming what is missing, a version whose internals differ.
 
 Empty fetches. A Kafka broker holds an empty fetch up to ``fetch.max.wait.ms`` before it
 answers; noida-db 0.2.3 (the embedded broker) answers at once, so every client that waits for
 new messages spins: measured here, an idle kafka-python consumer used 4.75 s of CPU in 5 s
 against noida-db and 0.05 s against Tansu, and the idle faust worker about 80% of a core.
-``throttle_empty_fetches`` makes aiokafka (under faust) pause after an empty fetch; against a
-broker that honours the wait it never sleeps, because the wait has already passed.
+``throttle_empty_fetches`` makes aiokafka (under faust) pause after a fetch that brought no
+records for its partitions (an error reply counts as empty too: it must not spin either);
+against a broker that honours the wait it never sleeps, because the wait has already passed.
 
 Partitions with no committed offset. When a rebalance lands while faust's fetcher holds a batch,
 faust drops the batch and "seeks back to committed offsets"; aiokafka's ``seek_to_committed``
-seeks only partitions whose committed offset is above 0, so a partition that has none keeps the
-position *after* the dropped batch and those records are never delivered. Found by the broker
-outage test (tests/faults/test_broker_outage.py): the broker stopped while the group's first
-offset commit was in flight, the worker rejoined, fetched offsets 0-199 with the flow stopped,
-dropped them, and then sat at position 200 with 100 events unread (3 of 3 runs once the test
-stopped the broker the moment the state was saved). ``rewind_uncommitted_partitions`` makes that
-seek put such partitions where the reset policy says a partition without a commit starts;
+seeks only partitions whose committed offset is above 0, so a partition that has none (or has
+0) keeps the position *after* the dropped batch and those records are never delivered. Found by
+the broker outage test (tests/faults/test_broker_outage.py). ``rewind_uncommitted_partitions``
+makes that seek put a partition committed at 0 at 0, and one with no commit where the
+consumer's reset policy says (which the worker passes in: it is the worker's own setting);
 re-read events are recognised by the ingest core and not learned twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 
-__all__ = ["throttle_empty_fetches", "EMPTY_FETCH_PAUSE_S", "rewind_uncommitted_partitions", "uncommitted"]
+__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "check_patch_points", "rewind_uncommitted_partitions",
+           "throttle_empty_fetches", "seek_to_committed_or_reset", "split_committed"]
 
 EMPTY_FETCH_PAUSE_S = 0.1
 _installed = False
 _rewind_installed = False
 
 
+class CompatError(RuntimeError):
+    """An installed client library whose internals are not the ones memstream patches."""
+
+
+def check_patch_points() -> None:
+    """Check that every attribute the patches replace or read exists with the expected shape."""
+    import aiokafka
+    from aiokafka.consumer.consumer import AIOKafkaConsumer
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    problems = []
+    proc = getattr(Fetcher, "_proc_fetch_request", None)
+    if proc is None or not inspect.iscoroutinefunction(proc) or \
+            list(inspect.signature(proc).parameters) != ["self", "assignment", "node_id", "request"]:
+        problems.append("aiokafka Fetcher._proc_fetch_request(self, assignment, node_id, request)")
+    if "_records" not in Fetcher.__init__.__code__.co_names:
+        problems.append("aiokafka Fetcher._records")
+    for name in ("seek_to_committed", "seek_to_beginning", "seek_to_end", "seek"):
+        if not callable(getattr(AIOKafkaConsumer, name, None)):
+            problems.append(f"aiokafka AIOKafkaConsumer.{name}")
+    for name in ("seek_to_committed", "call_thread", "_ensure_consumer"):
+        if not callable(getattr(AIOKafkaConsumerThread, name, None)):
+            problems.append(f"faust AIOKafkaConsumerThread.{name}")
+    if problems:
+        raise CompatError(f"memstream patches aiokafka 0.14.0 / faust-streaming 0.15.3 internals, and the installed "
+                          f"aiokafka {aiokafka.__version__} lacks {', '.join(problems)}: install the versions "
+                          "pyproject.toml pins")
+
+
+def records_arrived(records: dict, request) -> bool:
+    """Whether a fetch left records buffered for any partition it asked for.
+
+    >>> from types import SimpleNamespace
+    >>> from aiokafka.structs import TopicPartition
+    >>> request = SimpleNamespace(topics=[("t", [(0, 5, 1000), (1, 7, 1000)])])
+    >>> records_arrived({TopicPartition("t", 1): object()}, request), records_arrived({}, request)
+    (True, False)
+    """
+    from aiokafka.structs import TopicPartition
+
+    return any(TopicPartition(topic, partition) in records
+               for topic, partitions in request.topics for partition, *_ in partitions)
+
+
 def throttle_empty_fetches(pause_s: float = EMPTY_FETCH_PAUSE_S) -> None:
-    """Make aiokafka's fetcher wait at least ``pause_s`` between fetches that returned nothing."""
+    """Make aiokafka's fetcher wait at least ``pause_s`` after a fetch that brought no records."""
     global _installed
     if _installed:
         return
+    check_patch_points()
     from aiokafka.consumer.fetcher import Fetcher
 
     original = Fetcher._proc_fetch_request
 
     async def proc_fetch_request(self, assignment, node_id, request):
         started = time.monotonic()
-        got_records = await original(self, assignment, node_id, request)
-        if not got_records:
+        result = await original(self, assignment, node_id, request)
+        if not records_arrived(self._records, request):
             remaining = pause_s - (time.monotonic() - started)
             if remaining > 0:
                 try:
                     await asyncio.sleep(remaining)
                 except asyncio.CancelledError:
-                    return got_records  # closing: the original returns quietly when cancelled too
-        return got_records
+                    return result  # closing: the original returns quietly when cancelled too
+        return result
 
     Fetcher._proc_fetch_request = proc_fetch_request
     _installed = True
 
 
-def uncommitted(committed: dict) -> list:
-    """The partitions in a ``{partition: committed offset}`` map that have nothing committed.
+def split_committed(committed: dict) -> tuple[list, list]:
+    """The partitions of a ``{partition: committed offset}`` map that aiokafka's seek left alone: those
+    committed at 0 (to seek to 0), and those with no commit at all (``None``: the reset policy).
 
-    aiokafka reports "nothing" as ``None``; an offset of 0 means the same position as none.
-
-    >>> uncommitted({"a": None, "b": 0, "c": 7})
-    ['a', 'b']
+    >>> split_committed({"a": None, "b": 0, "c": 7})
+    (['b'], ['a'])
     """
-    return [tp for tp, offset in committed.items() if not offset]
+    at_zero = [tp for tp, offset in committed.items() if offset == 0]
+    missing = [tp for tp, offset in committed.items() if offset is None]
+    return at_zero, missing
 
 
-def rewind_uncommitted_partitions() -> None:
-    """Make faust's seek to committed offsets also move partitions that have none to the place the
-    consumer's ``auto_offset_reset`` policy gives them (the beginning, for memstream's worker)."""
+async def seek_to_committed_or_reset(consumer, reset: str) -> dict:
+    """aiokafka's ``seek_to_committed``, then the partitions it left alone: 0 to 0, none by ``reset``."""
+    committed = await consumer.seek_to_committed()
+    at_zero, missing = split_committed(committed)
+    for tp in at_zero:
+        consumer.seek(tp, 0)
+    if missing:
+        await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*missing)
+    return committed
+
+
+def rewind_uncommitted_partitions(reset: str = "earliest") -> None:
+    """Make faust's seek to committed offsets also move the partitions aiokafka leaves alone (see the
+    module docstring); ``reset`` is the consumer's ``auto_offset_reset`` (``earliest`` or ``latest``)."""
     global _rewind_installed
+    if reset not in ("earliest", "latest"):
+        raise ValueError(f"reset must be 'earliest' or 'latest', got {reset!r}")
     if _rewind_installed:
         return
-    from aiokafka.consumer.fetcher import OffsetResetStrategy
+    check_patch_points()
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    async def seek_to_committed_or_reset(consumer):
-        committed = await consumer.seek_to_committed()
-        missing = uncommitted(committed)
-        if missing:
-            if consumer._fetcher._default_reset_strategy == OffsetResetStrategy.LATEST:
-                await consumer.seek_to_end(*missing)
-            else:
-                await consumer.seek_to_beginning(*missing)
-        return committed
-
     async def seek_to_committed(self):
-        return await self.call_thread(seek_to_committed_or_reset, self._ensure_consumer())
+        return await self.call_thread(seek_to_committed_or_reset, self._ensure_consumer(), reset)
 
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed
     _rewind_installed = True

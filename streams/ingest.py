@@ -1,34 +1,55 @@
 """The worker's plain, synchronous core: what the faust agent calls for every message.
 
-``IngestCore.handle`` decodes, validates, gates and learns one message and says what to send
-(dead letters, drift alerts); ``flush`` makes the learner states durable (after which the
-agent releases the offsets they cover for commit); ``start_runs`` / ``finish_runs`` move
-consolidations to and from their run processes. It is tested without an event loop; the faust
-app in :mod:`streams.app` only moves messages in and out.
+``IngestCore.handle`` decodes, validates and learns one message; ``flush`` makes the learner
+states durable; ``outgoing`` / ``sent`` hand the worker what it must publish and hear back what
+a broker acknowledged; ``start_runs`` / ``finish_runs`` move consolidations to and from the
+trainer process. It is tested without an event loop; the faust app in :mod:`streams.app` only
+moves messages in and out.
 
-Exactly-once counting. Each profile's saved state holds, per source partition, the next
-offset it has not applied (``sources["kafka:TOPIC:PARTITION"]``). A message below that offset
-was applied before a crash or a rebalance and is skipped; offsets are committed to Kafka only
-after the states covering them are on disk. Re-published events (same id) are skipped by the
+Exactly-once counting. Each profile's saved state holds, per source partition, the next offset
+it has not applied (``sources["kafka:TOPIC:PARTITION"]``). A message below that offset was
+applied before a crash or a rebalance and is skipped; offsets are committed to Kafka only after
+the states covering them are on disk. Re-published events (same id) are skipped by the
 learner's id window.
+
+Nothing published before it is durable. Drift alerts and ModelUpdated events go into the
+profile's outbox, which is saved with its state; dead letters wait in memory beside the offset
+they cover. After a flush the worker publishes them, waits for the broker's acknowledgements,
+marks them sent, and only then releases the offsets. A crash in between publishes them again
+after the restart, with the same ``id``, so subscribers can drop the copy.
+
+Ownership. A profile belongs to the worker that the group assigned the partition its events
+come from: each profile records the partitions it was fed from (``sources.json``), and a worker
+adopts on assignment the profiles whose recorded partitions it was given — never by re-hashing
+the key, because producers' partitioners differ.
+
+A profile that another process is writing (``memstream learn``, ``registry rollback``) is not
+waited for on the event loop: its messages are parked, unacknowledged, while the other profiles
+keep flowing, and applied once the lock is free (or dead-lettered after ``worker.locked_wait_s``).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from learner.events import InvalidEvent
+from learner.events import InvalidEvent, MemoryEvent
 from learner.lock import ProfileLocked
-from learner.online import OnlineLearner, RunOutcome
-from learner.quality import QualityGate
+from learner.online import OnlineLearner
+from learner.registry import RegistryError
+from learner.runs import Plan, RunResult
+from learner.storage import CorruptStateError, atomic_write_json
 from streams.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
 from streams.runs import FinishedRun, RunPool
 
-__all__ = ["IngestCore", "Outgoing", "StateNotSaved"]
+__all__ = ["IngestCore", "Handled", "Outgoing", "StateNotSaved", "SOURCES_FILE", "source_partitions"]
+
+SOURCES_FILE = "sources.json"
+_MAKE_EVENT = {"drift-alerts": drift_alert_event, "model-updated": model_updated_event}
 
 
 class StateNotSaved(OSError):
@@ -36,13 +57,43 @@ class StateNotSaved(OSError):
 
 
 @dataclass
+class Handled:
+    """What became of one message: applied (or refused into a dead letter), or parked."""
+
+    parked: bool = False
+
+
+@dataclass
 class Outgoing:
-    """Messages to publish: ``(topic kind, key, map)`` with kind in dead-letters, drift-alerts, model-updated."""
+    """What to publish: ``(topic kind, key, map, marker)``; the marker goes back to :meth:`IngestCore.sent`."""
 
-    messages: list[tuple[str, bytes | None, dict[str, Any]]] = field(default_factory=list)
+    messages: list[tuple[str, bytes | None, dict[str, Any], Any]] = field(default_factory=list)
 
-    def add(self, kind: str, key: bytes | None, data: dict[str, Any]) -> None:
-        self.messages.append((kind, key, data))
+
+@dataclass
+class _Parked:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    since: float
+
+
+def source_partitions(sources: list[str], topic: str) -> set[int]:
+    """The partitions of ``topic`` among a profile's source keys.
+
+    >>> sorted(source_partitions(["kafka:m#AbC:2", "kafka:m:0", "kafka:other:1", "file:/x"], "m"))
+    [0, 2]
+    """
+    found = set()
+    for key in sources:
+        if not key.startswith("kafka:"):
+            continue
+        name, _, partition = key[len("kafka:"):].rpartition(":")
+        if name.split("#", 1)[0] == topic and partition.isdigit():
+            found.add(int(partition))
+    return found
 
 
 class IngestCore:
@@ -67,14 +118,17 @@ class IngestCore:
         self.learner_config = config.learner_config()
         self.state_root = Path(state_root)
         self.codec = EventCodec(config.worker.max_event_bytes, config.worker.max_text_chars)
-        self.gate = QualityGate(config.worker.min_chars) if config.worker.quality != "off" else None
         self.runs = run_pool
         self.log = log or (lambda _m: None)
         self.learners: dict[str, OnlineLearner] = {}
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.dirty: set[str] = set()
         self.due: dict[str, str] = {}
+        self.parked: dict[str, deque[_Parked]] = {}
+        self.dead_letters: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.notices: list[tuple[str, bytes | None, dict[str, Any]]] = []  # not state: published at once
         self._requests_at_plan: dict[str, set[str]] = {}
+        self._plans: dict[str, Plan] = {}
         self.counts: Counter[str] = Counter()
         self.dead_letter_reasons: Counter[str] = Counter()
         self.run_outcomes: Counter[str] = Counter()
@@ -84,26 +138,17 @@ class IngestCore:
         self.progress: list[tuple[int, float]] = []  # (messages, time) every 500 messages, for benchmarks
         self.last_message_at: float | None = None
         self._finished: list[FinishedRun] = []  # runs computed in this process (run_pool=None)
-        self._local_outcomes: dict[str, RunOutcome] = {}
 
     # -- learners ----------------------------------------------------------------------
-    def learner(self, profile: str, wait_s: float = 0.0) -> OnlineLearner:
-        """The learner of ``profile``, opened from the state directory on first use."""
+    def learner(self, profile: str) -> OnlineLearner:
+        """The learner of ``profile``, opened from the state directory on first use (never waits:
+        :class:`learner.lock.ProfileLocked` when another process writes it)."""
         found = self.learners.get(profile)
-        if found is not None:
-            return found
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                learner = OnlineLearner.open(self.state_root, profile, self.learner_config,
-                                             auto_consolidate=False, log=self.log)
-                break
-            except ProfileLocked:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)  # the previous owner is still saving it after a rebalance
-        self.learners[profile] = learner
-        return learner
+        if found is None:
+            found = OnlineLearner.open(self.state_root, profile, self.learner_config, auto_consolidate=False,
+                                       log=self.log, publish=True)
+            self.learners[profile] = found
+        return found
 
     def release_partitions(self, partitions: set[tuple[str, int]]) -> list[str]:
         """A rebalance took these partitions away: stop their runs, save and close their profiles."""
@@ -115,34 +160,45 @@ class IngestCore:
             self.learners.pop(profile).close()
             self.partition_of.pop(profile, None)
             self.due.pop(profile, None)
+        for profile, queue in list(self.parked.items()):  # they come back from the new owner's reads
+            kept = deque(p for p in queue if (p.topic, p.partition) not in partitions)
+            if kept:
+                self.parked[profile] = kept
+            else:
+                del self.parked[profile]
         return gone
 
-    def adopt_partitions(self, topic: str, partitions: set[int], n_partitions: int) -> list[str]:
-        """A rebalance gave us these partitions: open their profiles that have a consolidation waiting
-        (requested, or due by count) and queue it, so a run cut short by a stop is not forgotten."""
-        from kafka.partitioner.default import murmur2  # Kafka's default partitioner: key = profile
+    def adopt_partitions(self, topic: str, partitions: set[int]) -> list[str]:
+        """A rebalance gave us these partitions of ``topic``: open the profiles fed from them that have
+        something waiting — events to publish, or a consolidation requested or due by count — and queue
+        it, so a run cut short by a stop, or an event a crash left unsent, is not forgotten.
 
+        Which profiles are ours follows from each profile's recorded source partitions, not from the
+        key's hash."""
         adopted = []
         for directory in sorted(self.state_root.iterdir()) if self.state_root.is_dir() else []:
             profile = directory.name
-            if profile in self.learners or not (directory / "learner_state.json").is_file():
+            if profile in self.learners or not (directory / SOURCES_FILE).is_file():
                 continue
-            partition = (murmur2(profile.encode("utf-8")) & 0x7FFFFFFF) % n_partitions
-            if partition not in partitions:
+            mine = source_partitions(_read_sources(directory), topic) & partitions
+            if not mine:
                 continue
-            learner = self.learner(profile, wait_s=self.config.worker.session_timeout_s)
-            self.partition_of[profile] = (topic, partition)
+            try:
+                learner = self.learner(profile)
+            except ProfileLocked as exc:
+                self.log(f"rebalance: {profile} not taken over yet: {exc}")
+                continue
+            self.partition_of[profile] = (topic, min(mine))
             sched = learner.scheduler
-            trigger = sched.pending() or sched.due(sched.last_consolidation_ts or 0.0)
+            trigger = sched.pending() or sched.due(learner.state.clock or 0.0)
             if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
                 self.due[profile] = trigger
             adopted.append(profile)
         return adopted
 
     # -- one message -------------------------------------------------------------------
-    def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Outgoing:
-        """Take one message from ``memory-events``; returns what to publish because of it."""
-        out = Outgoing()
+    def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Handled:
+        """Take one message from ``memory-events``."""
         self.counts["messages"] += 1
         self.last_message_at = time.time()
         if self.first_message_at is None:
@@ -152,38 +208,86 @@ class IngestCore:
         try:
             event = self.codec.decode_memory(value)
         except DecodeError as exc:
-            self._dead_letter(out, str(exc), topic, partition, offset, key, value)
-            return out
+            self._dead_letter(str(exc), topic, partition, offset, key, value)
+            return Handled()
+        if event.profile in self.parked:  # its earlier events wait: keep the order
+            self._park(event.profile, topic, partition, offset, key, value)
+            return Handled(parked=True)
         try:
-            learner = self.learner(event.profile, wait_s=self.config.worker.session_timeout_s)
-        except (InvalidEvent, ValueError, OSError) as exc:
-            self._dead_letter(out, f"profile state unusable: {exc}", topic, partition, offset, key, value)
-            return out
-        self.partition_of[event.profile] = (topic, partition)
+            learner = self.learner(event.profile)
+        except ProfileLocked as exc:
+            self.log(f"[{event.profile}] {exc}: its events wait (unacknowledged) while other profiles flow")
+            self._park(event.profile, topic, partition, offset, key, value)
+            return Handled(parked=True)
+        except (InvalidEvent, ValueError, OSError, CorruptStateError, RegistryError) as exc:
+            self._dead_letter(f"profile state unusable: {exc}", topic, partition, offset, key, value)
+            return Handled()
+        self._apply(learner, event, topic, partition, offset)
+        return Handled()
+
+    def _apply(self, learner: OnlineLearner, event: MemoryEvent, topic: str, partition: int, offset: int) -> None:
+        profile = event.profile
+        self.partition_of[profile] = (topic, partition)
         source = self.source_key(topic, partition)
         if offset < learner.sources.get(source, 0):
             self.counts["redelivered"] += 1  # applied before a crash or rebalance: already counted
-            return out
+            return
+        if source not in learner.sources:
+            self._record_source(learner, source)
         learner.sources[source] = offset + 1
-        self.dirty.add(event.profile)
-        if self.gate is not None:
-            reason = self.gate.check(event)
-            if reason is not None:
-                self.counts["quality_flagged"] += 1
-                if self.config.worker.quality == "drop":
-                    self.counts["quality_dropped"] += 1
-                    return out
+        self.dirty.add(profile)
         step = learner.learn_one(event)
+        if step.quality is not None:
+            self.counts["quality_flagged"] += 1
+            if step.dropped:
+                self.counts["quality_dropped"] += 1
+                return
         if step.duplicate:
             self.counts["duplicates"] += 1
-            return out
+            return
         self.counts["learned"] += 1
         if step.drift is not None:
-            out.add("drift-alerts", event.profile.encode(), drift_alert_event(step.drift))
             self.counts["drift_alerts"] += 1
         if step.trigger:
-            self.due[event.profile] = step.trigger
-        return out
+            self.due[profile] = step.trigger
+
+    def _record_source(self, learner: OnlineLearner, source: str) -> None:
+        """Write down the partitions a profile is fed from (what adoption reads after a rebalance)."""
+        keys = sorted({*(k for k in learner.sources if k.startswith("kafka:")), source})
+        atomic_write_json(learner.directory / SOURCES_FILE, {"sources": keys})
+
+    def _park(self, profile: str, topic: str, partition: int, offset: int, key, value) -> None:
+        self.parked.setdefault(profile, deque()).append(_Parked(topic, partition, offset, key, value, time.time()))
+        self.counts["parked"] += 1
+
+    def retry_parked(self, now: float | None = None) -> list[tuple[str, int, int]]:
+        """Apply the parked messages whose profile can be opened now; dead-letter those that waited longer
+        than ``worker.locked_wait_s``. Returns the ``(topic, partition, offset)`` of every message settled."""
+        now = time.time() if now is None else now
+        settled = []
+        for profile, queue in list(self.parked.items()):
+            try:
+                learner = self.learner(profile)
+            except ProfileLocked as exc:
+                if now - queue[0].since < self.config.worker.locked_wait_s:
+                    continue
+                for p in queue:
+                    self._dead_letter(f"profile locked: {exc} for more than {self.config.worker.locked_wait_s:g} s",
+                                      p.topic, p.partition, p.offset, p.key, p.value)
+                    settled.append((p.topic, p.partition, p.offset))
+                del self.parked[profile]
+                continue
+            except (InvalidEvent, ValueError, OSError, CorruptStateError, RegistryError) as exc:
+                learner, error = None, exc
+            del self.parked[profile]
+            for p in queue:
+                if learner is None:
+                    self._dead_letter(f"profile state unusable: {error}", p.topic, p.partition, p.offset, p.key,
+                                      p.value)
+                else:
+                    self._apply(learner, self.codec.decode_memory(p.value), p.topic, p.partition, p.offset)
+                settled.append((p.topic, p.partition, p.offset))
+        return settled
 
     def source_key(self, topic: str, partition: int) -> str:
         """Where a profile keeps its next offset of one partition; the topic id (when the broker
@@ -191,19 +295,20 @@ class IngestCore:
         tid = self.topic_ids.get(topic)
         return f"kafka:{topic}#{tid}:{partition}" if tid else f"kafka:{topic}:{partition}"
 
-    def _dead_letter(self, out: Outgoing, reason: str, topic: str, partition: int, offset: int,
+    def _dead_letter(self, reason: str, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None) -> None:
         self.counts["dead_letters"] += 1
         self.dead_letter_reasons[reason.split(":")[0]] += 1
-        out.add("dead-letters", key, dead_letter(reason, topic, partition, offset, key,
-                                                 value if isinstance(value, (bytes, bytearray)) else None))
+        letter = dead_letter(reason, topic, partition, offset, key,
+                             value if isinstance(value, (bytes, bytearray)) else None)
+        self.dead_letters.append((key, letter))
 
-    # -- durability ---------------------------------------------------------------------
+    # -- durability and what goes out -----------------------------------------------------
     def flush(self, profiles: list[str] | None = None) -> int:
         """Save the states of the dirty profiles (atomically); returns how many were saved.
 
         Raises :class:`StateNotSaved` when a state could not be written (disk full, read-only):
-        the profile stays dirty, and the caller must not release the offsets.
+        the profile stays dirty, and the caller must neither publish nor release the offsets.
         """
         targets = [p for p in (profiles if profiles is not None else list(self.dirty)) if p in self.dirty]
         failed: list[tuple[str, OSError]] = []
@@ -220,6 +325,44 @@ class IngestCore:
             raise StateNotSaved(f"state of {len(failed)} profile(s) not saved, first {profile}: "
                                 f"{exc.strerror or exc}")
         return len(targets)
+
+    def take_notices(self) -> Outgoing:
+        """Operational notices (a checkpoint that could not be written): published at once, durable or not."""
+        out = Outgoing([(kind, key, event, None) for kind, key, event in self.notices])
+        self.notices = []
+        return out
+
+    def outgoing(self) -> Outgoing:
+        """What must be published now: the durable outboxes of every profile, and the dead letters."""
+        out = Outgoing()
+        for profile, learner in self.learners.items():
+            if profile in self.dirty:
+                continue  # not durable yet: published after the next flush
+            for entry in learner.outbox.pending():
+                out.messages.append((entry["kind"], profile.encode(), _MAKE_EVENT[entry["kind"]](entry["event"]),
+                                     (profile, entry["event"]["id"])))
+        for key, letter in self.dead_letters:
+            out.messages.append(("dead-letters", key, letter, ("dead-letter", letter["id"])))
+        return out
+
+    def sent(self, markers: list[Any]) -> None:
+        """A broker acknowledged these messages: take them out of the outboxes (and the dead-letter queue)."""
+        by_profile: dict[str, list[str]] = {}
+        letters = set()
+        for marker in markers:
+            if marker is None:
+                continue
+            owner, event_id = marker
+            if owner == "dead-letter":
+                letters.add(event_id)
+            else:
+                by_profile.setdefault(owner, []).append(event_id)
+        for profile, ids in by_profile.items():
+            learner = self.learners.get(profile)
+            if learner is not None and learner.outbox.mark_sent(ids):
+                self.dirty.add(profile)  # saved at the next flush; a crash before resends (same ids)
+        if letters:
+            self.dead_letters = [(k, letter) for k, letter in self.dead_letters if letter["id"] not in letters]
 
     # -- consolidations -----------------------------------------------------------------
     def start_runs(self, now: float | None = None) -> list[str]:
@@ -239,62 +382,55 @@ class IngestCore:
             if plan is None:
                 continue
             self._requests_at_plan[profile] = set(learner.scheduler.requested)
+            self._plans[profile] = plan
             self.dirty.add(profile)
             if self.runs is None:
-                from learner.online import compute_run
-
-                outcome = compute_run(plan, learner.live, learner.config, learner.ewc, log=self.log)
-                self._finished.append(FinishedRun(profile, plan, True, None, None, outcome.duration_s))
-                self._local_outcomes[plan.run_id] = outcome
+                started_at = time.monotonic()
+                result = learner.trainer.run(plan, learner.registry, learner.config, profile, log=self.log)
+                self._finished.append(FinishedRun(profile, plan, result, time.monotonic() - started_at))
             else:
                 self.runs.submit(profile, plan, learner.config.to_dict())
             started.append(profile)
         return started
 
-    def finish_runs(self, now: float | None = None) -> Outgoing:
-        """Record the runs that finished: commit accepted versions, publish ModelUpdated for every run."""
-        out = Outgoing()
+    def finish_runs(self, now: float | None = None) -> int:
+        """Record the runs that finished: commit accepted versions; every run's ModelUpdated event goes into
+        its profile's outbox. Returns how many finished."""
         finished = self.runs.poll() if self.runs is not None else []
         if self.runs is None:
             finished, self._finished = list(self._finished), []
         for run in finished:
             learner = self.learners.get(run.profile)
+            self._plans.pop(run.profile, None)
             if learner is None:
                 continue  # the profile moved to another worker meanwhile: its new owner reruns
-            if self.runs is None:
-                outcome = self._local_outcomes.pop(run.plan.run_id)
-            elif run.ok:
-                outcome = RunOutcome.from_wire(run.outcome, learner.config)
-            else:
-                self.log(f"[{run.profile}] run process failed: {run.error}")
-                outcome = RunOutcome(False, f"run process failed: {str(run.error).splitlines()[0]}", {}, 0,
-                                     run.seconds, aborted=True)
             late_requests = learner.scheduler.requested - self._requests_at_plan.pop(run.profile, set())
-            report = learner.finish_run(run.plan, outcome, now)
+            result = learner.finish_run(run.plan, run.result)
             for trigger in late_requests:  # asked for while the run computed: not lost
                 learner.scheduler.request(trigger)
-            status = "accepted" if outcome.accepted else ("aborted" if outcome.aborted else "rejected")
-            if report.metrics.get("checkpoint_failed"):
-                status = "checkpoint_failed"
-                self.dirty.add(run.profile)
+            self.dirty.add(run.profile)
+            if result.status == "checkpoint_failed":
                 self.retry_at[run.profile] = (now or time.time()) + self.config.worker.checkpoint_retry_s
                 self.due[run.profile] = run.plan.trigger
+                self.notices.append(("model-updated", run.profile.encode(),
+                                     model_updated_event({**result.report(), "action": "train",
+                                                          "id": f"{run.profile}/run/{result.run_id}/failed"})))
             else:
-                self.dirty.discard(run.profile)  # finish_run saved the state
                 self.retry_at.pop(run.profile, None)
-            self.run_outcomes[status] += 1
+            self.run_outcomes[result.status] += 1
             self.run_seconds.append(run.seconds)
-            event = model_updated_event({**report.to_dict(), "reason": report.reason})
-            out.add("model-updated", run.profile.encode(), event)
-            trigger = learner.scheduler.due(now if now is not None else time.time()) or learner.scheduler.pending()
+            self.log(f"[{run.profile}] run {result.run_id}: {result.status} ({result.reason})")
+            clock = learner.state.clock or 0.0
+            trigger = learner.scheduler.due(clock) or learner.scheduler.pending()
             if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
                 self.due[run.profile] = trigger
-        return out
+        return len(finished)
 
     def cancel_run(self, profile: str) -> None:
         if self.runs is None:
             return
         plan = self.runs.cancel(profile)
+        self._plans.pop(profile, None)
         if plan is not None and profile in self.learners:
             self.learners[profile].cancel_run(plan)
             self._requests_at_plan.pop(profile, None)
@@ -304,6 +440,7 @@ class IngestCore:
         if self.runs is not None:
             for profile in list(self.runs.running):
                 self.cancel_run(profile)
+            self.runs.close()
         self.flush()
         for learner in self.learners.values():
             learner.close()
@@ -323,3 +460,10 @@ class IngestCore:
                              "version": l.registry.current_version}
                          for p, l in self.learners.items()},
         }
+
+
+def _read_sources(directory: Path) -> list[str]:
+    try:
+        return list(json.loads((directory / SOURCES_FILE).read_text(encoding="utf-8")).get("sources", []))
+    except (OSError, ValueError, AttributeError):
+        return []

@@ -1,13 +1,17 @@
-"""Consolidations off the ingest path: each run computes in its own process.
+"""Consolidations off the ingest path: trainer processes that load the base model once.
 
-The worker process stays the one writer of every profile it owns: a run process reads the
-parent version from disk, trains, and sends back the verdict and the bytes of the new weight
-files; the worker commits them. A run process that is killed (or whose worker is killed)
-therefore leaves nothing behind on disk.
+A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU
+machine). Each loads the base model on its first run and keeps it: every later run — of any
+profile — checks out the parent version's adapter in place and trains it (see
+:mod:`learner.trainer`), so no run pays for loading the base again. The worker process stays the
+one writer of every profile it owns: a trainer reads the parent version from disk, trains, and
+sends back the verdict and the bytes of the new version's files; the worker commits them. A
+trainer that is killed therefore leaves nothing behind on disk.
 
-The plan goes to the run process as a JSON file (so starting a run never blocks the worker on
-a pipe while the new process imports torch); the verdict and weight bytes come back over a
-multiprocessing pipe from the worker's own child. Nothing read from the network is unpickled.
+The plan goes to the trainer as a JSON file (so handing over a run never blocks the worker on a
+pipe while the trainer imports torch); the verdict and the weight bytes come back over a pipe
+from the worker's own child. A run is stopped by a flag the trainer checks at every step; a
+trainer that dies is replaced on the next run. Nothing read from the network is unpickled.
 """
 
 from __future__ import annotations
@@ -21,123 +25,197 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from learner.consolidation import Plan
+from learner.runs import Plan, RunResult
 
 __all__ = ["RunPool", "FinishedRun"]
 
 
-def _run_process(conn, state_root: str, profile: str, config_dict: dict[str, Any], plan_path: str,
-                 threads: int) -> None:
-    """Body of a run process: compute the run, send ``("ok", outcome)`` or ``("error", text)``."""
-    try:
-        import torch
+def _trainer_process(conn, stop, state_root: str, threads: int) -> None:
+    """Body of a trainer process: answer ``("run", profile, config, plan_path)`` requests until told to quit."""
+    import torch
 
-        torch.set_num_threads(threads)
-        from learner.online import compute_run_for_profile
+    torch.set_num_threads(threads)
+    from learner.config import LearnerConfig
+    from learner.registry import ModelRegistry
+    from learner.trainer import shared_trainer
 
-        with open(plan_path, encoding="utf-8") as fh:
-            plan = Plan.from_dict(json.load(fh))
-        os.unlink(plan_path)
-        conn.send(("ok", compute_run_for_profile(state_root, profile, config_dict, plan)))
-    except BaseException as exc:  # noqa: BLE001 - report everything to the worker, then exit
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"))
-    finally:
-        conn.close()
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the worker is gone
+        if request[0] == "quit":
+            return
+        _, profile, config_dict, plan_path = request
+        try:
+            with open(plan_path, encoding="utf-8") as fh:
+                plan = Plan.from_dict(json.load(fh))
+            os.unlink(plan_path)
+            config = LearnerConfig.from_dict(config_dict)
+            registry_file = os.path.join(state_root, profile, "registry.json")
+            registry = ModelRegistry.open(state_root, profile, "", writer=False) \
+                if os.path.exists(registry_file) else None
+            trainer = shared_trainer(config.model)
+            result = trainer.run(plan, registry, config, profile, should_stop=stop.is_set)
+            reply = ("ok", result.to_wire())
+        except BaseException as exc:  # noqa: BLE001 - report everything to the worker, then go on
+            reply = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
 
 
 @dataclass
 class FinishedRun:
     profile: str
     plan: Plan
-    ok: bool
-    outcome: dict[str, Any] | None
-    error: str | None
+    result: RunResult
     seconds: float
 
 
 @dataclass
-class _Running:
-    plan: Plan
+class _Trainer:
     process: Any
     conn: Any
+    stop: Any
+    profile: str | None = None  # the run it computes now
+    plan: Plan | None = None
     started: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
 
 
 class RunPool:
-    """At most ``max_parallel`` run processes, at most one per profile.
+    """Up to ``max_parallel`` resident trainer processes, at most one run per profile.
 
     Parameters
     ----------
     state_root
-        The state directory the run processes read from.
+        The state directory the trainers read parent versions from.
     max_parallel
-        Runs computing at once.
+        Runs computing at once (trainer processes).
     threads
-        Torch threads per run process.
+        Torch threads per trainer.
     """
 
     def __init__(self, state_root: str, max_parallel: int = 1, threads: int = 1):
         self.state_root = str(state_root)
         self.max_parallel = max_parallel
         self.threads = threads
-        self.running: dict[str, _Running] = {}
         self._ctx = multiprocessing.get_context("spawn")  # no fork of an event loop or torch threads
+        self._trainers: list[_Trainer] = []
+
+    @property
+    def running(self) -> dict[str, Plan]:
+        return {t.profile: t.plan for t in self._trainers if t.profile is not None and not t.cancelled}
 
     def busy(self, profile: str) -> bool:
         return profile in self.running
 
     @property
     def full(self) -> bool:
-        return len(self.running) >= self.max_parallel
+        return all(t.profile is not None for t in self._trainers) and len(self._trainers) >= self.max_parallel
+
+    def _start_trainer(self) -> _Trainer:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        stop = self._ctx.Event()
+        process = self._ctx.Process(target=_trainer_process, name="memstream-trainer", daemon=True,
+                                    args=(child_conn, stop, self.state_root, self.threads))
+        process.start()
+        child_conn.close()
+        trainer = _Trainer(process, parent_conn, stop)
+        self._trainers.append(trainer)
+        return trainer
+
+    def _idle_trainer(self) -> _Trainer:
+        for trainer in self._trainers:
+            if trainer.profile is None and trainer.process.is_alive():
+                return trainer
+        self._trainers = [t for t in self._trainers if t.process.is_alive() or t.profile is not None]
+        if len(self._trainers) >= self.max_parallel:
+            raise RuntimeError("every trainer is busy")
+        return self._start_trainer()
 
     def submit(self, profile: str, plan: Plan, config_dict: dict[str, Any]) -> None:
         if self.busy(profile):
             raise RuntimeError(f"a run of {profile!r} is already computing")
+        trainer = self._idle_trainer()
         runs_dir = os.path.join(self.state_root, "_runs")
         os.makedirs(runs_dir, exist_ok=True)
         fd, plan_path = tempfile.mkstemp(prefix=f"{profile}-{plan.run_id}-", suffix=".json", dir=runs_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(plan.to_dict(), fh)
-        parent_conn, child_conn = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_run_process, name=f"memstream-run-{profile}", daemon=True,
-                                    args=(child_conn, self.state_root, profile, config_dict, plan_path,
-                                          self.threads))
-        process.start()
-        child_conn.close()
-        self.running[profile] = _Running(plan, process, parent_conn)
+        trainer.stop.clear()
+        trainer.conn.send(("run", profile, config_dict, plan_path))
+        trainer.profile, trainer.plan, trainer.started, trainer.cancelled = profile, plan, time.monotonic(), False
 
     def poll(self) -> list[FinishedRun]:
-        """The runs that finished since the last call (a dead process counts as an error)."""
+        """The runs that finished since the last call (a trainer that died counts as a failed run)."""
         done = []
-        for profile, run in list(self.running.items()):
+        for trainer in list(self._trainers):
+            if trainer.profile is None:
+                if not trainer.process.is_alive():
+                    self._trainers.remove(trainer)
+                continue
             message = None
-            if run.conn.poll():
+            if trainer.conn.poll():
                 try:
-                    message = run.conn.recv()
+                    message = trainer.conn.recv()
                 except (EOFError, OSError):
-                    message = ("error", f"run process exited with code {run.process.exitcode}")
-            elif not run.process.is_alive():
-                message = ("error", f"run process exited with code {run.process.exitcode} before it answered")
+                    message = ("error", f"trainer process exited with code {trainer.process.exitcode}")
+            elif not trainer.process.is_alive():
+                message = ("error", f"trainer process exited with code {trainer.process.exitcode} before it answered")
             if message is None:
                 continue
-            run.process.join(timeout=5)
-            run.conn.close()
-            del self.running[profile]
+            profile, plan, cancelled = trainer.profile, trainer.plan, trainer.cancelled
+            seconds = time.monotonic() - trainer.started
+            trainer.profile = trainer.plan = None
+            if not trainer.process.is_alive():
+                self._drop(trainer)
+            if cancelled:
+                continue  # its worker forgot it already
             status, payload = message
-            seconds = time.monotonic() - run.started
-            done.append(FinishedRun(profile, run.plan, status == "ok", payload if status == "ok" else None,
-                                    payload if status != "ok" else None, seconds))
+            if status == "ok":
+                result = RunResult.from_wire(payload)
+            else:
+                first = str(payload).splitlines()[0]
+                result = RunResult.for_plan(plan, profile, "failed", f"trainer failed: {first}")
+            done.append(FinishedRun(profile, plan, result, seconds))
         return done
 
     def cancel(self, profile: str) -> Plan | None:
-        """Stop the run of ``profile`` (its process is killed; it wrote nothing); returns its plan."""
-        run = self.running.pop(profile, None)
-        if run is None:
-            return None
-        run.process.kill()
-        run.process.join(timeout=5)
-        run.conn.close()
-        return run.plan
+        """Stop the run of ``profile`` (the trainer drops it at its next step; it wrote nothing); returns
+        its plan."""
+        for trainer in self._trainers:
+            if trainer.profile == profile and not trainer.cancelled:
+                trainer.stop.set()
+                trainer.cancelled = True
+                return trainer.plan
+        return None
 
     def cancel_all(self) -> dict[str, Plan]:
         return {profile: plan for profile in list(self.running) if (plan := self.cancel(profile)) is not None}
+
+    def _drop(self, trainer: _Trainer) -> None:
+        try:
+            trainer.conn.close()
+        except OSError:
+            pass
+        if trainer in self._trainers:
+            self._trainers.remove(trainer)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every trainer (runs in progress are dropped: they wrote nothing)."""
+        for trainer in self._trainers:
+            trainer.stop.set()
+            try:
+                trainer.conn.send(("quit",))
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + timeout
+        for trainer in list(self._trainers):
+            trainer.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if trainer.process.is_alive():
+                trainer.process.kill()
+                trainer.process.join(timeout=5)
+            self._drop(trainer)

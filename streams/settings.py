@@ -126,10 +126,9 @@ class WorkerConfig:
                                       "long before the profile's next run.", 30.0)
     max_event_bytes: int = _help("Largest memory event accepted on the wire, in bytes.", 65536)
     max_text_chars: int = _help("Longest string in an event, in characters.", 16000)
-    quality: str = _help("Quality gate for trivial events ('ok', 'thanks'): drop, flag (learn, but count) or off.",
-                         "drop")
-    min_chars: int = _help("Events whose text (or response) has fewer letters or digits than this fail the gate.",
-                           8)
+    locked_wait_s: float = _help("How long events of a profile that another process is writing (memstream learn, "
+                                 "registry rollback) wait, unacknowledged, before they go to the dead-letter "
+                                 "topic; other profiles keep flowing meanwhile.", 300.0)
     max_parallel_runs: int = _help("Consolidations running at once across profiles (each in its own process).", 1)
     metrics_port: int = _help("Port of the Prometheus /metrics endpoint (0: off).", 0)
     session_timeout_s: float = _help("Consumer group session timeout: how soon a dead worker's profiles move.",
@@ -143,9 +142,7 @@ class WorkerConfig:
         _check(self.flush_every >= 1, "worker.flush_every", self.flush_every, "must be at least 1")
         _check(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
         _check(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")
-        _check(self.quality in ("drop", "flag", "off"), "worker.quality", self.quality,
-               "must be drop, flag or off")
-        _check(self.min_chars >= 0, "worker.min_chars", self.min_chars, "must not be negative")
+        _check(self.locked_wait_s >= 0, "worker.locked_wait_s", self.locked_wait_s, "must not be negative")
         _check(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
                "must be at least 1")
         _check(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")

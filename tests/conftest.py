@@ -14,6 +14,7 @@ from learner.config import load_config
 from learner.sample_data import generate_stream, sample_stream_path
 
 TINY = [
+    "model.base=memstream-byte",
     "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_seq_len=64",
     "model.lora_r=4", "train.batch_size=16", "train.foundation_epochs=2", "train.epochs=1",
     "train.probe_size=16", "train.foundation_min_events=50", "ewc.fisher_samples=8", "scheduler.count=100", "scheduler.interval_s=1e12",

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from learner.config import load_config
-from learner.data import encode_event, mean_loss
+from learner.encoding import mean_loss
 from learner.events import MemoryEvent
 from learner.online import OnlineLearner
 from learner.sample_data import PHASES, generate_stream, sample_stream_path
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     state = tmp_path_factory.mktemp("default") / "state"
-    out = memstream("learn", str(sample_stream_path()), "--state", str(state), "--json", timeout=1800)
+    out = memstream("learn", str(sample_stream_path()), "--state", str(state), "--json", "--set",
+                    "model.base=memstream-byte", timeout=1800)
     return state, json.loads(out.stdout)
 
 
@@ -47,13 +48,12 @@ def test_early_domains_are_not_forgotten(default_run):
     state, summary = default_run
     held_out = [MemoryEvent.from_dict(e) for e in
                 generate_stream(n_per_phase=(120,), seed=12345, phases=[PHASES[0]], profile="alice")]
-    learner = OnlineLearner("alice", load_config(), state)
+    learner = OnlineLearner("alice", load_config(overrides=["model.base=memstream-byte"], environ={}), state)
     losses = {}
     for version in (1, learner.registry.current_version):
         live = learner.model_at(version)
-        examples = [encode_event(e, live.tokenizer, learner.config.model.max_seq_len) for e in held_out]
+        examples = [live.encoder.encode(e) for e in held_out]
         losses[version] = mean_loss(live.model, examples, live.tokenizer.pad_id)
     final = learner.registry.current_version
-    gate_refused = any(not c["accepted"] for c in summary["consolidations"])
-    assert losses[final] < losses[1] or gate_refused, losses
-    assert losses[final] < losses[1] * 1.05, losses  # and never much worse than the foundation
+    assert final > 1, "no version after the foundation was accepted"
+    assert losses[final] < losses[1], losses  # replay + EWC: the first phase is kept, whatever the gate did

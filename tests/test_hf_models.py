@@ -47,5 +47,5 @@ def test_local_hf_model_trains_lora_from_the_first_run(tmp_path, small_stream, k
 
 def test_missing_local_model_is_one_clear_error(tmp_path):
     cfg = load_config(overrides=TINY + [f"model.base={tmp_path / 'nope'}"], environ={})
-    with pytest.raises(ValueError, match="not a local model directory"):
+    with pytest.raises(ValueError, match="not a known model name .*, a local model directory or a .gguf file"):
         _ = OnlineLearner("alice", cfg, tmp_path).live

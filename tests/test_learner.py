@@ -19,7 +19,7 @@ def test_foundation_then_lora_versions_and_only_the_adapter_changes(tmp_path, ti
     reports = [s.consolidation for s in steps if s.consolidation]
     assert [r.mode for r in reports] == ["foundation", "lora"]
     assert all(r.accepted for r in reports), [r.reason for r in reports]
-    assert all(sha256_file(Path(r.adapter_path)) == r.sha256 for r in reports)
+    assert all(sha256_file(tmp_path / r.adapter_path) == r.sha256 for r in reports)  # relative to the state dir
     base_before = {k: v.clone() for k, v in learner.live.base_state().items()}
     adapter_before = learner.live.adapter_state()
     learner.learn_many(small_stream[200:300])
@@ -62,18 +62,27 @@ def test_saved_outputs_survive_reload(tmp_path, tiny_config, small_stream):
     torch.testing.assert_close(reloaded, expected)
 
 
-def test_a_version_that_forgets_is_rejected_and_the_current_one_stays(tmp_path, small_stream):
-    cfg = load_config(overrides=TINY + ["train.lr=3.0", "train.grad_clip=0", "train.gate_tolerance=0.0"], environ={})
+def test_a_version_that_forgets_is_rejected_and_its_events_get_one_more_run(tmp_path, small_stream):
+    """Policy: a refused run's new events stay new for one more run, with more replay and half the learning
+    rate; refused again, they leave the recent buffer (they stay in the reservoir for replay)."""
+    cfg = load_config(overrides=TINY + ["train.lr=3.0", "train.grad_clip=0", "train.gate_tolerance=0.0",
+                                        "train.gate_max_forgetting=0.0"], environ={})
     learner = OnlineLearner("alice", cfg, tmp_path)
     steps = learner.learn_many(small_stream[:200])
     runs = [s for s in steps if s.consolidation]
-    first, second = [s.consolidation for s in runs]
-    assert first.accepted and not second.accepted, second.reason
+    first, second, third = [s.consolidation for s in runs[:3]]
+    assert first.accepted and first.mode == "foundation"
+    assert second.status in ("rejected", "aborted") and second.attempt == 1, second.reason
     assert "forgetting" in second.reason or "non-finite" in second.reason
+    assert third.attempt == 2 and third.status in ("rejected", "aborted"), third.reason
+    assert third.samples_new >= second.samples_new  # the same events again, with those that arrived since
+    ratio = lambda r: r.samples_replay / (r.samples_new + r.samples_replay)
+    assert ratio(third) > ratio(second)  # train.retry_replay_ratio (0.6) instead of 0.4, as far as the buffer allows
+    entries = learner.registry.history
+    assert [e["attempt"] for e in entries[:3]] == [1, 1, 2] and entries[2]["lr_scale"] == 0.5
     assert learner.registry.current_version == 1
-    assert learner.registry.history[-1]["status"] == "rejected"
-    # covered events are not retried as new (they stay in the reservoir for replay)
-    assert len(learner.recent) == 200 - runs[1].events_seen
+    # after the second refusal the events are let go: only what arrived since waits
+    assert len(learner.recent) == 200 - runs[2].events_seen
 
 
 def test_non_finite_loss_aborts_cleanly(tmp_path, tiny_config, small_stream, monkeypatch):

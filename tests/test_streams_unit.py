@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learner.config import ConfigError, load_config
-from learner.consolidation import Plan
+from learner.runs import Plan
 from learner.events import MemoryEvent
 from learner.sample_data import generate_stream
 from streams.codec import DecodeError, EventCodec
@@ -128,12 +128,16 @@ def test_redelivered_offsets_and_republished_ids_are_counted_once(core, tmp_path
 
 def test_bad_messages_become_dead_letters_and_the_rest_flows(core):
     good = wire(generate_stream(n_per_phase=(5,), seed=3, profile="bo"))
-    out = core.handle("t", 1, 0, b"x", b"\xc1garbage")
-    assert out.messages[0][0] == "dead-letters" and "not msgpack" in out.messages[0][2]["reason"]
-    assert out.messages[0][2]["value"] == b"\xc1garbage" and out.messages[0][2]["offset"] == 0
+    assert not core.handle("t", 1, 0, b"x", b"\xc1garbage").parked
     for i, value in enumerate(good, start=1):
-        assert core.handle("t", 1, i, b"bo", value).messages == []
+        core.handle("t", 1, i, b"bo", value)
     assert core.learners["bo"].events_seen == 5 and core.counts["dead_letters"] == 1
+    core.flush()
+    (kind, key, letter, marker), = [m for m in core.outgoing().messages if m[0] == "dead-letters"]
+    assert "not msgpack" in letter["reason"] and letter["value"] == b"\xc1garbage" and letter["offset"] == 0
+    assert letter["id"] == "dead-letter/t/1/0"  # the message it stands for: a resent copy is recognisable
+    core.sent([marker])
+    assert core.dead_letters == []
 
 
 def test_quality_gate_drops_acknowledgements(core):
@@ -143,15 +147,21 @@ def test_quality_gate_drops_acknowledgements(core):
     assert core.learners["cy"].events_seen == 1 and core.counts["quality_dropped"] == 2
 
 
-def test_a_trigger_starts_one_run_and_publishes_model_updated(core):
+def test_a_trigger_starts_one_run_and_its_model_updated_waits_in_the_outbox(core, tmp_path):
     for offset, value in enumerate(wire(generate_stream(n_per_phase=(60,), seed=4, profile="di"))):
         core.handle("t", 0, offset, b"di", value)
     assert core.due.get("di") in ("count", "drift")
     assert core.start_runs() == ["di"]
-    out = core.finish_runs()
-    (kind, key, event), = out.messages
-    assert kind == "model-updated" and key == b"di" and event["accepted"] and event["version"] == 1
-    assert event["sha256"] and Path(event["adapter_path"]).is_file()
+    assert core.finish_runs() == 1
+    assert [m for m in core.outgoing().messages if m[0] == "model-updated"] == []  # not durable yet
+    core.flush()
+    (kind, key, event, marker), = [m for m in core.outgoing().messages if m[0] == "model-updated"]
+    assert key == b"di" and event["accepted"] and event["version"] == 1 and event["id"].startswith("di/run/")
+    assert event["sha256"] and (tmp_path / event["adapter_path"]).is_file()  # relative to the state directory
+    assert not Path(event["adapter_path"]).is_absolute()
+    core.sent([marker])
+    assert [m for m in core.outgoing().messages if m[0] == "model-updated"] == []
+    assert "di" in core.dirty  # marked sent: saved at the next flush
 
 
 # -- deployment -----------------------------------------------------------------------------

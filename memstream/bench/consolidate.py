@@ -1,101 +1,152 @@
-"""``memstream bench consolidate``: what a consolidation costs, and what EWC adds to it.
-
-Three measurements, each against a baseline taken in the same run:
+"""``memstream bench consolidate``: what a consolidation costs, against baselines measured in the same run.
 
 ``step``
-    Seconds per LoRA optimizer step with the EWC penalty and without it (ratio; target ≤ 1.10).
-    Both go through :func:`learner.consolidation.run_consolidation`: a run of ``long`` steps
-    minus a run of ``short`` steps, divided by ``long − short``, so the evaluation before and
-    after a run cancels out. With and without alternate ``repeats`` times; medians.
+    Seconds per LoRA optimizer step of memstream's loop (:func:`learner.consolidation.run_consolidation`:
+    batching, LR schedule, selected-position loss, clipping) against a bare PEFT training loop
+    (``loss = model(**batch).loss; loss.backward(); opt.step()``) on the same adapter and the same
+    batches (ratio; target ≤ 1.15). memstream's side is a run of ``long`` steps minus a run of
+    ``short`` steps, divided by ``long − short``, so the gate's evaluations cancel out. Alternated
+    ``repeats`` times; medians.
+``ewc``
+    The same with the EWC penalty on, against memstream without it (ratio).
 ``fisher``
-    Seconds to compute the diagonal Fisher on ``ewc.fisher_samples`` examples (the work EWC
-    adds after an accepted run), and per example.
+    Seconds for the diagonal Fisher on ``ewc.fisher_samples`` examples (what EWC adds after an
+    accepted run), and per example.
+``load_once``
+    Two runs in a row on one trainer: seconds of each and the number of base loads (1: the base
+    is loaded once, whatever the number of runs).
 ``flat``
-    Seconds per consolidation after ``small`` vs ``large`` events ingested through
-    ``learn_one``, same batch (ratio; must be flat, ≈ 1). A reduced model keeps it quick;
-    what is measured is whether anything grows with the history.
+    Seconds per consolidation after ``small`` vs ``large`` events ingested, same batch (ratio; must
+    be ≈ 1). A reduced byte model keeps it quick: what is measured is whether anything grows with
+    the history.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
 from dataclasses import replace
 from typing import Callable
 
-from learner.adapted import AdaptedModel
+import torch
+
 from learner.config import LearnerConfig, load_config
-from learner.consolidation import LORA, Plan, fisher_after_run, run_consolidation
-from learner.data import encode_event
+from learner.consolidation import _batches, fisher_after_run, run_consolidation
+from learner.encoding import collate
 from learner.ewc import EWC
 from learner.events import MemoryEvent
 from learner.online import OnlineLearner
+from learner.runs import Plan
 from learner.sample_data import DOMAINS, generate_stream
+from learner.trainer import Trainer
+from learner.versions import LORA, ewc_from_bytes
 
-__all__ = ["bench_step", "bench_fisher", "bench_flat", "FLAT_OVERRIDES"]
+__all__ = ["bench_step", "bench_fisher", "bench_flat", "bench_load_once", "FLAT_OVERRIDES"]
 
-FLAT_OVERRIDES = ["scheduler.count=1000000000", "scheduler.interval_s=1e15", "drift.enabled=false",
-                  "train.epochs=1", "train.max_steps=20", "model.d_model=64", "model.n_layers=2", "model.d_ff=128",
-                  "model.max_seq_len=96", "train.probe_size=32", "ewc.fisher_samples=16"]
+FLAT_OVERRIDES = ["model.base=memstream-byte", "scheduler.count=1000000000", "scheduler.interval_s=1e15",
+                  "drift.enabled=false", "train.epochs=1", "train.max_steps=20", "model.d_model=64",
+                  "model.n_layers=2", "model.d_ff=128", "model.max_seq_len=96", "train.probe_size=32",
+                  "ewc.fisher_samples=16"]
 
 
-def _lora_model_with_fisher(config: LearnerConfig, events: list[MemoryEvent]) -> tuple[AdaptedModel, EWC]:
-    """A LoRA-wrapped default model after one short run, and an EWC state with a real Fisher."""
-    live = AdaptedModel(config.model)
-    cfg = _fixed_steps(config, 5)
+def _fixed_steps(config: LearnerConfig, steps: int, ewc: bool = False) -> LearnerConfig:
+    train = replace(config.train, max_steps=steps, epochs=10_000, gate_tolerance=1e9, gate_max_forgetting=1e9)
+    return replace(config, train=train, ewc=replace(config.ewc, enabled=ewc))
+
+
+def _trained(config: LearnerConfig, events: list[MemoryEvent]) -> tuple[Trainer, EWC]:
+    """A trainer whose adapter went through one short accepted run, and the EWC state that run made."""
+    trainer = Trainer(config.model)
     plan = Plan("manual", LORA, events[:32], [], events[32:40], None, seed=0)
-    result = run_consolidation(plan, live, replace(cfg, ewc=replace(cfg.ewc, enabled=True)), None)
-    ewc = EWC(config.ewc.lam, config.ewc.gamma)
-    ewc.accumulate(result.fisher, {n: p.detach() for n, p in live.trainable_parameters(False).items()})
-    return live, ewc
-
-
-def _fixed_steps(config: LearnerConfig, steps: int) -> LearnerConfig:
-    train = replace(config.train, max_steps=steps, epochs=10_000, gate_tolerance=1e9)
-    return replace(config, train=train, ewc=replace(config.ewc, enabled=False))  # no Fisher inside the timing
+    result = run_consolidation(plan, trainer.live, _fixed_steps(config, 5, ewc=True), EWC(config.ewc.lam))
+    ewc = ewc_from_bytes(result.files["ewc.safetensors"], config)
+    return trainer, ewc
 
 
 def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5, long: int = 25,
                repeats: int = 3, progress: Callable[[int], None] = lambda _n: None) -> dict:
-    """Seconds per LoRA step with and without the EWC penalty (see the module docstring)."""
-    live, ewc = _lora_model_with_fisher(config, events)
+    """Seconds per LoRA step: memstream's loop, with and without EWC, and a bare PEFT loop (module docstring)."""
+    trainer, ewc = _trained(config, events)
+    live = trainer.live
     new, probe = events[:64], events[64:72]
     before = live.trainable_state(False)
+    examples = [live.encoder.encode(e) for e in new]
+    pad = live.tokenizer.pad_id
 
-    def run(steps: int, with_ewc: bool) -> float:
+    def ours(steps: int, with_ewc: bool) -> float:
         live.restore_trainable(before, False)  # every run starts from the same weights
         plan = Plan("manual", LORA, new, [], probe, None, seed=0)
         started = time.perf_counter()
-        run_consolidation(plan, live, _fixed_steps(config, steps), ewc if with_ewc else None)
+        run_consolidation(plan, live, _fixed_steps(config, steps), ewc if with_ewc else EWC(0.0))
         return time.perf_counter() - started
 
-    per_step = {True: [], False: []}
-    run(short, False)  # warm-up: first calls allocate
+    def bare(steps: int) -> float:
+        """The loop a PEFT tutorial writes, on the same batches (the order memstream's seed 0 draws)."""
+        live.restore_trainable(before, False)
+        model = live.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.train.lr)
+        batches = list(_batches(len(examples), config.train.batch_size, 10_000, random.Random(0)))[:steps]
+        model.train()
+        started = time.perf_counter()
+        for indices in batches:
+            batch = collate([examples[i] for i in indices], pad)
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - started
+        model.eval()
+        return elapsed
+
+    runs = {"ours": [], "ewc": [], "bare": []}
+    ours(short, False)  # warm-up: first calls allocate
+    bare(2)
     for _ in range(repeats):
-        for with_ewc in (False, True):
-            per_step[with_ewc].append((run(long, with_ewc) - run(short, with_ewc)) / (long - short))
-            progress(1)
-    plain, penalised = statistics.median(per_step[False]), statistics.median(per_step[True])
-    return {"seconds_per_step_plain": plain, "seconds_per_step_ewc": penalised,
-            "ewc_overhead_ratio": penalised / plain, "runs_plain": per_step[False], "runs_ewc": per_step[True],
+        runs["ours"].append((ours(long, False) - ours(short, False)) / (long - short))
+        runs["ewc"].append((ours(long, True) - ours(short, True)) / (long - short))
+        runs["bare"].append(bare(long - short) / (long - short))
+        progress(1)
+    plain, penalised, bare_s = (statistics.median(runs[k]) for k in ("ours", "ewc", "bare"))
+    return {"seconds_per_step_memstream": plain, "seconds_per_step_memstream_ewc": penalised,
+            "seconds_per_step_bare_peft": bare_s, "memstream_over_bare_ratio": plain / bare_s,
+            "ewc_overhead_ratio": penalised / plain, "runs": runs,
             "trainable_parameters": sum(p.numel() for p in live.trainable_parameters(False).values()),
-            "batch_size": config.train.batch_size, "short_steps": short, "long_steps": long}
+            "batch_size": config.train.batch_size, "short_steps": short, "long_steps": long,
+            "base": config.model.base}
 
 
 def bench_fisher(config: LearnerConfig, events: list[MemoryEvent], repeats: int = 3) -> dict:
     """Seconds for the Fisher of one accepted run (``ewc.fisher_samples`` per-example gradients)."""
-    live, _ = _lora_model_with_fisher(config, events)
-    examples = [encode_event(e, live.tokenizer, config.model.max_seq_len) for e in events]
+    trainer, _ = _trained(config, events)
+    live = trainer.live
+    examples = [live.encoder.encode(e) for e in events]
     n = min(config.ewc.fisher_samples, len(examples))
-    times = []
+    times, method = [], ""
     for i in range(repeats):
         started = time.perf_counter()
-        fisher_after_run(live, examples, n, i, live.device)
+        _, method = fisher_after_run(live, examples, n, i)
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
     return {"fisher_seconds": seconds, "fisher_examples": n, "fisher_seconds_per_example": seconds / n,
-            "runs": times}
+            "fisher_method": method, "runs": times}
+
+
+def bench_load_once(config: LearnerConfig, events: list[MemoryEvent], steps: int = 5) -> dict:
+    """Two consecutive runs of two profiles on one trainer: the base is loaded once."""
+    started = time.perf_counter()
+    trainer = Trainer(config.model)
+    load_s = time.perf_counter() - started
+    cfg = _fixed_steps(config, steps)
+    runs = []
+    for i in range(2):
+        plan = Plan("manual", LORA, events[i * 32:(i + 1) * 32], [], events[64:72], None, seed=i)
+        t = time.perf_counter()
+        result = trainer.run(plan, None, cfg, f"profile-{i}")
+        runs.append({"seconds": time.perf_counter() - t, "base_loads": result.metrics["base_loads"]})
+    return {"base_load_seconds": load_s, "runs": runs, "base_loads_after_two_runs": trainer.live.base_loads}
 
 
 class _FlatSubject:
@@ -139,7 +190,3 @@ def bench_flat(small: int = 1_000, large: int = 100_000, batch_new: int = 200, r
             "runs_small": small_subject.times, "runs_large": large_subject.times,
             "ingest_events_per_s_small": small / small_subject.ingest_s,
             "ingest_events_per_s_large": large / large_subject.ingest_s}
-
-
-
-

@@ -42,14 +42,15 @@ from safetensors.torch import save as save_safetensors
 from learner.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner import consolidation
-from learner.consolidation import FOUNDATION, LORA, Plan
-from learner.data import encode_event, mean_loss
+from learner.consolidation import run_consolidation
+from learner.encoding import mean_loss
 from learner.events import MemoryEvent
 from learner.ewc import EWC
 from learner.metrics import continual_metrics
-from learner.online import compute_run
 from learner.replay import ReservoirBuffer
+from learner.runs import Plan
 from learner.storage import atomic_write_bytes, sha256_bytes
+from learner.versions import FOUNDATION, LORA, ewc_from_bytes
 
 __all__ = ["STRATEGIES", "Strategy", "DomainSplit", "split_domains", "check_strategies", "run_forgetting"]
 
@@ -133,7 +134,7 @@ class SeedRun:
 def _stage_config(config: LearnerConfig, steps: int, strategy: Strategy | None) -> LearnerConfig:
     """``config`` with the gate off, a fixed step count, and EWC on only where the strategy uses it."""
     train = replace(config.train, max_steps=steps, epochs=10_000, foundation_epochs=10_000,
-                    gate_tolerance=1e9, probe_size=min(config.train.probe_size, 16))
+                    gate_tolerance=1e9, gate_max_forgetting=1e9, probe_size=min(config.train.probe_size, 16))
     ewc = replace(config.ewc, enabled=bool(strategy and strategy.ewc))
     return replace(config, train=train, ewc=ewc)
 
@@ -141,9 +142,8 @@ def _stage_config(config: LearnerConfig, steps: int, strategy: Strategy | None) 
 class _Evaluator:
     """Held-out loss per domain, in bits per byte (or per token), with the examples encoded once."""
 
-    def __init__(self, split: DomainSplit, live: AdaptedModel, max_len: int):
-        self.examples = {d: [encode_event(e, live.tokenizer, max_len) for e in split.heldout[d]]
-                         for d in split.domains}
+    def __init__(self, split: DomainSplit, live: AdaptedModel):
+        self.examples = {d: [live.encoder.encode(e) for e in split.heldout[d]] for d in split.domains}
         self.domains = split.domains
 
     def row(self, live: AdaptedModel) -> list[float]:
@@ -197,7 +197,7 @@ def _foundation(split: DomainSplit, config: LearnerConfig, steps: int, seed: int
     cfg = replace(_stage_config(config, steps, None), model=model_cfg)
     live = AdaptedModel(cfg.model)
     if not evaluator_box:
-        evaluator_box.append(_Evaluator(split, live, cfg.model.max_seq_len))
+        evaluator_box.append(_Evaluator(split, live))
     evaluator = evaluator_box[0]
     key = FoundationCache.key(split, cfg, steps, seed)
     cached = cache.load(key)
@@ -208,7 +208,7 @@ def _foundation(split: DomainSplit, config: LearnerConfig, steps: int, seed: int
     started = time.perf_counter()
     plan = Plan(trigger="foundation", mode=FOUNDATION, new=split.foundation, replay=[],
                 probe=split.foundation[:16], parent_version=None, seed=seed)
-    outcome = compute_run(plan, live, cfg, EWC(0.0))
+    outcome = run_consolidation(plan, live, cfg, EWC(0.0))
     if not outcome.accepted:
         raise RuntimeError(f"the foundation run failed: {outcome.reason}")
     seconds = time.perf_counter() - started
@@ -224,7 +224,8 @@ def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig,
     cfg = _stage_config(config, steps, strategy)
     cfg = replace(cfg, model=replace(cfg.model, init_seed=seed))
     live = AdaptedModel(cfg.model)
-    live.load_base_state(foundation_state)
+    if cfg.model.is_byte_model:
+        live.load_base_state(foundation_state, ("bench-foundation", seed))
     ewc = EWC(cfg.ewc.lam if strategy.ewc else 0.0, cfg.ewc.gamma)
     reservoir = ReservoirBuffer(cfg.replay.capacity, seed=seed)
     for event in split.foundation:
@@ -246,9 +247,11 @@ def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig,
         torch.manual_seed(seed * 1000 + stage)  # LoRA's A initialisation, identical across strategies
         plan = Plan(trigger="manual", mode=LORA, new=new, replay=replay, probe=new[:16],
                     parent_version=stage + 1, seed=seed * 1000 + stage)
-        outcome = compute_run(plan, live, cfg, ewc)
-        if outcome.aborted:
+        outcome = run_consolidation(plan, live, cfg, ewc)
+        if outcome.status == "aborted":
             raise RuntimeError(f"stage {stage} ({domain}) aborted: {outcome.reason}")
+        if outcome.files and "ewc.safetensors" in outcome.files:
+            ewc = ewc_from_bytes(outcome.files["ewc.safetensors"], cfg)  # F <- gamma F + F_new, for the next stage
         for event in split.train[domain]:
             reservoir.add(event)
         R.append(evaluator.row(live))
@@ -340,7 +343,7 @@ def run_forgetting(events: list[MemoryEvent], config: LearnerConfig, strategies:
                                 lambda: progress(1))
             runs[name].append(run)
             log(f"seed {seed}: {name} final row {', '.join(f'{x:.3f}' for x in run.R[-1])} ({run.seconds:.0f} s)")
-    unit = "bits/byte" if config.model.is_default_model else "bits/token"
+    unit = "bits/byte" if config.model.is_byte_model else "bits/token"
     results = {
         "strategies": {name: _summary(runs[name], initials) for name in strategies},
         "setup": {**split.describe(), "seeds": seeds, "steps_per_stage": steps, "foundation_steps": foundation_steps,

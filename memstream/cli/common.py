@@ -15,12 +15,13 @@ from learner.lock import ProfileLocked
 from learner.registry import REGISTRY_FILE, RegistryError
 from learner.storage import CorruptStateError
 from streams.broker import BrokerStartError
+from streams.compat import CompatError
 
 __all__ = ["run_cleanly", "state_option", "profile_option", "config_options", "resolve_profile",
            "open_config", "open_stream_config", "bootstrap_option", "echo_json", "existing_state_dir"]
 
 USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, ProfileLocked, FileNotFoundError,
-               NotADirectoryError, PermissionError, ValueError, ConnectionError, BrokerStartError)
+               NotADirectoryError, PermissionError, ValueError, ConnectionError, BrokerStartError, CompatError)
 
 
 def run_cleanly(command: click.Command, argv: list[str]) -> int:

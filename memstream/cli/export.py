@@ -1,4 +1,8 @@
-"""``memstream export --state DIR --version N OUT``: a merged model for inference servers."""
+"""``memstream export --state DIR [--format safetensors|gguf] OUT``: a merged model for inference servers.
+
+The PEFT adapter folder of each version (``STATE/PROFILE/versions/vNNNN/``) loads as it is with
+``peft`` and multi-LoRA servers; ``export`` writes the adapter merged into its base instead.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,6 @@ from pathlib import Path
 
 import click
 
-from learner.export import export_merged
-from learner.online import load_model_at, version_config
-from learner.registry import ModelRegistry
 from memstream.cli.common import config_options, echo_json, open_config, profile_option, resolve_profile, state_option
 
 
@@ -18,10 +19,19 @@ from memstream.cli.common import config_options, echo_json, open_config, profile
 @profile_option()
 @config_options
 @click.option("--version", type=int, default=None, help="Version to export (default: current).")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "gguf"]), default="safetensors", show_default=True,
+              help="A Hugging Face folder, or one GGUF file for llama.cpp / Ollama.")
+@click.option("--quant", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True,
+              help="GGUF weights: f16, or q8_0 (8-bit, about half the size).")
+@click.option("--gguf-pre", default=None, help="llama.cpp pre-tokenizer name, for a base that did not come from a GGUF.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export_command(out: Path, state_dir: Path, profile: str | None, config_file, overrides, version: int | None,
-                   as_json: bool) -> None:
-    """Write a version as a plain Hugging Face model (adapter merged): safetensors, config, tokenizer."""
+                   fmt: str, quant: str, gguf_pre: str | None, as_json: bool) -> None:
+    """Write a version with its adapter merged: a Hugging Face folder (safetensors, config, tokenizer) or GGUF."""
+    from learner.export import export_gguf, export_merged
+    from learner.registry import ModelRegistry
+    from learner.versions import load_model_at, version_config
+
     name = resolve_profile(state_dir, profile)
     config = open_config(config_file, overrides)
     registry = ModelRegistry.open(state_dir, name, original_base_model=config.model.base, writer=False)
@@ -29,9 +39,12 @@ def export_command(out: Path, state_dir: Path, profile: str | None, config_file,
     if version is None:
         raise click.ClickException(f"profile {name!r} has no version yet: nothing to export")
     model = load_model_at(registry, version, version_config(registry, version, config))
-    written = export_merged(model, out, {"profile": name, "version": version,
-                                                             **registry.entry(version)})
-    if as_json:
-        echo_json({"out": str(out), "files": written})
+    lineage = {"profile": name, "version": version, **registry.entry(version)}
+    if fmt == "gguf":
+        written = export_gguf(model, out, lineage, quant=quant, pre=gguf_pre)
     else:
-        click.echo(f"exported {name} v{version} to {out} ({', '.join(sorted(written))})")
+        written = export_merged(model, out, lineage)
+    if as_json:
+        echo_json({"out": str(out), "format": fmt, "files": written})
+    else:
+        click.echo(f"exported {name} v{version} to {out} ({fmt}: {', '.join(sorted(written))})")

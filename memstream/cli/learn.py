@@ -12,7 +12,6 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from learner.consolidation import RunAborted
 from learner.events import MemoryEvent, read_jsonl
 from learner.online import OnlineLearner
 from memstream.cli.common import config_options, echo_json, open_config, state_option
@@ -62,6 +61,8 @@ class LearnSession:
         self.errors_shown = 0
         self.consolidations: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
+        self.quality_dropped = 0
+        self.stopped_run = False
 
     def log(self, message: str) -> None:
         (self.progress.write if self.progress is not None else lambda m: click.echo(m, err=True))(message)
@@ -89,15 +90,23 @@ class LearnSession:
         if self.source is not None:
             learner.sources[self.source] = index  # before learning: a snapshot taken inside covers it
         step = learner.learn_one(event)
+        if step.dropped:
+            self.quality_dropped += 1
+            self.log(f"memstream: line {index + 1} not learned: {step.quality}")
+            return
         self.events += 1
         if step.drift is not None:
             self.alerts.append({"event_index": index, **step.drift})
         if step.consolidation is not None:
-            c = step.consolidation
-            self.consolidations.append({
-                "event_index": index, "outcome": "accepted" if c.accepted else "rejected", **c.to_dict()})
+            self._record(index, step.consolidation)
         if self.save_every and self.events % self.save_every == 0:
             learner.save_state()
+
+    def _record(self, index: int | None, result) -> None:
+        if result.status == "stopped":
+            self.stopped_run = True
+            return
+        self.consolidations.append({"event_index": index, "outcome": result.status, **result.report()})
 
     def save_all(self) -> None:
         for learner in self.learners.values():
@@ -106,10 +115,9 @@ class LearnSession:
     def finish(self, consolidate_at_end: bool) -> None:
         for learner in self.learners.values():
             if consolidate_at_end:
-                report = learner.consolidate("manual")
-                if report is not None:
-                    self.consolidations.append({"event_index": None, "outcome": "accepted" if report.accepted
-                                                else "rejected", **report.to_dict()})
+                result = learner.consolidate("manual")
+                if result is not None:
+                    self._record(None, result)
             learner.save_state()
 
     def summary(self, seconds: float) -> dict[str, Any]:
@@ -122,6 +130,7 @@ class LearnSession:
             "skipped_already_learned": self.resumed_past,
             "invalid": sum(self.invalid.values()),
             "invalid_reasons": dict(self.invalid),
+            "quality_dropped": self.quality_dropped,
             "consolidations": self.consolidations,
             "accepted": accepted,
             "rejected": len(self.consolidations) - accepted,
@@ -141,6 +150,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary["invalid"]:
         reasons = ", ".join(f"{n}× {r}" for r, n in summary["invalid_reasons"].items())
         click.echo(f"bad lines skipped: {summary['invalid']} ({reasons})")
+    if summary["quality_dropped"]:
+        click.echo(f"trivial memories not learned (quality gate): {summary['quality_dropped']}")
     click.echo(f"consolidations: {len(summary['consolidations'])} "
                f"({summary['accepted']} accepted, {summary['rejected']} rejected)")
     for c in summary["consolidations"]:
@@ -205,12 +216,10 @@ def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json
                     session.bad_line(index, error)
                 else:
                     session.feed(index, event)
-                if stop.requested():
-                    break
+                if stop.requested() or session.stopped_run:
+                    break  # a stop request abandoned a consolidation: nothing of it was written
             else:
                 session.finish(consolidate_at_end)
-        except RunAborted:
-            pass  # a stop request abandoned a consolidation: nothing of it was written
         finally:
             bar.close()
         if stop.requested():
@@ -222,3 +231,7 @@ def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json
     echo_json(summary) if as_json else print_summary(summary)
     if stop.requested():
         raise SystemExit(128 + stop.signum)
+    if summary["invalid"] and not session.events and not session.resumed_past and not session.quality_dropped:
+        click.echo(f"memstream: error: nothing learned: all {summary['invalid']} lines of the input were invalid",
+                   err=True)
+        raise SystemExit(1)

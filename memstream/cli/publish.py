@@ -55,7 +55,7 @@ def _publish_file(producer, path: Path | None, batch: int) -> dict:
     from learner.events import read_jsonl
 
     published, errors, pending = 0, 0, []
-    for index, event, error in read_jsonl(path, fill=True):
+    for index, event, error in read_jsonl(path):
         if error is not None:
             errors += 1
             if errors <= MAX_ERRORS_SHOWN:

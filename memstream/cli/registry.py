@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from learner.lock import ProfileLock
 from learner.registry import ModelRegistry
 from memstream.cli.common import echo_json, profile_option, resolve_profile, state_option
 
@@ -18,10 +17,27 @@ def _open(state_dir: Path, profile: str | None) -> ModelRegistry:
     return ModelRegistry.open(state_dir, name, original_base_model="", writer=False)
 
 
-def _open_for_writing(state_dir: Path, profile: str | None) -> tuple[ModelRegistry, ProfileLock]:
+def _change(state_dir: Path, profile: str | None, action: str, version: int | None, bootstrap: str | None) -> str:
+    """Roll back or reset as the profile's one writer: the registry changes, the ModelUpdated event that
+    tells inference servers goes into the profile's outbox with the state, and is published now when a
+    broker is named (else by the worker, when it next opens the profile)."""
+    from learner.config import LearnerConfig
+    from learner.online import OnlineLearner
+    from learner.versions import version_config
+
     name = resolve_profile(state_dir, profile)
-    lock = ProfileLock(state_dir / name).acquire()
-    return ModelRegistry.open(state_dir, name, original_base_model=""), lock
+    reader = ModelRegistry.open(state_dir, name, original_base_model="", writer=False)
+    trained = reader.current_version or (reader.kept_versions() or [None])[-1]
+    config = version_config(reader, trained, LearnerConfig()) if trained is not None else LearnerConfig()
+    with OnlineLearner.open(state_dir, name, config, publish=True) as learner:
+        learner.rollback(version) if action == "rollback" else learner.reset()
+        if bootstrap is None:
+            return "the event that tells inference servers waits in its outbox for the worker"
+        from memstream.cli.common import open_stream_config
+        from streams.publish import publish_outbox
+
+        sent = publish_outbox(learner, open_stream_config(None, (), bootstrap).kafka)
+        return f"published {sent} model-updated event(s) to {bootstrap}"
 
 
 def _when(ts: float) -> str:
@@ -83,24 +99,26 @@ def show_command(version: int, state_dir: Path, profile: str | None, as_json: bo
         click.echo(f"  {name:28} sha256 {digest[:16]}… ok")
 
 
+_BOOTSTRAP = click.option("--bootstrap", default=None, metavar="HOST:PORT",
+                          help="Publish the model-updated event to this broker now (else the worker does).")
+
+
 @registry_group.command("rollback")
 @click.argument("version", type=int)
 @state_option()
 @profile_option()
-def rollback_command(version: int, state_dir: Path, profile: str | None) -> None:
+@_BOOTSTRAP
+def rollback_command(version: int, state_dir: Path, profile: str | None, bootstrap: str | None) -> None:
     """Make a kept version current again (it is verified first)."""
-    registry, lock = _open_for_writing(state_dir, profile)
-    with lock:
-        registry.rollback(version)
-    click.echo(f"profile {registry.data['profile']}: current version is now v{version}")
+    said = _change(state_dir, profile, "rollback", version, bootstrap)
+    click.echo(f"profile {resolve_profile(state_dir, profile)}: current version is now v{version}; {said}")
 
 
 @registry_group.command("reset")
 @state_option()
 @profile_option()
-def reset_command(state_dir: Path, profile: str | None) -> None:
+@_BOOTSTRAP
+def reset_command(state_dir: Path, profile: str | None, bootstrap: str | None) -> None:
     """Go back to the original base model (history and kept versions stay)."""
-    registry, lock = _open_for_writing(state_dir, profile)
-    with lock:
-        registry.reset()
-    click.echo(f"profile {registry.data['profile']}: reset to the original base {registry.original_base_model}")
+    said = _change(state_dir, profile, "reset", None, bootstrap)
+    click.echo(f"profile {resolve_profile(state_dir, profile)}: reset to the original base; {said}")

@@ -41,7 +41,7 @@ def two_versions(tmp_path_factory):
             learner.learn_one(MemoryEvent.from_dict(e))
         report = learner.consolidate("manual")
         assert report.accepted
-        updates.append(model_updated_event({**report.to_dict(), "reason": report.reason}))
+        updates.append(model_updated_event({**report.report(), "action": "train"}))
     learner.close()
     return root / "state", cfg, updates
 
@@ -74,13 +74,13 @@ def test_the_hot_reloader_keeps_the_previous_adapter_when_the_new_one_was_change
     state, cfg, (first, second) = two_versions
     reloader = AdapterHotReloader(state, "tam", cfg)
     assert reloader.handle(first) and reloader.version == 1
-    original = _flip_last_byte(Path(second["adapter_path"]))
+    original = _flip_last_byte(state / second["adapter_path"])
     try:
         assert not reloader.handle(second)
         assert reloader.version == 1 and reloader.model is not None
         assert "sha256" in reloader.refused[-1][1]
     finally:
-        Path(second["adapter_path"]).write_bytes(original)
+        (state / second["adapter_path"]).write_bytes(original)
     assert reloader.handle(second) and reloader.version == 2
 
 

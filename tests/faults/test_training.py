@@ -37,7 +37,7 @@ def _rejected_and_published(learner: OnlineLearner, report, reason_part: str, we
     assert learner.registry.current_version == 1
     after = _adapter(learner)
     assert all(torch.equal(weights_before[k], after[k]) for k in weights_before), "weights moved"
-    event = EventCodec().decode_map(EventCodec.encode(model_updated_event({**report.to_dict(), "reason": report.reason})))
+    event = EventCodec().decode_map(EventCodec.encode(model_updated_event({**report.report(), "action": "train"})))
     assert event["accepted"] is False and reason_part in event["reason"]
 
 
@@ -83,7 +83,8 @@ def test_exploding_gradients_are_clipped_or_the_run_is_rejected(founded):
 
 def test_a_run_that_makes_the_probe_worse_is_rejected_by_the_gate(founded):
     tmp_path, events = founded
-    learner = _learner(tmp_path, "train.lr=0.05", "train.epochs=4", "train.replay_ratio=0").load_state()
+    learner = _learner(tmp_path, "train.lr=0.05", "train.epochs=4", "train.replay_ratio=0",
+                       "drift.enabled=false").load_state()  # no drift-triggered run first: this one is judged
     noise = [{"v": 1, "profile": "tia", "ts": 10_000.0 + i, "kind": "note",
               "text": "".join(chr(0x4E00 + (i * 7919 + j * 104729) % 20000) for j in range(40))} for i in range(120)]
     _feed(learner, noise)

@@ -57,7 +57,7 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
             assert {"v", "version", "parent_version", "run_id", "sha256", "trigger", "metrics", "accepted",
                     "samples_new", "samples_replay", "steps", "duration_s", "base_model"} <= set(update)
             if update["accepted"]:
-                blob = Path(update["adapter_path"]).read_bytes()
+                blob = (stack.state / update["adapter_path"]).read_bytes()  # relative to the state directory
                 assert hashlib.sha256(blob).hexdigest() == update["sha256"]
         assert any(u["accepted"] and u["adapter_path"].endswith("adapter_model.safetensors")
                    for u in updates[profile]), "a LoRA adapter was published"
@@ -93,7 +93,7 @@ def test_hot_reloader_refuses_a_tampered_adapter_and_keeps_the_previous(stack):
     reloader = AdapterHotReloader(stack.state, "dee", stack.config.learner_config())
     first, second = accepted[0], accepted[1]
     assert reloader.handle(first)
-    path = Path(second["adapter_path"])
+    path = stack.state / second["adapter_path"]
     blob = bytearray(path.read_bytes())
     blob[-1] ^= 0xFF  # one flipped bit after the version was written
     path.write_bytes(bytes(blob))
