@@ -191,6 +191,9 @@ def _convert(gguf: Path, directory: Path, source_sha: str) -> None:
     """Dequantize ``gguf`` into ``directory`` (written beside it, then renamed into place)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     try:
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)

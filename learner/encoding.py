@@ -34,7 +34,7 @@ Examples
 >>> long = MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": 0, "kind": "conversation",
 ...                               "prompt": "x" * 40 + " end?", "response": "yes " * 10})
 >>> ByteTokenizer().decode(Encoder(ByteTokenizer(), max_len=32).encode(long)["input_ids"].tolist())
-'Q: xxxxxxx end?\\nA: yes yes yes'
+'Q: xxxxxxx end?\\nA: yes yes yes '
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from torch import nn
 
 from learner.events import MemoryEvent
 
-__all__ = ["IGNORE", "Encoder", "Layout", "collate", "lm_loss", "lm_loss_from_logits", "loss_sums", "mean_loss"]
+__all__ = ["IGNORE", "Encoder", "Layout", "collate", "hidden_and_head", "lm_loss", "lm_loss_from_logits", "loss_sums",
+           "mean_loss"]
 
 IGNORE = -100
 _USER, _ASSISTANT = "\u2060memstream-user\u2060", "\u2060memstream-assistant\u2060"
@@ -150,7 +151,9 @@ class Encoder:
         room = self.max_len - lay.fixed
         answer_kept = min(len(answer), max(room // 2, room - len(asked)))
         asked = asked[len(asked) - min(len(asked), room - answer_kept):]
-        end = lay.answer_end if answer_kept == len(answer) else ()
+        end = lay.answer_end
+        if answer_kept < len(answer):  # a cut answer has no end marker: its room goes to the answer
+            end, answer_kept = (), min(len(answer), answer_kept + len(lay.answer_end))
         context = list(lay.head) + asked + list(lay.tail)
         target = list(lay.answer_head) + answer[:answer_kept] + list(end)
         return _example(context + target, [IGNORE] * len(context) + target)
@@ -202,6 +205,24 @@ def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return body, head
 
 
+class _FullLogits(nn.Module):
+    """The head of a model whose logits are not a plain linear map: returns the already computed logits."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+
+def hidden_and_head(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, nn.Module]:
+    """The last hidden states of ``batch`` and the module that turns positions of them into logits
+    (for a model with soft-capped or scaled logits: its full logits, and the identity)."""
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+        return logits, _FullLogits()
+    body, head = parts
+    return body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state, head
+
+
 def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy (nats) over the labelled positions, and their count.
 
@@ -211,12 +232,7 @@ def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 204
     targets = batch["labels"][:, 1:]
     where = targets != IGNORE
     count = int(where.sum())  # a device-to-host sync: the count decides the shapes below
-    parts = _decoder_and_head(model)
-    if parts is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        return F.cross_entropy(logits[:, :-1][where].float(), targets[where], reduction="sum"), count
-    body, head = parts
-    hidden = body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state
+    hidden, head = hidden_and_head(model, batch)
     chosen, wanted = hidden[:, :-1][where], targets[where]
     total = None
     for start in range(0, max(count, 1), chunk):

@@ -112,9 +112,12 @@ class HFTokenizer:
 
         self.hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         hf = self.hf
-        self.eos_id = hf.eos_token_id if hf.eos_token_id is not None else 0
-        self.pad_id = hf.pad_token_id if hf.pad_token_id is not None else self.eos_id
         vocab = hf.get_vocab()
+        self.eos_id = hf.eos_token_id if hf.eos_token_id is not None else 0
+        if self.eos_id == hf.bos_token_id and "<|im_end|>" in vocab:
+            # some GGUF files (SmolLM2's) name the turn start <|im_start|> as EOS too: an answer ends at <|im_end|>
+            self.eos_id = vocab["<|im_end|>"]
+        self.pad_id = hf.pad_token_id if hf.pad_token_id is not None else self.eos_id
         boundary = vocab.get("<|endoftext|>")
         if boundary is None:
             boundary = hf.bos_token_id if hf.bos_token_id is not None else self.eos_id
@@ -234,12 +237,19 @@ def load_base(cfg: ModelConfig) -> BaseModel:
 
 def _load_hf_folder(folder: Path, cfg: ModelConfig, dtype: torch.dtype) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one line per load is ours to print, not a bar per file
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise BaseModelError(f"model.base = {cfg.base!r}: {folder} is not a Hugging Face model folder "
                              f"({str(exc).splitlines()[0][:160]})") from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise BaseModelError(f"model.base = {cfg.base!r}: a {config.model_type!r} model is not a causal "
+                             "language model")
     try:
         return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
                                                     dtype=dtype, attn_implementation="sdpa")

@@ -13,11 +13,12 @@ Every file is checked against the version's sha256 manifest before it is read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from learner.config import ConfigError, LearnerConfig
+from learner.config import ConfigError, LearnerConfig, ModelConfig
 from learner.registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -39,15 +40,23 @@ def weight_file(mode: str) -> str:
     return WEIGHT_FILES[mode]
 
 
+#: Model settings that belong to the machine that loads a version, not to the version.
+LOCAL_MODEL_KEYS = ("device", "dtype", "cache_dir", "gradient_checkpointing")
+
+
 def version_config(registry: ModelRegistry, version: int | None, fallback: LearnerConfig) -> LearnerConfig:
-    """The config a version was trained with (device, dtype and cache from ``fallback``)."""
+    """``fallback`` with the model settings a version was trained with (device, dtype, cache and gradient
+    checkpointing stay local). Only the model section is read, and keys this memstream does not know are
+    skipped: a reader keeps following versions written by a newer writer with more settings."""
     if version is None:
         return fallback
     run = json.loads(registry.read_file(version, "run.json"))
-    config = LearnerConfig.from_dict(run["config"])
-    for key in ("device", "dtype", "cache_dir", "gradient_checkpointing"):
-        setattr(config.model, key, getattr(fallback.model, key))
-    return config
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - set(LOCAL_MODEL_KEYS)
+    stored = {k: v for k, v in run["config"].get("model", {}).items() if k in known}
+    try:
+        return dataclasses.replace(fallback, model=dataclasses.replace(fallback.model, **stored))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"version {version}: its model settings are not readable: {exc}") from None
 
 
 def check_architecture(config: LearnerConfig, registry: ModelRegistry) -> None:

