@@ -1,4 +1,4 @@
-"""The public benchmark stream: real text no one on the project wrote, in four clearly different domains.
+"""The public benchmark stream: real text no one on the project wrote, in eight domains.
 
 Every source installs offline with the operating system or Python itself, so anyone can
 rebuild the stream from their own machine (``python -m learner.public_stream build OUT``).
@@ -6,11 +6,17 @@ The built stream is committed (``learner/data/public_stream.jsonl.gz``) with a s
 ``.sources.json`` naming the exact package versions it came from, because those differ
 between machines and the numbers in ``docs/benchmarks.md`` must stay reproducible.
 
-Domains
+Domains (the first four are clearly different; each of the last four is close to one of them, the
+hard case for drift detection)
     ``code``       Python source of CPython's standard library (``Lib/*.py``, tests excluded).
     ``legal``      Licence texts of Debian's ``base-files`` (``/usr/share/common-licenses``).
     ``changelog``  Debian package changelogs (``/usr/share/doc/*/changelog.Debian.gz``).
     ``manual``     Manual pages, section 1, troff source reduced to plain text.
+    ``copyright``  Debian packages' copyright files (``/usr/share/doc/*/copyright``): close to ``legal``.
+    ``news``       Upstream changelogs and NEWS files (``/usr/share/doc/*/{changelog,NEWS}*``): close to
+                   ``changelog``.
+    ``admin``      Manual pages of sections 5 and 8 (file formats, administration): close to ``manual``.
+    ``info``       GNU Info manuals (``/usr/share/info``): prose documentation, close to ``manual``.
 
 Each document is cut into chunks of whole lines (at most ``max_chars`` characters); each
 chunk is one MemoryEvent with ``meta.domain`` and ``meta.source`` (the file it came from).
@@ -39,9 +45,13 @@ from typing import Callable, Iterable, Iterator
 
 from learner.events import MemoryEvent
 
-__all__ = ["DOMAINS", "build_stream", "chunk_lines", "strip_troff", "public_stream_path", "load_public_stream"]
+__all__ = ["CORE_DOMAINS", "DOMAINS", "SIMILAR", "build_stream", "chunk_lines", "strip_troff", "public_stream_path", "load_public_stream"]
 
-DOMAINS = ("code", "legal", "changelog", "manual")
+DOMAINS = ("code", "legal", "changelog", "manual", "copyright", "news", "admin", "info")
+#: The four clearly different domains (the forgetting and consolidation benchmarks use these).
+CORE_DOMAINS = DOMAINS[:4]
+#: The pairs of close domains.
+SIMILAR = (("legal", "copyright"), ("changelog", "news"), ("manual", "admin"), ("manual", "info"), ("admin", "info"))
 PROFILE = "public"
 _DATA = Path(__file__).parent / "data" / "public_stream.jsonl.gz"
 
@@ -125,6 +135,23 @@ def _stdlib_files() -> list[Path]:
     return sorted(p for p in lib.glob("*.py") if not p.name.startswith(("test", "_")))
 
 
+def strip_info(text: str) -> str:
+    r"""Plain text of a GNU Info file: node separators and headers dropped.
+
+    >>> strip_info("x\x1f\nFile: a.info,  Node: Top\nHello there")
+    'x\nHello there'
+    """
+    return "\n".join(line for line in text.replace("\x1f", "").splitlines()
+                     if not line.startswith(("File: ", "Tag Table:", "End Tag Table", "\x7f")))
+
+
+def _doc_files(*patterns: str) -> list[Path]:
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(p for p in Path("/usr/share/doc").glob(pattern) if p.is_file())
+    return sorted(found)
+
+
 def _sources() -> dict[str, tuple[list[Path], Callable[[str], str]]]:
     return {
         "code": (_stdlib_files(), lambda text: text),
@@ -132,11 +159,18 @@ def _sources() -> dict[str, tuple[list[Path], Callable[[str], str]]]:
         "changelog": (sorted(Path("/usr/share/doc").glob("*/changelog.Debian.gz")), lambda text: text),
         "manual": (sorted(p for p in Path("/usr/share/man/man1").glob("*.1.gz")
                           if not p.name.startswith("gcloud")), strip_troff),  # 16k generated pages would dominate
+        "copyright": (_doc_files("*/copyright"), lambda text: text),
+        "news": (_doc_files("*/changelog.gz", "*/NEWS", "*/NEWS.gz", "*/NEWS.md.gz"), lambda text: text),
+        "admin": (sorted([*Path("/usr/share/man/man5").glob("*.5.gz"), *Path("/usr/share/man/man8").glob("*.8.gz")]),
+                  strip_troff),
+        "info": (sorted(p for p in Path("/usr/share/info").glob("*.info*.gz")), strip_info),
     }
 
 
 def _source_name(path: Path) -> str:
-    return path.parent.name if path.name == "changelog.Debian.gz" else path.name
+    if path.name == "changelog.Debian.gz":
+        return path.parent.name
+    return f"{path.parent.name}/{path.name}" if path.parent.parent == Path("/usr/share/doc") else path.name
 
 
 def _domain_chunks(files: list[Path], convert: Callable[[str], str], per_file: int,
@@ -182,8 +216,8 @@ def build_stream(out: Path, per_domain: int = 1000, per_file: int = 12, seed: in
     used: set[str] = set()  # the same text in two files (a licence and its symlinked alias) is kept once
     for domain in DOMAINS:
         files, convert = sources[domain]
-        # few, long licence texts: let each give more chunks so the domain is as large as the others
-        cap = per_file * 10 if domain == "legal" else per_file
+        # few, long texts (licences, info manuals): let each give more chunks so the domain is as large as the others
+        cap = per_file * 10 if domain in ("legal", "info") else per_file
         chunks = []
         for text, source in _domain_chunks(files, convert, cap, rng):
             if text not in used:
@@ -213,7 +247,11 @@ def build_stream(out: Path, per_domain: int = 1000, per_file: int = 12, seed: in
         "sources": {"code": "CPython standard library Lib/*.py (no tests, no _private modules)",
                     "legal": "/usr/share/common-licenses (Debian base-files), up to 10x per_file chunks per text",
                     "changelog": "/usr/share/doc/*/changelog.Debian.gz",
-                    "manual": "/usr/share/man/man1/*.1.gz except gcloud*, troff stripped"},
+                    "manual": "/usr/share/man/man1/*.1.gz except gcloud*, troff stripped",
+                    "copyright": "/usr/share/doc/*/copyright",
+                    "news": "/usr/share/doc/*/{changelog.gz,NEWS,NEWS.gz,NEWS.md.gz}",
+                    "admin": "/usr/share/man/man5/*.5.gz and man8/*.8.gz, troff stripped",
+                    "info": "/usr/share/info/*.info*.gz, node headers stripped, up to 10x per_file chunks per manual"},
         "rebuild": f"python -m learner.public_stream build {out.name} --per-domain {per_domain} --seed {seed}",
     }
     Path(str(out) + ".sources.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,12 @@ Examples
 (None, 'time')
 >>> s.request("manual"); s.pending()
 'manual'
+
+A drift alert waits for ``after_drift`` events of the new distribution before its run:
+
+>>> d = ConsolidationScheduler(count=100, interval_s=None, min_examples=2, after_drift=3)
+>>> d.request("drift"); [d.observe(now=0.0) for _ in range(4)]
+[None, None, 'drift', 'drift']
 >>> ConsolidationScheduler.restore(s.snapshot()).snapshot() == s.snapshot()
 True
 """
@@ -39,18 +45,28 @@ class ConsolidationScheduler:
         provided at least ``min_examples`` new examples arrived.
     min_examples
         Fewest new examples for a time or drift trigger to fire.
+    after_drift
+        Examples (the alerting one first) that must arrive from a drift alert on before the drift trigger
+        fires: a run started
+        right at the alert would see a few dozen events of the new distribution, too few to learn it
+        (and the quality gate would refuse it).
     """
 
-    def __init__(self, count: int = 300, interval_s: float | None = 3600.0, min_examples: int = 16):
+    def __init__(self, count: int = 300, interval_s: float | None = 3600.0, min_examples: int = 16,
+                 after_drift: int = 0):
         if not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
         if interval_s is not None and interval_s <= 0:
             raise ValueError(f"interval_s must be positive or None, got {interval_s!r}")
         if not isinstance(min_examples, int) or min_examples < 1:
             raise ValueError(f"min_examples must be a positive integer, got {min_examples!r}")
+        if not isinstance(after_drift, int) or after_drift < 0:
+            raise ValueError(f"after_drift must be a non-negative integer, got {after_drift!r}")
         self.count = count
         self.interval_s = interval_s
         self.min_examples = min_examples
+        self.after_drift = after_drift
+        self.since_drift = 0
         self.new_examples = 0
         self.total_examples = 0
         self.consolidations = 0
@@ -61,6 +77,7 @@ class ConsolidationScheduler:
         """Count ``n`` new examples at time ``now``; return the trigger that is due, if any."""
         self.new_examples += n
         self.total_examples += n
+        self.since_drift += n
         if self.last_consolidation_ts is None:
             self.last_consolidation_ts = now
         return self.due(now)
@@ -69,7 +86,8 @@ class ConsolidationScheduler:
         """The trigger due at ``now`` without counting anything."""
         if "manual" in self.requested:
             return "manual"
-        if self.new_examples >= self.min_examples and "drift" in self.requested:
+        if "drift" in self.requested and self.new_examples >= self.min_examples \
+                and self.since_drift >= self.after_drift:
             return "drift"
         if self.new_examples >= self.count:
             return "count"
@@ -93,6 +111,8 @@ class ConsolidationScheduler:
         """Ask for a consolidation (``manual``) or mark that drift was detected (``drift``)."""
         if trigger not in ("manual", "drift"):
             raise ValueError(f"only 'manual' and 'drift' can be requested, got {trigger!r}")
+        if trigger == "drift" and trigger not in self.requested:
+            self.since_drift = 0
         self.requested.add(trigger)
 
     def mark_consolidated(self, now: float, examples_covered: int) -> None:
@@ -108,6 +128,8 @@ class ConsolidationScheduler:
             "count": self.count,
             "interval_s": self.interval_s,
             "min_examples": self.min_examples,
+            "after_drift": self.after_drift,
+            "since_drift": self.since_drift,
             "new_examples": self.new_examples,
             "total_examples": self.total_examples,
             "consolidations": self.consolidations,
@@ -121,6 +143,7 @@ class ConsolidationScheduler:
         if data.get("kind") != "scheduler":
             raise ValueError(f"not a scheduler snapshot (kind={data.get('kind')!r})")
         params = {k: data[k] for k in ("count", "interval_s", "min_examples")}
+        params["after_drift"] = int(data.get("after_drift", 0))
         params.update(overrides)
         s = cls(**params)
         s.new_examples = int(data["new_examples"])
@@ -128,4 +151,5 @@ class ConsolidationScheduler:
         s.consolidations = int(data["consolidations"])
         s.last_consolidation_ts = data["last_consolidation_ts"]
         s.requested = set(data["requested"])
+        s.since_drift = int(data.get("since_drift", 0))
         return s

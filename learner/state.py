@@ -112,7 +112,7 @@ class LearnerState:
         self.loss_monitor = ScalarDriftMonitor(cfg.drift.loss_detector, "loss", seed=cfg.drift.seed) \
             if cfg.drift.loss_detector else None
         self.scheduler = ConsolidationScheduler(cfg.scheduler.count, cfg.scheduler.interval_s,
-                                                cfg.scheduler.min_examples)
+                                                cfg.scheduler.min_examples, cfg.scheduler.after_drift)
         self.rng = random.Random(cfg.train.seed)
         self.events_seen = 0
         self.seq = 0
@@ -180,7 +180,7 @@ class LearnerState:
             self.loss_monitor = ScalarDriftMonitor.restore(state["loss_monitor"])
         self.scheduler = ConsolidationScheduler.restore(
             state["scheduler"], count=cfg.scheduler.count, interval_s=cfg.scheduler.interval_s,
-            min_examples=cfg.scheduler.min_examples)
+            min_examples=cfg.scheduler.min_examples, after_drift=cfg.scheduler.after_drift)
         version, internal, gauss = state["rng_state"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.sources = {k: int(v) for k, v in state.get("sources", {}).items()}

@@ -89,3 +89,41 @@ def test_river_protocol_clone_and_seed_determinism():
     assert isinstance(clone, KLDriftDetector) and clone.window == 50
     stream = texts(generate_stream(n_per_phase=(300, 200), seed=7, phases=[("cooking",), ("coding",)]))
     assert run(det, stream) == run(clone, stream)
+
+
+# -- the learner's response to an alert (issue 12) ------------------------------------------------------
+def test_an_alert_waits_for_enough_new_events_then_one_run_and_a_new_baseline(tmp_path, small_stream):
+    from learner.config import load_config
+    from learner.online import OnlineLearner
+    from tests.conftest import TINY
+
+    cfg = load_config(overrides=TINY + ["scheduler.count=100000", "scheduler.after_drift=50"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path)
+    learner.learn_many(small_stream[:110])
+    assert learner.consolidate().accepted  # the foundation
+    alerts, runs = [], []
+    for i, event in enumerate(small_stream[110:240], start=110):
+        step = learner.learn_one(event)
+        if step.drift:
+            alerts.append(i)
+        if step.consolidation is not None:
+            runs.append((i, step.consolidation))
+    assert len(alerts) == 1 and alerts[0] >= 120, alerts  # the phase switch, once
+    # not at the alert: once 50 events of the new distribution (the alerting one first) have arrived
+    assert len(runs) == 1 and runs[0][0] - alerts[0] == 49
+    index, run = runs[0]
+    assert run.trigger == "drift" and run.accepted, run.reason
+    assert learner.drift.state == "warming"  # rebased on the new distribution after the accepted run
+    assert sum(bool(s.drift) for s in learner.learn_many(small_stream[240:])) <= 1  # the next phase, not this one
+
+
+@pytest.mark.parametrize("odd", ["", "   \n\t ", "Привет мир, как дела у тебя сегодня вечером", "日本語のテキストだけ",
+                                 "word " * 2_000_000])
+def test_one_odd_event_cannot_raise_an_alert_or_break_the_divergence(odd):
+    import math
+
+    stream = texts(generate_stream(n_per_phase=(800,), seed=8, phases=[("cooking", "gardening")]))
+    det = default_detector()
+    fired = run(det, stream[:700] + [odd] + stream[700:])
+    assert fired == [] and math.isfinite(det.divergence_)
+    assert det.is_monitoring

@@ -134,3 +134,90 @@ def plot_forgetting(results: dict, out_dir: Path, stem: str = "forgetting") -> l
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+RECALL_HEADERS = ["strategy", "recall right after", "±", "phase 1 at end", "±", "final recall", "forgetting",
+                  "general loss ratio", "seconds"]
+
+
+def recall_rows(results: dict) -> list[list[Any]]:
+    return [[name, s["recall_right_after"], s["recall_right_after_std"], s["phase1_at_end"], s["phase1_at_end_std"],
+             s["final_recall"], s["forgetting"], s["general_loss_ratio"], round(s["seconds"])]
+            for name, s in results["strategies"].items()]
+
+
+def recall_markdown(results: dict, plots: list[Path], command: str) -> str:
+    setup, acc = results["setup"], results["acceptance"]
+    lines = [
+        "# Recall benchmark", "",
+        f"Command: `{command}`", "",
+        f"Base {setup['base']}; seeds {setup['seeds']}; {setup['phases']} phases of {setup['facts_per_phase']} facts "
+        f"({setup['events_per_phase']} memory events, {setup['questions_per_phase']} held-out questions each); "
+        f"{setup['epochs']} epochs, lr {setup['lr']}, batch {setup['batch_size']}, LoRA r={setup['lora_r']} "
+        f"alpha={setup['lora_alpha']} on {setup['target_modules']}; replay ratio {setup['replay_ratio']}, "
+        f"EWC lambda {setup['ewc_lambda']}. The untrained base recalls "
+        + ", ".join(f"{x:.0%}" for x in setup["base_recall"]) + " of each phase. General-text loss of the base: "
+        f"{setup['base_general_loss']:.3f} nats/token on {setup['general_events']} held-out public-stream events.",
+        "", markdown_table(RECALL_HEADERS, recall_rows(results)), "",
+        f"Targets ({acc['judged']}):", "",
+        markdown_table(["check", "value", "target", "met"],
+                       [[k, v, acc["targets"].get(k, "-"), acc["met"].get(k)] for k, v in acc["values"].items()]),
+        "",
+    ]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines)
+
+
+def plot_recall(results: dict, out_dir: Path, stem: str = "recall") -> list[Path]:
+    """The mean recall matrix of each strategy as a heatmap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(results["strategies"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        R = results["strategies"][name]["R"]
+        image = ax.imshow(R, cmap="viridis", vmin=0, vmax=1)
+        for i, row in enumerate(R):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=8,
+                        color="black" if value > 0.6 else "white")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(len(R)), [f"phase {j + 1}" for j in range(len(R))], fontsize=7)
+        ax.set_yticks(range(len(R)), [f"after {i + 1}" for i in range(len(R))], fontsize=7)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="recall of held-out questions")
+    path = out_dir / f"{stem}-R.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
+
+
+DRIFT_HEADERS = ["detector", "abrupt median", "p90", "missed", "similar median", "similar max", "gradual median",
+                 "gradual < 50%", "recurring median", "FAs/10k stationary", "FAs before switch", "µs/event"]
+
+
+def drift_rows(results: dict) -> list[list[Any]]:
+    rows = []
+    for name, d in results["detectors"].items():
+        s = d["summary"]
+        missed = s["abrupt"]["missed"] + s["gradual"]["missed"]
+        rows.append([name, s["abrupt"]["median_delay"], s["abrupt"]["p90_delay"], missed, s["similar"]["median_delay"],
+                     s["similar"]["max_delay"], s["gradual"]["median_delay"],
+                     f"{s['gradual']['before_half']}/{s['gradual']['switches']}", s["recurring"]["median_delay"],
+                     s["stationary"]["false_alarms_per_10k"], s["false_alarms_before_switch"], round(d["us_per_event"], 1)])
+    return rows
+
+
+def drift_markdown(results: dict, command: str) -> str:
+    setup = results["setup"]
+    streams = ", ".join(f"{n} {k}" for k, n in setup["streams"].items())
+    return "\n".join([
+        "# Drift benchmark", "", f"Command: `{command}`", "",
+        f"Streams: {streams} (seeds {setup['seeds']}; {setup['n_before']} events before a switch, {setup['n_after']} "
+        f"after; gradual ramps over {setup['ramp']}; recurring B segments of {setup['recur_len']}; "
+        f"{setup['stationary_len']} events per stationary stream). Delays in events after the switch.", "",
+        markdown_table(DRIFT_HEADERS, drift_rows(results)), "",
+        markdown_table(["check (memstream)", "value"], list(results["checks"].items())), ""])
