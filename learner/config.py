@@ -14,10 +14,10 @@ Examples
 >>> cfg = load_config(overrides=["train.epochs=3", "ewc.lam=50"], environ={})
 >>> cfg.train.epochs, cfg.ewc.lam
 (3, 50.0)
->>> load_config(overrides=["train.epoch=3"], environ={})
+>>> load_config(overrides=["quality.mod=drop"], environ={})
 Traceback (most recent call last):
 ...
-learner.config.ConfigError: unknown config key 'train.epoch' (known in [train]: autocast, batch_size, epochs, eval_max_tokens, foundation_epochs, foundation_lr, foundation_min_events, gate_gain_ratio, gate_max_forgetting, gate_tolerance, grad_clip, lr, max_steps, min_lr_ratio, probe_size, replay_ratio, retry_lr_scale, retry_replay_ratio, seed, warmup_frac, weight_decay)
+learner.config.ConfigError: unknown config key 'quality.mod' (known in [quality]: min_chars, mode)
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ class ReplayConfig:
     seed: int = _help("Seed of the reservoir's random generator.", 0)
     dedupe_window: int = _help("Event ids remembered per profile: an event whose id is among the last this many "
                                "is a re-publication and is not learned twice (0: off).", 20000)
+    base_rehearsal: float = _help("Share of each LoRA step's examples that are the base model's own text (sampled "
+                                  "once per base), trained to keep the base's next-token distribution: keeps what "
+                                  "the base could do (0: off; the byte model has none).", 0.25)
+    base_samples: int = _help("Texts and answers sampled from the base model for rehearsal (the first "
+                              "train.base_probe_size of them probe the gate).", 128)
+    rehearsal_weight: float = _help("Weight of the rehearsal's KL (from the base's next-token distribution) in the "
+                                    "loss.", 1.0)
 
     def __post_init__(self) -> None:
         _check(self.capacity >= 1, "replay.capacity", self.capacity, "must be at least 1")
@@ -81,28 +88,37 @@ class ReplayConfig:
         _check(self.strategy in ("uniform", "surprise"), "replay.strategy", self.strategy,
                "must be 'uniform' or 'surprise'")
         _check(self.recent_capacity >= 1, "replay.recent_capacity", self.recent_capacity, "must be at least 1")
+        _check(0 <= self.base_rehearsal < 1, "replay.base_rehearsal", self.base_rehearsal, "must be in [0, 1)")
+        _check(self.base_samples >= 8, "replay.base_samples", self.base_samples, "must be at least 8")
 
 
 @dataclass
 class DriftConfig:
-    enabled: bool = _help("Run the KL drift detector.", True)
-    window: int = _help("Events in the sliding window compared against the baseline.", 200)
+    enabled: bool = _help("Run the drift detector (KL over hashed content words, and a river detector on each "
+                          "event's surprise).", True)
+    window: int = _help("Events in the sliding window compared against the baseline.", 100)
     baseline_size: int = _help("Events collected as baseline before monitoring (and after a rebase).", 500)
-    n_buckets: int = _help("Hashed word buckets (K).", 1024)
+    n_buckets: int = _help("Hashed content-word buckets (K).", 1024)
     smoothing: float = _help("Share of the baseline's probability mass spread uniformly over the buckets.", 0.01)
-    alpha: float = _help("False-alarm level of the chi-square threshold bound.", 0.001)
-    n_bootstrap: int = _help("Bootstrap windows used to calibrate the threshold.", 200)
-    margin: float = _help("Factor on the bootstrap quantile.", 1.5)
+    alpha: float = _help("False-alarm level of the calibrated KL threshold (the tail of a Gamma fitted to windows "
+                         "drawn from the baseline).", 0.001)
+    n_bootstrap: int = _help("Windows drawn from the baseline (without replacement) to calibrate the threshold.",
+                             200)
+    margin: float = _help("Factor on the calibrated quantile.", 1.0)
     threshold: float | None = _help("Fixed KL threshold instead of calibration.", None)
-    check_every: int = _help("Compute the divergence every this many events.", 10)
-    seed: int = _help("Seed for the bootstrap.", 0)
-    loss_detector: str = _help("Optional second signal: a river detector on per-event loss under the current "
+    check_every: int = _help("Compute the divergence every this many events.", 5)
+    surprise: str = _help("River detector on each event's surprise under the baseline word distribution (the "
+                          "second signal: 'adwin', 'page-hinkley', 'kswin'; empty = KL only). No model pass.",
+                          "adwin")
+    seed: int = _help("Seed for the calibration draws.", 0)
+    loss_detector: str = _help("Optional third signal: a river detector on per-event loss under the current "
                                "version ('adwin', 'page-hinkley', 'kswin'; empty = off). Costs one forward "
                                "pass per event.", "")
 
     def __post_init__(self) -> None:
-        _check(self.loss_detector in ("", "adwin", "page-hinkley", "kswin"), "drift.loss_detector",
-               self.loss_detector, "must be empty, 'adwin', 'page-hinkley' or 'kswin'")
+        for name in ("loss_detector", "surprise"):
+            _check(getattr(self, name) in ("", "adwin", "page-hinkley", "kswin"), f"drift.{name}",
+                   getattr(self, name), "must be empty, 'adwin', 'page-hinkley' or 'kswin'")
         _check(0 < self.smoothing < 1, "drift.smoothing", self.smoothing, "must be in (0, 1)")
         _check(self.window >= 2, "drift.window", self.window, "must be at least 2")
         _check(self.baseline_size >= self.window, "drift.baseline_size", self.baseline_size,
@@ -111,7 +127,7 @@ class DriftConfig:
     def kl_params(self) -> dict[str, Any]:
         """The keyword arguments of :class:`learner.drift.KLDriftDetector` these settings give."""
         names = ("window", "baseline_size", "n_buckets", "smoothing", "alpha", "n_bootstrap", "margin",
-                 "threshold", "check_every", "seed")
+                 "threshold", "check_every", "surprise", "seed")
         return {name: getattr(self, name) for name in names}
 
 
@@ -121,10 +137,13 @@ class SchedulerConfig:
     interval_s: float | None = _help("Consolidate after this many seconds (event time) since the last one.", 86400.0)
     min_examples: int = _help("Fewest new events for a time or drift trigger.", 32)
     consolidate_on_drift: bool = _help("Consolidate early when drift is detected.", True)
+    after_drift: int = _help("New events to wait for after a drift alert before its run, so the run sees the new "
+                             "distribution (a run on the first few dozen is refused by the gate).", 100)
 
     def __post_init__(self) -> None:
         _check(self.count >= 1, "scheduler.count", self.count, "must be at least 1")
         _check(self.min_examples >= 1, "scheduler.min_examples", self.min_examples, "must be at least 1")
+        _check(self.after_drift >= 0, "scheduler.after_drift", self.after_drift, "must be at least 0")
         _check(self.interval_s is None or self.interval_s > 0, "scheduler.interval_s", self.interval_s,
                "must be positive or unset")
 
@@ -145,8 +164,8 @@ class ModelConfig:
     max_seq_len: int = _help("Longest training sequence, in tokens (bytes for the byte model); a longer event keeps "
                              "the end of its prompt and the start of its response.", 256)
     init_seed: int = _help("Seed of the byte model's initial weights.", 0)
-    lora_r: int = _help("LoRA rank.", 16)
-    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
+    lora_r: int = _help("LoRA rank.", 32)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 64)
     lora_dropout: float = _help("LoRA dropout.", 0.0)
     target_modules: list[str] = _help("LoRA target module names; empty = every linear layer but the output head.", [])
     device: str = _help("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU).", "auto")
@@ -177,9 +196,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _help("Passes over each consolidation batch (LoRA runs).", 3)
-    batch_size: int = _help("Sequences per optimizer step.", 16)
-    lr: float = _help("Peak learning rate of LoRA runs.", 2e-3)
+    epochs: int = _help("Passes over each consolidation batch (LoRA runs).", 10)
+    batch_size: int = _help("Sequences per optimizer step.", 8)
+    lr: float = _help("Peak learning rate of LoRA runs.", 3e-3)
     min_lr_ratio: float = _help("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = _help("Fraction of steps spent in linear warmup.", 0.1)
     max_steps: int = _help("Cap on optimizer steps per consolidation (0 = no cap).", 400)
@@ -190,9 +209,12 @@ class TrainConfig:
     gate_tolerance: float = _help("Accept a LoRA version whose probe loss (old memories) rose by at most this "
                                   "fraction.", 0.05)
     gate_max_forgetting: float = _help("... or by at most this fraction, when its new memories' loss fell by "
-                                       "train.gate_gain_ratio times as many nats as the probe loss rose.", 0.25)
+                                       "train.gate_gain_ratio times as many nats as the probe loss rose.", 0.5)
     gate_gain_ratio: float = _help("How many nats learned on the new memories pay for one nat lost on the probe.",
                                    5.0)
+    gate_base_tolerance: float = _help("Reject a LoRA version whose loss on the base model's own held-out text rose by "
+                                       "more than this fraction (it would lose what the base could do).", 0.25)
+    base_probe_size: int = _help("Base-rehearsal samples held out as that probe.", 16)
     retry_replay_ratio: float = _help("A rejected run's new events get one more run, with this replay fraction ...",
                                       0.6)
     retry_lr_scale: float = _help("... and the learning rate times this.", 0.5)
@@ -217,6 +239,8 @@ class TrainConfig:
         _check(self.gate_max_forgetting >= self.gate_tolerance, "train.gate_max_forgetting",
                self.gate_max_forgetting, f"must be at least train.gate_tolerance ({self.gate_tolerance})")
         _check(self.gate_gain_ratio > 0, "train.gate_gain_ratio", self.gate_gain_ratio, "must be positive")
+        _check(self.gate_base_tolerance >= 0, "train.gate_base_tolerance", self.gate_base_tolerance, "must be >= 0")
+        _check(self.base_probe_size >= 1, "train.base_probe_size", self.base_probe_size, "must be at least 1")
         _check(self.eval_max_tokens >= 64, "train.eval_max_tokens", self.eval_max_tokens, "must be at least 64")
         _check(self.probe_size >= 1, "train.probe_size", self.probe_size, "must be at least 1")
         _check(self.foundation_min_events >= 1, "train.foundation_min_events", self.foundation_min_events,

@@ -13,6 +13,10 @@ after, and what the run learned on its new memories:
   memories' loss fell by at least ``train.gate_gain_ratio`` times as many nats as the probe rose
   (a run that learned a great deal for a little forgetting is worth keeping);
 - else reject.
+
+Whatever the memories, a run is also rejected when the loss on the base model's own held-out
+text (:mod:`learner.rehearsal`) rose by more than ``train.gate_base_tolerance``: what the base
+could do is not traded for memories.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from learner.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.encoding import collate, lm_loss, lm_loss_from_logits, mean_loss
+from learner.rehearsal import Rehearsal, distill_loss
 from learner.ewc import EWC, fisher_method, per_example_fisher
 from learner.faults import failpoint
 from learner.runs import Plan, RunResult
@@ -69,20 +74,33 @@ def _batches(n: int, batch_size: int, epochs: int, rng: random.Random):
 
 
 def judge(mode: str, probe_before: float, probe_after: float, new_before: float, new_after: float,
-          tolerance: float, max_forgetting: float, gain_ratio: float) -> tuple[bool, str]:
-    """The evaluation gate's verdict and its reason (losses in nats per token).
+          tolerance: float, max_forgetting: float, gain_ratio: float,
+          base: tuple[float, float, float] | None = None) -> tuple[bool, str]:
+    """The evaluation gate's verdict and its reason (losses in nats per token); ``base`` is the loss on
+    the base model's held-out text before and after, and its tolerance.
 
     >>> judge("lora", 0.843, 0.934, 2.42, 0.23, tolerance=0.05, max_forgetting=0.25, gain_ratio=5)
     (True, 'probe loss 0.843 -> 0.934 (+10.8%), new memories 2.420 -> 0.230: learned 24.1x what it lost')
     >>> judge("lora", 0.843, 0.934, 2.42, 2.30, tolerance=0.05, max_forgetting=0.25, gain_ratio=5)[0]
     False
+    >>> judge("lora", 0.8, 0.8, 2.4, 0.2, 0.05, 0.25, 5, base=(2.0, 2.3, 0.05))
+    (False, 'base text loss 2.000 -> 2.300 (+15.0%) is over the 5% limit: it would lose what the base could do')
     """
-    if not all(math.isfinite(x) for x in (probe_after, new_after)):
+    if not math.isfinite(new_after) or (math.isfinite(probe_before) and not math.isfinite(probe_after)):
         return False, "non-finite loss after training"
+    if base is not None and math.isfinite(base[0]):
+        before, after, limit = base
+        if not math.isfinite(after) or after > before * (1 + limit):
+            return False, (f"base text loss {before:.3f} -> {after:.3f} ({after / before - 1:+.1%}) is over the "
+                           f"{limit:.0%} limit: it would lose what the base could do")
     if mode == FOUNDATION:
         if probe_after < probe_before:
             return True, f"probe loss {probe_before:.3f} -> {probe_after:.3f}"
         return False, f"foundation did not lower the probe loss ({probe_before:.3f} -> {probe_after:.3f})"
+    if not math.isfinite(probe_before):
+        if new_after < new_before:
+            return True, f"no old memories to forget yet; new memories {new_before:.3f} -> {new_after:.3f}"
+        return False, f"the new memories were not learned ({new_before:.3f} -> {new_after:.3f})"
     rise = probe_after - probe_before
     relative = rise / probe_before if probe_before > 0 else math.inf
     probe = f"probe loss {probe_before:.3f} -> {probe_after:.3f} ({relative:+.1%})"
@@ -106,9 +124,13 @@ def run_consolidation(
     profile: str = "",
     should_stop: Callable[[], bool] = lambda: False,
     log: Callable[[str], None] = lambda _msg: None,
+    rehearsal: Rehearsal | None = None,
 ) -> RunResult:
     """Train ``live`` in place on the plan, gate it, and return the run's result.
 
+    ``rehearsal`` is the base model's own text with its next-token distributions: each step adds a
+    rehearsal batch whose KL from the base joins the loss, and the gate probes its held-out part
+    (:mod:`learner.rehearsal`).
     Accepted: ``live`` keeps the new weights and the result carries the version's files (the
     adapter and the EWC state updated with this run's Fisher, a new object: ``ewc`` is untouched).
     Otherwise ``live`` is put back as it was.
@@ -124,6 +146,11 @@ def run_consolidation(
     new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
     if not train_examples:
         raise ValueError("a consolidation needs at least one training example")
+    rehearse = rehearsal is not None and cfg.replay.base_rehearsal > 0 and not full
+    base_examples = rehearsal.probe if rehearse else []
+    per_step = max(1, round(train_cfg.batch_size * cfg.replay.base_rehearsal / (1 - cfg.replay.base_rehearsal))) \
+        if rehearse else 0
+    rehearsal_rng = random.Random(plan.seed + 2)
 
     def evaluate(examples):
         return mean_loss(live.model, examples, pad, device=device, max_tokens=train_cfg.eval_max_tokens,
@@ -139,6 +166,7 @@ def run_consolidation(
         live.start_lora()
     before = live.trainable_state(full)
     probe_before, new_before = evaluate(probe_examples), evaluate(new_examples)
+    base_before = evaluate(base_examples) if base_examples else math.nan
 
     params = live.trainable_parameters(full)
     epochs = train_cfg.foundation_epochs if full else train_cfg.epochs
@@ -169,6 +197,18 @@ def run_consolidation(
                     loss = lm_loss(model, batch)
             else:
                 loss = lm_loss(model, batch)
+            if rehearse:  # the base's own text: stay with its next-token distribution
+                drawn = rehearsal_rng.sample(rehearsal.pool, min(per_step, len(rehearsal.pool)))
+                base_batch = collate(drawn, pad)
+                base_batch["target_ids"] = torch.cat([ex["target_ids"] for ex in drawn])
+                base_batch["target_logp"] = torch.cat([ex["target_logp"] for ex in drawn])
+                base_batch = {k: v.to(device, non_blocking=True) for k, v in base_batch.items()}
+                if autocast is not None:
+                    with autocast():
+                        kl = distill_loss(model, base_batch)
+                else:
+                    kl = distill_loss(model, base_batch)
+                loss = loss + cfg.replay.rehearsal_weight * kl
             if failpoint("train.step", plan.run_id) == "nan":
                 loss = loss * float("nan")
             if penalty_fn is not None:
@@ -201,6 +241,7 @@ def run_consolidation(
 
     model.eval()  # the live model serves inference between runs: no dropout
     probe_after, new_after = evaluate(probe_examples), evaluate(new_examples)
+    base_after = evaluate(base_examples) if base_examples else math.nan
     metrics = {
         "loss_new_before": new_before,
         "loss_new_after": new_after,
@@ -210,8 +251,12 @@ def run_consolidation(
         "ewc_penalty": float(last_penalty.detach()),
         "loss_unit": "nats/token",
     }
+    if base_examples:
+        metrics.update(loss_base_before=base_before, loss_base_after=base_after,
+                       base_rehearsal_per_step=per_step)
     accepted, reason = judge(plan.mode, probe_before, probe_after, new_before, new_after, train_cfg.gate_tolerance,
-                             train_cfg.gate_max_forgetting, train_cfg.gate_gain_ratio)
+                             train_cfg.gate_max_forgetting, train_cfg.gate_gain_ratio,
+                             (base_before, base_after, train_cfg.gate_base_tolerance) if base_examples else None)
     files = None
     if accepted:
         new_ewc = ewc

@@ -231,16 +231,22 @@ class OnlineLearner:
     def plan(self, trigger: str) -> Plan:
         """Choose the new, replay and probe examples of the next consolidation.
 
-        New events a rejected run gave back make this the second attempt: more replay
-        (``train.retry_replay_ratio``) and a lower learning rate (``train.retry_lr_scale``)."""
+        The probe (old memories held out of training, for the gate) takes at most a quarter of what is
+        old, so that replay keeps the rest; with fewer than four old memories there is none (the first
+        run of a pretrained base is judged by what it keeps of the base), except for the byte model's
+        foundation, which holds part of its new data out. New events a rejected run gave back make this
+        the second attempt: more replay (``train.retry_replay_ratio``) and a lower learning rate
+        (``train.retry_lr_scale``)."""
         cfg, state = self.config.train, self.state
         new = state.recent.items
         new_ids = {e.id for e in new}
         mode = self.next_mode
         retry = bool(state.retried & new_ids)
-        probe = state.reservoir.sample(cfg.probe_size, state.rng, keep=lambda e: e.id not in new_ids)
-        if len(probe) < cfg.probe_size // 2 and len(new) > 1:
-            # too little old data (first runs): hold part of the new data out as the probe
+        old = sum(1 for e in state.reservoir.items if e.id not in new_ids)
+        probe = state.reservoir.sample(min(cfg.probe_size, old // 4), state.rng, keep=lambda e: e.id not in new_ids) \
+            if old >= 16 else []
+        if mode == FOUNDATION and len(probe) < cfg.probe_size // 2 and len(new) > 1:
+            # a first full-parameter run: hold part of the new data out as the probe
             held = state.rng.sample(new, min(cfg.probe_size, len(new) // 4) or 1)
             held_ids = {e.id for e in held}
             probe += held

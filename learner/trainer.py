@@ -19,6 +19,7 @@ from learner.adapted import AdaptedModel
 from learner.config import LearnerConfig, ModelConfig
 from learner.consolidation import run_consolidation
 from learner.encoding import Encoder
+from learner.rehearsal import Rehearsal
 from learner.registry import ModelRegistry
 from learner.runs import Plan, RunResult
 from learner.versions import checkout, load_ewc
@@ -46,6 +47,19 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig):
         self.live = AdaptedModel(model_cfg)
         self.runs = 0
+        self._rehearsal: dict[tuple, Rehearsal] = {}
+
+    def rehearsal(self, config: LearnerConfig) -> Rehearsal | None:
+        """The base model's own text to rehearse and to probe (:mod:`learner.rehearsal`); None for the
+        byte model or when ``replay.base_rehearsal`` is 0. Sampled once per base (then read from the cache)."""
+        if config.model.is_byte_model or config.replay.base_rehearsal <= 0:
+            return None
+        key = (config.replay.base_samples, config.train.base_probe_size, config.train.seed, config.model.max_seq_len)
+        if key not in self._rehearsal:
+            from learner.rehearsal import prepare
+
+            self._rehearsal[key] = prepare(self.checkout(None, None, config), config)
+        return self._rehearsal[key]
 
     def use_settings(self, model_cfg: ModelConfig) -> AdaptedModel:
         """Point the live model at ``model_cfg``'s LoRA and sequence settings (the load stays)."""
@@ -65,9 +79,10 @@ class Trainer:
             should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = lambda _m: None) -> RunResult:
         """Check out the plan's parent version and its EWC state, then train and gate (the live model keeps
         the new weights when accepted, the parent's otherwise)."""
+        rehearsal = self.rehearsal(config) if plan.mode != "foundation" else None
         live = self.checkout(registry, plan.parent_version, config)
         ewc = load_ewc(registry, plan.parent_version, config)
-        result = run_consolidation(plan, live, config, ewc, profile, should_stop, log)
+        result = run_consolidation(plan, live, config, ewc, profile, should_stop, log, rehearsal)
         self.runs += 1
         result.metrics.update(base_loads=live.base_loads, trainer_runs=self.runs)
         return result
