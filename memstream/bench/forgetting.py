@@ -47,6 +47,7 @@ from learner.encoding import mean_loss
 from learner.events import MemoryEvent
 from learner.ewc import EWC
 from learner.metrics import continual_metrics
+from learner.rehearsal import prepare
 from learner.replay import ReservoirBuffer
 from learner.runs import Plan
 from learner.storage import atomic_write_bytes, sha256_bytes
@@ -134,7 +135,7 @@ class SeedRun:
 def _stage_config(config: LearnerConfig, steps: int, strategy: Strategy | None) -> LearnerConfig:
     """``config`` with the gate off, a fixed step count, and EWC on only where the strategy uses it."""
     train = replace(config.train, max_steps=steps, epochs=10_000, foundation_epochs=10_000,
-                    gate_tolerance=1e9, gate_max_forgetting=1e9, probe_size=min(config.train.probe_size, 16))
+                    gate_tolerance=1e9, gate_max_forgetting=1e9, gate_base_tolerance=1e9, probe_size=min(config.train.probe_size, 16))
     ewc = replace(config.ewc, enabled=bool(strategy and strategy.ewc))
     return replace(config, train=train, ewc=ewc)
 
@@ -191,14 +192,19 @@ class FoundationCache:
 
 
 def _foundation(split: DomainSplit, config: LearnerConfig, steps: int, seed: int, evaluator_box: list,
-                cache: FoundationCache) -> tuple[dict[str, torch.Tensor], list[float], list[float], float]:
-    """Train (or load) the shared foundation; returns its weights, the untrained row, its row and seconds."""
+                cache: FoundationCache) -> tuple[dict[str, torch.Tensor] | None, list[float], list[float], float]:
+    """Train (or load) the shared foundation; returns its weights, the untrained row, its row and seconds.
+
+    A pretrained base needs none: it is its own foundation (weights None, its row twice, 0 s)."""
     model_cfg = replace(config.model, init_seed=seed)
     cfg = replace(_stage_config(config, steps, None), model=model_cfg)
     live = AdaptedModel(cfg.model)
     if not evaluator_box:
         evaluator_box.append(_Evaluator(split, live))
     evaluator = evaluator_box[0]
+    if not cfg.model.is_byte_model:
+        row = evaluator.row(live)
+        return None, row, row, 0.0
     key = FoundationCache.key(split, cfg, steps, seed)
     cached = cache.load(key)
     if cached is not None:
@@ -224,9 +230,10 @@ def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig,
     cfg = _stage_config(config, steps, strategy)
     cfg = replace(cfg, model=replace(cfg.model, init_seed=seed))
     live = AdaptedModel(cfg.model)
-    if cfg.model.is_byte_model:
+    if foundation_state is not None:
         live.load_base_state(foundation_state, ("bench-foundation", seed))
     ewc = EWC(cfg.ewc.lam if strategy.ewc else 0.0, cfg.ewc.gamma)
+    rehearse = prepare(live, cfg) if strategy.replay and strategy.ewc else None  # memstream's rule only
     reservoir = ReservoirBuffer(cfg.replay.capacity, seed=seed)
     for event in split.foundation:
         reservoir.add(event)
@@ -247,7 +254,7 @@ def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig,
         torch.manual_seed(seed * 1000 + stage)  # LoRA's A initialisation, identical across strategies
         plan = Plan(trigger="manual", mode=LORA, new=new, replay=replay, probe=new[:16],
                     parent_version=stage + 1, seed=seed * 1000 + stage)
-        outcome = run_consolidation(plan, live, cfg, ewc)
+        outcome = run_consolidation(plan, live, cfg, ewc, rehearsal=rehearse)
         if outcome.status == "aborted":
             raise RuntimeError(f"stage {stage} ({domain}) aborted: {outcome.reason}")
         if outcome.files and "ewc.safetensors" in outcome.files:
