@@ -1,8 +1,14 @@
-"""The bundled sample stream: memory events of one person's assistant, in six domains.
+"""The bundled sample stream: memory events of one person's assistant, in three phases.
 
-Written for this project: templates and vocabulary per domain, filled by a seeded
-generator. The stream moves through three phases (home life → training and code →
-travel and money), so drift detection and consolidation both have something to do.
+Written for this project. Two generators:
+
+- :func:`generate_stream`: everyday memories in six domains (templates and vocabulary per domain,
+  filled by a seeded generator), moving through three phases (home life → training and code →
+  travel and money), so drift detection and consolidation both have something to do;
+- :func:`sample_stream`: the bundled stream the demo publishes — each phase is that phase's
+  everyday memories mixed with **facts** a person would later ask about (who their sister is, where
+  they work, where their next trip goes: :mod:`learner.facts`), told as a conversation turn, an
+  observation and a reflection.
 
 Rebuild the bundled file with::
 
@@ -22,7 +28,11 @@ import random
 import sys
 from pathlib import Path
 
-__all__ = ["DOMAINS", "PHASES", "generate_stream", "sample_stream_path"]
+__all__ = ["DOMAINS", "PHASES", "SAMPLE_FACTS_PER_PHASE", "SAMPLE_CHATTER_PER_PHASE", "generate_stream",
+           "sample_person", "sample_stream", "sample_stream_path"]
+
+SAMPLE_FACTS_PER_PHASE = 8
+SAMPLE_CHATTER_PER_PHASE = 12
 
 DOMAINS: dict[str, dict[str, list[str]]] = {
     "cooking": {
@@ -155,14 +165,41 @@ def generate_stream(n_per_phase: tuple[int, ...] = (450, 400, 400), seed: int = 
     return events
 
 
+def sample_person():
+    """The person of the bundled stream (its facts and their held-out questions)."""
+    from learner.facts import make_person
+
+    return make_person(seed=7, phases=len(PHASES), facts_per_phase=SAMPLE_FACTS_PER_PHASE)
+
+
+def sample_stream(profile: str = "alice", seed: int = 0) -> list[dict]:
+    """The bundled stream: per phase, the facts of :func:`sample_person` (three events each) shuffled
+    with ``SAMPLE_CHATTER_PER_PHASE`` everyday memories of the phase's domains; phases in order."""
+    person = sample_person()
+    chatter = generate_stream(n_per_phase=(SAMPLE_CHATTER_PER_PHASE,) * len(PHASES), seed=seed, profile=profile)
+    rng = random.Random(seed)
+    events: list[dict] = []
+    for phase in range(len(PHASES)):
+        mixed = chatter[phase * SAMPLE_CHATTER_PER_PHASE:(phase + 1) * SAMPLE_CHATTER_PER_PHASE]
+        for fact in person.phase(phase):
+            mixed += fact.events(profile, 0.0, id_prefix=f"{profile}-fact-")
+        rng.shuffle(mixed)
+        events += mixed
+    ts = 1_767_225_600.0
+    for event in events:  # a few minutes apart, in order
+        ts += rng.uniform(60, 900)
+        event["ts"] = round(ts, 3)
+    return events
+
+
 def sample_stream_path() -> Path:
-    """The bundled sample stream (1,250 events)."""
+    """The bundled sample stream (see :func:`sample_stream`)."""
     return Path(__file__).parent / "data" / "sample_stream.jsonl"
 
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else sample_stream_path()
-    lines = [json.dumps(e, ensure_ascii=False) for e in generate_stream()]
+    lines = [json.dumps(e, ensure_ascii=False) for e in sample_stream()]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} events to {out}")
     return 0

@@ -43,7 +43,8 @@ class Worker:
         # a run gets every core: ingest needs little CPU, and training is what takes time
         threads = run_threads or max(1, (os.cpu_count() or 2) // config.worker.max_parallel_runs)
         self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
-                                                                config.worker.max_parallel_runs, threads),
+                                                                config.worker.max_parallel_runs, threads,
+                                                                log=self.log),
                                log=self.log, topic_ids=topic_ids)
         self.app = build_app(self)
         # per partition, in offset order: [stream, event, parked?] — acked only as a settled prefix

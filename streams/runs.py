@@ -23,7 +23,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from learner.runs import Plan, RunResult
 
@@ -56,7 +56,8 @@ def _trainer_process(conn, stop, state_root: str, threads: int) -> None:
             registry = ModelRegistry.open(state_root, profile, "", writer=False) \
                 if os.path.exists(registry_file) else None
             trainer = shared_trainer(config.model)
-            result = trainer.run(plan, registry, config, profile, should_stop=stop.is_set)
+            result = trainer.run(plan, registry, config, profile, should_stop=stop.is_set,
+                                 log=lambda line: conn.send(("progress", line)))
             reply = ("ok", result.to_wire())
         except BaseException as exc:  # noqa: BLE001 - report everything to the worker, then go on
             reply = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
@@ -98,8 +99,10 @@ class RunPool:
         Torch threads per trainer.
     """
 
-    def __init__(self, state_root: str, max_parallel: int = 1, threads: int = 1):
+    def __init__(self, state_root: str, max_parallel: int = 1, threads: int = 1,
+                 log: Callable[[str], None] = lambda _line: None):
         self.state_root = str(state_root)
+        self.log = log  # where the trainers' progress lines go
         self.max_parallel = max_parallel
         self.threads = threads
         self._ctx = multiprocessing.get_context("spawn")  # no fork of an event loop or torch threads
@@ -158,12 +161,16 @@ class RunPool:
                     self._trainers.remove(trainer)
                 continue
             message = None
-            if trainer.conn.poll():
+            while message is None and trainer.conn.poll():
                 try:
                     message = trainer.conn.recv()
                 except (EOFError, OSError):
                     message = ("error", f"trainer process exited with code {trainer.process.exitcode}")
-            elif not trainer.process.is_alive():
+                if message[0] == "progress":
+                    if not trainer.cancelled:
+                        self.log(message[1])
+                    message = None
+            if message is None and not trainer.process.is_alive() and not trainer.conn.poll():
                 message = ("error", f"trainer process exited with code {trainer.process.exitcode} before it answered")
             if message is None:
                 continue

@@ -1,8 +1,15 @@
 """``memstream demo``: the whole loop on the bundled sample stream, on screen.
 
-An embedded broker starts, a worker process joins, the sample stream is published phase by
-phase, and a subscriber prints every drift alert and model-updated event as it arrives; at the
-end the model answers a few questions before (original base) and after (current version).
+An embedded broker starts, a worker process joins, the sample stream (a person's everyday memories
+and the facts they tell their assistant, in three phases) is published phase by phase, and the
+screen shows what happens as it happens: drift alerts with the words that moved, the progress of
+each consolidation while it computes, each ModelUpdated event. Each phase waits for the run it
+triggered. At the end the original base and the current version answer the person's questions —
+asked in other words than the memories used — side by side, with a tally over every question.
+
+The demo's settings are ``learner/data/demo.toml`` (beside the sample stream) (one consolidation per phase; small drift
+windows for a short stream); ``--config`` replaces them, ``--set`` goes on top, and the answers at
+the end use the same settings.
 """
 
 from __future__ import annotations
@@ -19,20 +26,41 @@ import click
 
 from memstream.cli.common import config_options, open_stream_config
 
-PROMPTS = ("Any tips for risotto?", "How should I handle flaky tests for the parser?", "When do I book the passport?")
-PHASES = (450, 400, 400)  # the sample stream's three phases (see learner/sample_data.py)
+def _demo_config() -> Path:
+    from learner.sample_data import sample_stream_path
+
+    return sample_stream_path().parent / "demo.toml"
+PROGRESS_WORDS = ("consolidating", "step ", "version ", "run ", "second attempt")
 
 
-def _answer(state: Path, profile: str, version: int | None, prompt: str) -> str:
-    from learner.config import LearnerConfig
-    from learner.generate import sample
-    from learner.online import load_model_at, version_config
-    from learner.registry import ModelRegistry
+def _state(profiles: Path, profile: str) -> dict:
+    try:
+        return json.loads((profiles / profile / "learner_state.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
-    registry = ModelRegistry.open(state, profile, LearnerConfig().model.base, writer=False)
-    model = load_model_at(registry, version, version_config(registry, version, LearnerConfig()))
-    text = sample(model, prompt, 90, 0.8, 40, 0).splitlines()[0] if prompt else ""
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+def _tail(path: Path, stop: threading.Event) -> None:
+    """Print the worker's progress lines (a consolidation's steps) while it computes."""
+    while not path.exists() and not stop.is_set():
+        time.sleep(0.2)
+    with open(path, errors="replace") as fh:
+        while not stop.is_set():
+            line = fh.readline()
+            if not line:
+                time.sleep(0.3)
+                continue
+            if any(word in line for word in PROGRESS_WORDS) and "model-updated" not in line:
+                click.echo("   | " + line.rstrip())
+
+
+def _wait(condition, what: str, worker: subprocess.Popen, log_path: Path) -> None:
+    """Wait for ``condition`` as long as the worker lives (a busy machine is slow, not broken)."""
+    while not condition():
+        if worker.poll() is not None:
+            raise click.ClickException(f"the worker exited with code {worker.returncode} while waiting for {what} "
+                                       f"(see {log_path})")
+        time.sleep(0.5)
 
 
 @click.command("demo")
@@ -41,32 +69,35 @@ def _answer(state: Path, profile: str, version: int | None, prompt: str) -> str:
 @click.option("--bootstrap", default=None, metavar="HOST:PORT", help="Use this broker instead of an embedded one.")
 @config_options
 def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides) -> None:
-    """Run broker, worker, a sample memory stream and its consolidations, and show what happens."""
+    """Run broker, worker, the sample memory stream and its consolidations, and show what the model learned."""
     import shutil
 
     from consumers.subscriber import Subscriber, describe_event
-    from learner.sample_data import sample_stream_path
+    from learner.sample_data import PHASES, sample_person, sample_stream_path
     from producers.producer import MemoryProducer
     from streams.broker import EmbeddedBroker, free_port
     from streams.topics import ensure_topics
 
+    config_file = config_file or _demo_config()
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
+    config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
+    _prepare_model(config)
     broker = None
     if bootstrap is None:
         broker = EmbeddedBroker(state_dir / "broker", free_port()).start()
         bootstrap = broker.bootstrap
         click.echo(f"== embedded Kafka-protocol broker (noida-db) listening on {bootstrap}")
-    config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
+        config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
     ensure_topics(config.kafka)
     profiles = state_dir / "profiles"
     log_path = state_dir / "worker.log"
     set_args = [a for o in overrides for a in ("--set", o)]
     worker = subprocess.Popen(
         [sys.executable, "-m", "memstream", "worker", "--state", str(profiles), "--bootstrap", bootstrap,
-         "--set", "worker.instance_id=memstream-demo", *set_args],
+         "--config", str(config_file), "--set", "worker.instance_id=memstream-demo", *set_args],
         stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    click.echo(f"== worker started (pid {worker.pid}, log {log_path})")
+    click.echo(f"== worker started (pid {worker.pid}, log {log_path}); base model {config.model.base}")
     updates: list[dict] = []
     stop = threading.Event()
 
@@ -78,27 +109,28 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
                     if kind == "model-updated":
                         updates.append(event)
 
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
+    threads = [threading.Thread(target=follow, daemon=True),
+               threading.Thread(target=_tail, args=(log_path, stop), daemon=True)]
+    for thread in threads:
+        thread.start()
     events = [json.loads(line) for line in sample_stream_path().read_text().splitlines()]
     profile = events[0]["profile"]
     try:
         with MemoryProducer(config.kafka) as producer:
-            start = 0
-            for number, size in enumerate(PHASES, start=1):
-                phase = events[start:start + size]
-                domains = sorted({e.get("meta", {}).get("domain", "?") for e in phase})
-                click.echo(f"\n== phase {number}: publishing {len(phase)} memory events ({', '.join(domains)})")
-                for i in range(0, len(phase), 50):
-                    producer.publish_many(phase[i:i + 50])
-                start += size
-                seen_before = len(updates)
-                _wait(lambda: len(updates) > seen_before or worker.poll() is not None, 900)
-                _wait(lambda: _events_seen(profiles, profile) >= start or worker.poll() is not None, 300)
-                click.echo(f"   the worker has taken in {_events_seen(profiles, profile)} of {start} events")
-        _wait(lambda: not _run_due(profiles, profile, updates) or worker.poll() is not None, 900)
-        if worker.poll() is not None:
-            raise click.ClickException(f"the worker exited with code {worker.returncode} (see {log_path})")
+            sent = 0
+            for number, domains in enumerate(PHASES):
+                phase = _phase(events, number)
+                facts = sum(1 for e in phase if e.get("meta", {}).get("fact"))
+                click.echo(f"\n== phase {number + 1}: publishing {len(phase)} memory events ({', '.join(domains)} "
+                           f"and {facts // 3} facts about the person, each as a conversation turn, an observation "
+                           "and a reflection)")
+                seen_updates = len(updates)
+                producer.publish_many(phase)
+                sent += len(phase)
+                _wait(lambda: _state(profiles, profile).get("events_seen", 0) >= sent, "the events", worker, log_path)
+                click.echo(f"   the worker has taken in {sent} events; waiting for the run they trigger")
+                _wait(lambda: len(updates) > seen_updates and not _state(profiles, profile).get("recent", {}).get("items"),
+                      "the phase's consolidation", worker, log_path)
     finally:
         stop.set()
         if worker.poll() is None:
@@ -109,38 +141,69 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
                 worker.kill()
         if broker is not None:
             broker.stop()
-    follower.join(timeout=5)
+    for thread in threads:
+        thread.join(timeout=5)
     accepted = [u for u in updates if u["accepted"]]
-    click.echo(f"\n== {len(updates)} consolidations, {len(accepted)} accepted; current version "
-               f"{accepted[-1]['version'] if accepted else None}")
-    if accepted:
-        click.echo("== what it learned: the untrained base vs the current version")
-        for prompt in PROMPTS:
-            click.echo(f"\n   Q: {prompt}")
-            click.echo(f"   original base: {_answer(profiles, profile, None, prompt)}")
-            click.echo(f"   current v{accepted[-1]['version']}:  "
-                       f"{_answer(profiles, profile, accepted[-1]['version'], prompt)}")
-    click.echo(f"\nEverything is in {state_dir}/: try `memstream registry list --state {profiles}`.")
+    current = accepted[-1]["version"] if accepted else None
+    click.echo(f"\n== {len(updates)} consolidations, {len(accepted)} accepted; current version {current}")
+    if current is not None:
+        _side_by_side(profiles, profile, current, config, sample_person())
+    click.echo(f"\nEverything is in {state_dir}/: try `memstream registry list --state {profiles}` or "
+               f"`memstream generate --state {profiles} --prompt \"Who is my sister?\"`.")
 
 
-def _events_seen(profiles: Path, profile: str) -> int:
-    try:
-        return json.loads((profiles / profile / "learner_state.json").read_text())["events_seen"]
-    except (OSError, ValueError, KeyError):
-        return 0
+def _phase(events: list[dict], number: int) -> list[dict]:
+    """The events of phase ``number`` (facts carry it in meta.domain, everyday memories by their domain)."""
+    from learner.sample_data import PHASES
+
+    def phase_of(event: dict) -> int:
+        domain = event.get("meta", {}).get("domain", "")
+        if domain.startswith("facts-"):
+            return int(domain.split("-")[1])
+        return next(i for i, domains in enumerate(PHASES) if domain in domains)
+
+    return [e for e in events if phase_of(e) == number]
 
 
-def _run_due(profiles: Path, profile: str, updates: list[dict]) -> bool:
-    """True while the worker still has a consolidation to do (a count it has not covered)."""
-    try:
-        state = json.loads((profiles / profile / "learner_state.json").read_text())
-    except (OSError, ValueError):
-        return True
-    sched = state["scheduler"]
-    return bool(sched["requested"]) or sched["new_examples"] >= sched["count"]
+def _prepare_model(config) -> None:
+    """Convert a GGUF base once, here, before the worker needs it (it says so when it does)."""
+    from learner.bases import cache_root, ensure_gguf_cache, resolve_base
+
+    resolved = resolve_base(config.model.base)
+    if resolved.kind == "gguf":
+        ensure_gguf_cache(resolved.path, cache_root(config.model.cache_dir),
+                          say=lambda m: click.echo(f"== {m}"))
 
 
-def _wait(condition, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.5)
+def _side_by_side(profiles: Path, profile: str, version: int, config, person) -> None:
+    """The original base and the current version answer the person's questions (greedy, as trained)."""
+    from learner.facts import recalled
+    from learner.generate import answer
+    from learner.registry import ModelRegistry
+    from learner.versions import checkout, load_model_at, version_config
+
+    registry = ModelRegistry.open(profiles, profile, config.model.base, writer=False)
+    live = load_model_at(registry, version, version_config(registry, version, config.learner_config()))
+    asked = [(f, q) for f in person.facts for q in f.questions]
+    questions = [q for _, q in asked]
+    trained = answer(live, questions, max_new_tokens=32)
+    checkout(live, registry, None)  # the same loaded model, back to the original base
+    base = answer(live, questions, max_new_tokens=32)
+    click.echo(f"== what it learned: the original base vs version {version}, asked in other words than the memories")
+    for phase in range(person.phases):
+        shown = [i for i, (f, _) in enumerate(asked) if f.phase == phase][:4:2]
+        for i in shown:
+            fact, question = asked[i]
+            click.echo(f"\n   Q: {question}   (phase {phase + 1}; the memories said: {fact.value})")
+            click.echo(f"   original base: {_line(base[i])}")
+            click.echo(f"   version {version}:     {_line(trained[i])}")
+    for name, answers in (("original base", base), (f"version {version}", trained)):
+        per_phase = [sum(recalled(f, a) for (f, _), a in zip(asked, answers) if f.phase == p) for p in range(person.phases)]
+        total = sum(per_phase)
+        per = ", ".join(f"phase {p + 1}: {n}/{2 * len(person.phase(p))}" for p, n in enumerate(per_phase))
+        click.echo(f"\n   {name}: {total} of {len(asked)} questions answered with the fact ({per})")
+
+
+def _line(text: str) -> str:
+    first = text.splitlines()[0] if text else ""
+    return "".join(c if c.isprintable() else "\ufffd" for c in first)[:160]

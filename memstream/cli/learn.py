@@ -13,7 +13,6 @@ import click
 from tqdm import tqdm
 
 from learner.events import MemoryEvent, read_jsonl
-from learner.online import OnlineLearner
 from memstream.cli.common import config_options, echo_json, open_config, state_option
 
 MAX_ERRORS_SHOWN = 20
@@ -54,7 +53,7 @@ class LearnSession:
         self.source = source
         self.save_every = save_every
         self.progress = progress
-        self.learners: dict[str, OnlineLearner] = {}
+        self.learners: dict = {}
         self.events = 0
         self.resumed_past = 0
         self.invalid: Counter[str] = Counter()
@@ -67,7 +66,9 @@ class LearnSession:
     def log(self, message: str) -> None:
         (self.progress.write if self.progress is not None else lambda m: click.echo(m, err=True))(message)
 
-    def learner(self, profile: str) -> OnlineLearner:
+    def learner(self, profile: str):
+        from learner.online import OnlineLearner  # torch and river load only when a command learns
+
         if profile not in self.learners:
             learner = OnlineLearner.open(self.state_dir, profile, self.config, log=self.log)
             learner.should_stop = self.should_stop
@@ -111,6 +112,11 @@ class LearnSession:
     def save_all(self) -> None:
         for learner in self.learners.values():
             learner.save_state()
+
+    def close(self) -> None:
+        """Release every profile's writer lock."""
+        for learner in self.learners.values():
+            learner.close()
 
     def finish(self, consolidate_at_end: bool) -> None:
         for learner in self.learners.values():
@@ -226,6 +232,7 @@ def learn_command(events: Path, state_dir: Path, config_file, overrides, as_json
             session.save_all()
             session.log(f"memstream: stopped by {signal.Signals(stop.signum).name}; state saved "
                         "(run again to go on where it stopped)")
+        session.close()
     summary = session.summary(time.perf_counter() - started)
     summary["stopped"] = stop.requested()
     echo_json(summary) if as_json else print_summary(summary)
