@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from learner.config import load_config
-from learner.sample_data import generate_stream, sample_stream_path
+from learner.sample_data import generate_stream
 
 TINY = [
     "model.base=memstream-byte",
@@ -30,11 +30,6 @@ def tiny_overrides() -> list[str]:
 @pytest.fixture
 def tiny_config():
     return load_config(overrides=TINY, environ={})
-
-
-@pytest.fixture(scope="session")
-def sample_events() -> list[dict]:
-    return [json.loads(line) for line in sample_stream_path().read_text().splitlines()]
 
 
 @pytest.fixture
@@ -58,8 +53,40 @@ def write_jsonl(path: Path, events: list[dict]) -> Path:
     return path
 
 
+def run_cli(*args: str, check: bool = True, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run the CLI's real entry point (``memstream.cli.main``: the same parsing, one-line errors and exit codes)
+    in this process, where a subprocess would prove nothing more: it saves a Python start and torch's import."""
+    import contextlib
+    import io
+
+    from memstream.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    saved_stdin = sys.stdin
+    os.environ.update(env or {})
+    debug = os.environ.pop("MEMSTREAM_DEBUG", None)
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # a command that sets its own exit code
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdin = saved_stdin
+        for key, value in saved_env.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        if debug is not None:
+            os.environ["MEMSTREAM_DEBUG"] = debug
+    result = subprocess.CompletedProcess(["memstream", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"memstream {' '.join(args)} failed ({code}):\n{result.stderr}")
+    return result
+
+
 def memstream(*args: str, check: bool = True, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess."""
+    """Run the real CLI in a subprocess (for what needs a process of its own: signals, kill -9, locks)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MEMSTREAM_DEBUG", None)
     result = subprocess.run([sys.executable, "-m", "memstream", *args], capture_output=True, text=True,

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import TINY, memstream, write_jsonl
+from tests.conftest import TINY, memstream, run_cli, write_jsonl
 
 
 def sets(overrides):
@@ -22,7 +22,7 @@ def learned(tmp_path, small_stream):
     """One `learn` run over 360 events with the tiny model."""
     events = write_jsonl(tmp_path / "events.jsonl", small_stream)
     state = tmp_path / "state"
-    out = memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY))
+    out = run_cli("learn", str(events), "--state", str(state), "--json", *sets(TINY))
     return events, state, json.loads(out.stdout)
 
 
@@ -34,16 +34,16 @@ def test_learn_makes_foundation_and_lora_versions_with_lineage(learned):
     assert all(isinstance(c["event_index"], int) for c in summary["consolidations"])
     assert summary["drift_alerts"] and all("event_index" in a and a["top_features"] for a in summary["drift_alerts"])
     assert summary["final_version"] == summary["profiles"]["alice"]["current_version"]
-    listing = memstream("registry", "list", "--state", str(state)).stdout
+    listing = run_cli("registry", "list", "--state", str(state)).stdout
     assert "foundation" in listing and f"* {'v' + str(summary['final_version']):>5}" in listing
-    registry = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    registry = json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)
     parents = [e["parent_version"] for e in registry["training_history"] if e["version"]]
     assert parents[0] is None and parents[1:] == [e["version"] for e in registry["training_history"] if e["version"]][:-1]
 
 
 def test_rerun_resumes_and_counts_nothing_twice(learned):
     events, state, first = learned
-    again = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    again = json.loads(run_cli("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
     assert again["events"] == 0 and again["skipped_already_learned"] == 360
     assert again["profiles"]["alice"]["events_seen"] == 360
 
@@ -51,15 +51,15 @@ def test_rerun_resumes_and_counts_nothing_twice(learned):
 def test_rollback_reset_show_generate_export(learned, tmp_path):
     _, state, summary = learned
     final = summary["final_version"]
-    shown = json.loads(memstream("registry", "show", "2", "--state", str(state), "--json").stdout)
+    shown = json.loads(run_cli("registry", "show", "2", "--state", str(state), "--json").stdout)
     assert shown["verified"] and "adapter_model.safetensors" in shown["files"]
-    memstream("registry", "rollback", "2", "--state", str(state))
-    assert json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)["current_version"] == 2
-    text = json.loads(memstream("generate", "--state", str(state), "--prompt", "Any tips for dal?", "--json",
+    run_cli("registry", "rollback", "2", "--state", str(state))
+    assert json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)["current_version"] == 2
+    text = json.loads(run_cli("generate", "--state", str(state), "--prompt", "Any tips for dal?", "--json",
                                 "--max-tokens", "20").stdout)
     assert text["version"] == 2 and isinstance(text["text"], str)
     out = tmp_path / "export"
-    memstream("export", str(out), "--state", str(state), "--version", str(final))
+    run_cli("export", str(out), "--state", str(state), "--version", str(final))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from learner.online import OnlineLearner
@@ -73,8 +73,8 @@ def test_rollback_reset_show_generate_export(learned, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(exported(input_ids=ids).logits, live.model(input_ids=ids).logits,
                                    rtol=1e-4, atol=1e-4)
-    memstream("registry", "reset", "--state", str(state))
-    assert json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)["current_version"] is None
+    run_cli("registry", "reset", "--state", str(state))
+    assert json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)["current_version"] is None
 
 
 def test_bad_lines_are_counted_and_skipped(tmp_path, small_stream):
@@ -85,7 +85,7 @@ def test_bad_lines_are_counted_and_skipped(tmp_path, small_stream):
     lines[9] = json.dumps({**small_stream[9], "profile": "../etc"}).encode()
     events = tmp_path / "e.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
-    result = memstream("learn", str(events), "--state", str(tmp_path / "s"), "--json", *sets(TINY))
+    result = run_cli("learn", str(events), "--state", str(tmp_path / "s"), "--json", *sets(TINY))
     summary = json.loads(result.stdout)
     assert summary["events"] == 26 and summary["invalid"] == 4
     assert "skipped line 4: not valid JSON" in result.stderr
@@ -106,9 +106,9 @@ def test_bad_lines_are_counted_and_skipped(tmp_path, small_stream):
 def test_errors_are_one_readable_line(tmp_path, small_stream, args, message):
     events = write_jsonl(tmp_path / "e.jsonl", small_stream[:3])
     (tmp_path / "s0" / "alice").mkdir(parents=True)
-    memstream("learn", str(events), "--state", str(tmp_path / "s0"))
+    run_cli("learn", str(events), "--state", str(tmp_path / "s0"))
     fill = {"tmp": str(tmp_path), "events": str(events)}
-    result = memstream(*[a.format(**fill) for a in args], check=False)
+    result = run_cli(*[a.format(**fill) for a in args], check=False)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("memstream: error:"), result.stderr
@@ -133,7 +133,7 @@ def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
         assert time.time() < deadline, "no LoRA consolidation started"
     time.sleep(1.0)  # inside the training loop
     # while it writes: readers work and change nothing; another writer is refused
-    listing = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    listing = json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)
     assert listing["current_version"] == 1
     refused = memstream("registry", "reset", "--state", str(state), check=False)
     assert refused.returncode == 2 and "is being written by another process (pid" in refused.stderr
@@ -143,12 +143,12 @@ def test_kill_during_consolidation_then_rerun(tmp_path, small_stream):
     assert proc.returncode == -signal.SIGKILL
     registry = json.loads((state / "alice" / "registry.json").read_text())
     assert registry["current_version"] == 1 and len(registry["training_history"]) == 1
-    summary = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    summary = json.loads(run_cli("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
     assert summary["profiles"]["alice"]["events_seen"] == len(small_stream)
-    registry = json.loads(memstream("registry", "list", "--state", str(state), "--json").stdout)
+    registry = json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)
     for entry in registry["training_history"]:
         if entry["version"] and not entry.get("pruned"):
-            memstream("registry", "show", str(entry["version"]), "--state", str(state))  # verifies sha256
+            run_cli("registry", "show", str(entry["version"]), "--state", str(state))  # verifies sha256
     assert registry["current_version"] > 1
 
 
@@ -158,23 +158,22 @@ def test_several_profiles_from_stdin_each_get_their_own_registry(tmp_path, small
         mixed.append({**e, "profile": "alice" if i % 2 else "bob", "id": f"{i}"})
     data = "".join(json.dumps(e) + "\n" for e in mixed)
     state = tmp_path / "state"
-    result = subprocess.run([sys.executable, "-m", "memstream", "learn", "-", "--state", str(state), "--json",
-                             *sets(TINY)], input=data, capture_output=True, text=True, timeout=600)
+    result = run_cli("learn", "-", "--state", str(state), "--json", *sets(TINY), stdin=data)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["profiles"]["alice"]["events_seen"] == summary["profiles"]["bob"]["events_seen"] == 120
     assert {c["profile"] for c in summary["consolidations"]} == {"alice", "bob"}
     assert "final_version" not in summary
-    ambiguous = memstream("registry", "list", "--state", str(state), check=False)
+    ambiguous = run_cli("registry", "list", "--state", str(state), check=False)
     assert ambiguous.returncode == 2 and "several profiles under" in ambiguous.stderr
-    bob = json.loads(memstream("registry", "list", "--state", str(state), "--profile", "bob", "--json").stdout)
+    bob = json.loads(run_cli("registry", "list", "--state", str(state), "--profile", "bob", "--json").stdout)
     assert bob["profile"] == "bob" and bob["current_version"] == 1
 
 
 def test_config_command_prints_every_setting(tmp_path):
-    out = memstream("config").stdout
+    out = run_cli("config").stdout
     assert "[ewc]" in out and "lam = 1000.0" in out and "# EWC strength" in out
-    effective = json.loads(memstream("config", "--effective", "--set", "ewc.lam=5",
+    effective = json.loads(run_cli("config", "--effective", "--set", "ewc.lam=5",
                                      env={"MEMSTREAM_TRAIN_EPOCHS": "7"}).stdout)
     assert effective["ewc"]["lam"] == 5.0 and effective["train"]["epochs"] == 7
 
@@ -201,7 +200,7 @@ def test_sigterm_during_consolidation_saves_state_and_writes_no_version(tmp_path
     assert registry["current_version"] == 1 and [e["status"] for e in registry["training_history"]] == ["accepted"]
     saved = json.loads((state / "alice" / "learner_state.json").read_text())
     assert saved["events_seen"] == seen and saved["recent"]["items"]  # the interrupted run's events wait
-    rest = json.loads(memstream("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
+    rest = json.loads(run_cli("learn", str(events), "--state", str(state), "--json", *sets(TINY)).stdout)
     assert rest["skipped_already_learned"] == seen
     assert rest["profiles"]["alice"]["events_seen"] == len(small_stream)
     assert rest["consolidations"][0]["mode"] == "lora" and rest["consolidations"][0]["accepted"]

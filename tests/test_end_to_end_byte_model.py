@@ -1,6 +1,7 @@
-"""The acceptance run: the default model on the bundled sample stream, through the real CLI.
+"""The byte model's acceptance run: 1,250 everyday memories in three phases, through the real CLI.
 
-It takes a few minutes on a 2-core CPU (marked slow; part of the default suite).
+It takes a few minutes on a 2-core CPU (marked slow; part of the default suite). The real chat
+model's own end-to-end test is tests/test_real_model.py.
 """
 
 import json
@@ -11,17 +12,24 @@ from learner.config import load_config
 from learner.encoding import mean_loss
 from learner.events import MemoryEvent
 from learner.online import OnlineLearner
-from learner.sample_data import PHASES, generate_stream, sample_stream_path
-from tests.conftest import memstream
+from learner.sample_data import PHASES, generate_stream
+from tests.conftest import memstream, write_jsonl
 
 pytestmark = pytest.mark.slow
+
+# The byte model with the training settings chosen for it (the defaults are the real chat model's:
+# 10 epochs of batch 8 at lr 3e-3 with base rehearsal, see docs/benchmarks.md)
+BYTE_SETTINGS = ["model.base=memstream-byte", "model.max_seq_len=192", "model.lora_r=16", "model.lora_alpha=32",
+                 "train.epochs=3", "train.batch_size=16", "train.lr=2e-3", "replay.base_rehearsal=0"]
+BYTE_MODEL = [f"--set={s}" for s in BYTE_SETTINGS]
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    state = tmp_path_factory.mktemp("default") / "state"
-    out = memstream("learn", str(sample_stream_path()), "--state", str(state), "--json", "--set",
-                    "model.base=memstream-byte", timeout=1800)
+    root = tmp_path_factory.mktemp("default")
+    state = root / "state"
+    stream = write_jsonl(root / "stream.jsonl", generate_stream())  # 1,250 events, phases at 450 and 850
+    out = memstream("learn", str(stream), "--state", str(state), "--json", *BYTE_MODEL, timeout=1800)
     return state, json.loads(out.stdout)
 
 
@@ -48,7 +56,7 @@ def test_early_domains_are_not_forgotten(default_run):
     state, summary = default_run
     held_out = [MemoryEvent.from_dict(e) for e in
                 generate_stream(n_per_phase=(120,), seed=12345, phases=[PHASES[0]], profile="alice")]
-    learner = OnlineLearner("alice", load_config(overrides=["model.base=memstream-byte"], environ={}), state)
+    learner = OnlineLearner("alice", load_config(overrides=BYTE_SETTINGS, environ={}), state)
     losses = {}
     for version in (1, learner.registry.current_version):
         live = learner.model_at(version)

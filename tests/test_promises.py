@@ -260,3 +260,19 @@ def test_importing_the_clients_loads_neither_torch_nor_river():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_reader_follows_versions_written_by_a_newer_memstream_with_more_settings():
+    """A hot reloader (or `generate`) older than the worker reads only the model settings it knows."""
+    from learner.versions import version_config
+
+    class Written:  # what registry.read_file returns for a version's run.json, written by a newer worker
+        def read_file(self, version, name):
+            assert (version, name) == (3, "run.json")
+            return json.dumps({"config": {"model": {"base": "memstream-byte", "lora_r": 4, "device": "cuda",
+                                                    "future_model_key": 1},
+                                          "scheduler": {"future_scheduler_key": 2}}}).encode()
+
+    local = load_config(overrides=["model.device=cpu"], environ={})
+    config = version_config(Written(), 3, local)
+    assert (config.model.base, config.model.lora_r, config.model.device) == ("memstream-byte", 4, "cpu")

@@ -1,6 +1,6 @@
 """Soak: a worker under a continuous stream with periodic consolidations; RSS and open files over time.
 
-``MEMSTREAM_FAULT_SOAK_S`` sets the length (CI: 300 s; ``./dev soak``: 3600 s). The first 40% is
+``MEMSTREAM_FAULT_SOAK_S`` sets the length (CI: 120 s; ``./dev soak``: 3600 s). The first 40% is
 warm-up (reservoirs fill, the first versions are written); after it, memory may not grow by more
 than ``max(40 MB, 10%)`` and open files by more than 8. ``MEMSTREAM_FAULT_REPORT`` names a JSON
 file for the samples (docs/reliability.md quotes one).
@@ -19,7 +19,7 @@ import pytest
 
 from tests.faults.helpers import rss_mb
 
-SOAK_S = float(os.environ.get("MEMSTREAM_FAULT_SOAK_S", "300"))
+SOAK_S = float(os.environ.get("MEMSTREAM_FAULT_SOAK_S", "120"))
 PROFILES = ["sa", "sb", "sc"]
 
 
