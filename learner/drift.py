@@ -60,12 +60,14 @@ Examples
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 from river import base
+from scipy.special import xlogy
 
 from learner.features import HashedWords
 
@@ -75,8 +77,8 @@ WARMING, MONITORING, DRIFTED = "warming", "monitoring", "drifted"
 
 
 class _Reference(NamedTuple):
-    log_q: np.ndarray  # log of the smoothed reference distribution
-    seen: np.ndarray  # the buckets the reference has counts in
+    log_q: np.ndarray  # log of the smoothed reference distribution (0 where the reference has no counts)
+    seen: np.ndarray  # 1.0 for the buckets the reference has counts in, else 0.0
     log_q_unseen: float  # log of the mass the other buckets share (the pooled "unseen" category)
     log_q_list: list[float]  # log_q for per-word lookups (a list indexes faster than an array)
 
@@ -189,7 +191,8 @@ class KLDriftDetector(base.DriftDetector):
         self._baseline_counts = np.zeros(self.n_buckets)
         self._baseline_events: list[dict[int, int]] = []
         self._window_events: deque[dict[int, int]] = deque()
-        self._window_list = [0.0] * self.n_buckets  # the window's counts (a list adds faster than an array)
+        # the window's counts: array.array adds one element as fast as a list, and numpy reads it without a copy
+        self._window_list = array("d", bytes(8 * self.n_buckets))
         self._ref: _Reference | None = None  # the baseline, ready for the divergence and surprise
         self._monitor = ScalarDriftMonitor(self.surprise, "surprise", seed=self.seed) if self.surprise else None
 
@@ -227,7 +230,7 @@ class KLDriftDetector(base.DriftDetector):
         self.threshold_ = self.threshold
         self.event_words_cap_ = None
         self._baseline_events = list(self._window_events)
-        self._baseline_counts = self._window_counts
+        self._baseline_counts = self._window_counts.copy()
         if self._monitor is not None:
             self._monitor.reset()
         if len(self._baseline_events) >= self.baseline_size:
@@ -249,7 +252,8 @@ class KLDriftDetector(base.DriftDetector):
 
     @property
     def _window_counts(self) -> np.ndarray:
-        return np.array(self._window_list)
+        """The window's counts as an array (a read-only view: copy before keeping it)."""
+        return np.frombuffer(self._window_list, dtype=np.float64)
 
     def _capped(self, counts: dict[int, int]) -> dict[int, int]:
         """An event's counts scaled down to ``event_words_cap_`` words (each bucket keeps at least one)."""
@@ -269,21 +273,24 @@ class KLDriftDetector(base.DriftDetector):
         seen = counts > 0
         q_unseen = float(q[~seen].sum())
         log_q = np.log(q)
-        return _Reference(log_q, seen, math.log(q_unseen) if q_unseen > 0 else -math.inf, log_q.tolist())
+        return _Reference(np.where(seen, log_q, 0.0), seen.astype(np.float64),
+                          math.log(q_unseen) if q_unseen > 0 else -math.inf, log_q.tolist())
 
     def _kl(self, window_counts: np.ndarray, reference_counts: np.ndarray | None = None) -> float:
         """KL(window || smoothed reference), the buckets the reference lacks pooled into one; the
-        reference is the baseline unless given."""
-        total = window_counts.sum()
+        reference is the baseline unless given. With w the window's counts (T in all), over the
+        buckets the reference has: Σ p·log(p/q) = (Σ w·log w − Σ w·log q)/T − log T · W/T."""
+        total = float(window_counts.sum())
         if total <= 0:
             return 0.0
         ref = self._ref if reference_counts is None else self._reference(reference_counts)
-        used = np.flatnonzero(window_counts)
-        p = window_counts[used] / total
-        seen = ref.seen[used]
-        divergence = float(np.dot(p[seen], np.log(p[seen]) - ref.log_q[used[seen]]))
-        p_unseen = float(p[~seen].sum())
-        if p_unseen > 0:
+        w = window_counts * ref.seen
+        in_seen = float(w.sum())
+        divergence = 0.0
+        if in_seen > 0:
+            divergence = (float(xlogy(w, w).sum()) - float(w @ ref.log_q)) / total - math.log(total) * in_seen / total
+        p_unseen = (total - in_seen) / total
+        if p_unseen > 1e-12:
             divergence += p_unseen * (math.log(p_unseen) - ref.log_q_unseen)
         return max(divergence, 0.0)
 
@@ -310,7 +317,7 @@ class KLDriftDetector(base.DriftDetector):
         self._ref = self._reference(self._baseline_counts)
         surprises = [self._surprise(c) for c in events if c]
         mean, std = (float(np.mean(surprises)), float(np.std(surprises))) if surprises else (0.0, 0.0)
-        self.surprise_cap_ = mean + 5 * std if surprises else float(-self._ref.log_q.min())
+        self.surprise_cap_ = mean + 5 * std if surprises else -min(self._ref.log_q_list)
         words = [sum(c.values()) for c in events]
         self.event_words_cap_ = max(1, int(np.ceil(np.mean(words) + 3 * np.std(words)))) if words else None
         self._baseline_events = []  # only the counts are needed from now on

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import Counter
 
 __all__ = ["HashedWords", "STOP_WORDS"]
 
@@ -59,9 +58,12 @@ class HashedWords:
     def __call__(self, text: str) -> dict[int, int]:
         """``{bucket: count}`` of the text's content words (empty for a text without any)."""
         words = _WORD.findall(text[: self.max_chars].lower())[: self.max_words]
-        counts = Counter(map(self._bucket.__getitem__, words))  # C loops; a new word goes through _Buckets
+        counts: dict[int, int] = {}
+        seen = counts.get
+        for bucket in map(self._bucket.__getitem__, words):  # a word not seen before goes through _Buckets
+            counts[bucket] = seen(bucket, 0) + 1
         counts.pop(-1, None)  # stop words
-        return dict(counts)
+        return counts
 
     def name(self, bucket: int) -> str:
         return self.names.get(int(bucket), f"#{int(bucket)}")
