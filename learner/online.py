@@ -46,7 +46,7 @@ from learner.registry import ModelRegistry
 from learner.replay import WeightedReservoirBuffer
 from learner.runs import Plan, RunResult
 from learner.state import STATE_FILE, LearnerState, read_newest_state, write_state
-from learner.versions import FOUNDATION, LORA, check_architecture, weight_file
+from learner.versions import FOUNDATION, LORA, check_architecture, history_entry, json_bytes, run_record, weight_file
 
 if TYPE_CHECKING:
     from learner.adapted import AdaptedModel
@@ -326,7 +326,7 @@ class OnlineLearner:
                 state.drift.rebase()  # the run that covered the new distribution was accepted
             if state.loss_monitor is not None:
                 state.loss_monitor.reset()  # a new version: the loss signal starts afresh
-        info = self._history_info(plan, result)
+        info = history_entry(self.registry, plan, result)
         state.seq += 1
         if result.accepted:
             version = self.registry.data["versioning"]["next_version"]
@@ -338,10 +338,10 @@ class OnlineLearner:
             result.sha256 = sha256_bytes(result.files[weights])
             self._queue_update(result)
             files = dict(result.files)
-            files["run.json"] = self._run_file(plan, info)
-            files["metrics.json"] = _json_bytes(result.metrics)
+            files["run.json"] = run_record(plan, info, self.profile, self.config.learner_config())
+            files["metrics.json"] = json_bytes(result.metrics)
             snapshot = state.snapshot()
-            files[STATE_FILE] = _json_bytes(snapshot, compact=True)
+            files[STATE_FILE] = json_bytes(snapshot, compact=True)
             committed = self.registry.commit_version(files, info)
             if committed != version:
                 raise RuntimeError(f"the registry committed version {committed}, expected {version}")
@@ -370,46 +370,6 @@ class OnlineLearner:
         if self.publish:
             event = {"v": 1, **result.report(), "action": "train"}
             self.state.outbox.add("model-updated", self.profile, event, f"{self.profile}/run/{result.run_id}")
-
-    def _history_info(self, plan: Plan, result: RunResult) -> dict[str, Any]:
-        base_version = self._base_version_for(plan)
-        return {
-            "run_id": plan.run_id,
-            "trigger": plan.trigger,
-            "mode": plan.mode,
-            "attempt": plan.attempt,
-            "lr_scale": plan.lr_scale,
-            "samples_trained": len(plan.train_events),
-            "samples_new": len(plan.new),
-            "samples_replay": len(plan.replay),
-            "parent_version": plan.parent_version,
-            "base_version": base_version,
-            "base_model_used": (f"version {base_version}" if base_version else self.registry.original_base_model),
-            "metrics": result.metrics,
-            "steps": result.steps,
-            "duration_s": result.duration_s,
-            "reason": result.reason,
-        }
-
-    def _run_file(self, plan: Plan, info: dict[str, Any]) -> bytes:
-        run = {
-            **{k: v for k, v in info.items() if k != "metrics"},
-            "profile": self.profile,
-            "seed": plan.seed,
-            "lr_scale": plan.lr_scale,
-            "clock": plan.clock,
-            "new_ids": [e.id for e in plan.new],
-            "replay_ids": [e.id for e in plan.replay],
-            "probe_ids": [e.id for e in plan.probe],
-            "config": self.config.learner_config().to_dict(),
-        }
-        return _json_bytes(run)
-
-    def _base_version_for(self, plan: Plan) -> int | None:
-        if plan.mode == FOUNDATION or plan.parent_version is None:
-            return None
-        parent = self.registry.entry(plan.parent_version)
-        return plan.parent_version if parent["mode"] == FOUNDATION else parent.get("base_version")
 
     def _checkpoint_failed(self, result: RunResult, before: dict[str, Any], exc: OSError) -> None:
         """Writing the run's result failed (disk full, read-only): memory goes back to what the disk
@@ -544,11 +504,3 @@ def action_event(registry: ModelRegistry, action: str, version: int | None) -> d
             "adapter_path": adapter_path, "sha256": sha, "trigger": "manual", "mode": entry.get("mode"),
             "samples_new": 0, "samples_replay": 0, "steps": 0, "duration_s": 0.0, "metrics": {}, "accepted": True,
             "status": "accepted", "reason": f"{action} to {'v' + str(version) if version else 'the original base'}"}
-
-
-def _json_bytes(data: Any, compact: bool = False) -> bytes:
-    import json
-
-    if compact:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")

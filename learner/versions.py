@@ -24,9 +24,11 @@ from learner.registry import ModelRegistry
 if TYPE_CHECKING:
     from learner.adapted import AdaptedModel
     from learner.ewc import EWC
+    from learner.runs import Plan, RunResult
 
 __all__ = ["ARCHITECTURE_KEYS", "FOUNDATION", "LORA", "adapter_files", "check_architecture", "checkout",
-           "ewc_from_bytes", "load_ewc", "load_model_at", "version_config", "weight_file"]
+           "ewc_from_bytes", "history_entry", "json_bytes", "load_ewc", "load_model_at", "run_record", "version_config",
+           "weight_file"]
 
 FOUNDATION, LORA = "foundation", "lora"
 #: model settings that change the shape of the weights: a version can only be loaded with its own
@@ -159,3 +161,61 @@ def adapter_files(live: "AdaptedModel", mode: str, ewc: "EWC") -> dict[str, byte
         if ewc.fisher:
             files["ewc.safetensors"] = save(ewc.state_tensors(), metadata=ewc.state_metadata())
     return files
+
+
+# -- what a run leaves in the registry -------------------------------------------------------------
+def history_entry(registry: ModelRegistry, plan: "Plan", result: "RunResult") -> dict[str, Any]:
+    """The registry's ``training_history`` entry of a finished run (accepted or not)."""
+    base_version = base_version_for(registry, plan)
+    return {
+        "run_id": plan.run_id,
+        "trigger": plan.trigger,
+        "mode": plan.mode,
+        "attempt": plan.attempt,
+        "lr_scale": plan.lr_scale,
+        "samples_trained": len(plan.train_events),
+        "samples_new": len(plan.new),
+        "samples_replay": len(plan.replay),
+        "parent_version": plan.parent_version,
+        "base_version": base_version,
+        "base_model_used": (f"version {base_version}" if base_version else registry.original_base_model),
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "duration_s": result.duration_s,
+        "reason": result.reason,
+    }
+
+
+def run_record(plan: "Plan", entry: dict[str, Any], profile: str, config: LearnerConfig) -> bytes:
+    """A version's ``run.json``: its history entry, the events it saw (ids) and the config it was trained with."""
+    run = {
+        **{k: v for k, v in entry.items() if k != "metrics"},
+        "profile": profile,
+        "seed": plan.seed,
+        "lr_scale": plan.lr_scale,
+        "clock": plan.clock,
+        "new_ids": [e.id for e in plan.new],
+        "replay_ids": [e.id for e in plan.replay],
+        "probe_ids": [e.id for e in plan.probe],
+        "config": config.to_dict(),
+    }
+    return json_bytes(run)
+
+
+def base_version_for(registry: ModelRegistry, plan: "Plan") -> int | None:
+    """The foundation version a LoRA run's adapter sits on (None: the original base)."""
+    if plan.mode == FOUNDATION or plan.parent_version is None:
+        return None
+    parent = registry.entry(plan.parent_version)
+    return plan.parent_version if parent["mode"] == FOUNDATION else parent.get("base_version")
+
+
+def json_bytes(data: Any, compact: bool = False) -> bytes:
+    """JSON as written into a version (indented, sorted) or a state file (``compact``).
+
+    >>> json_bytes({"b": 1, "a": [1, 2]}, compact=True)
+    b'{"b":1,"a":[1,2]}'
+    """
+    if compact:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")

@@ -19,6 +19,7 @@ TINY = [
     "model.lora_r=4", "train.batch_size=16", "train.foundation_epochs=2", "train.epochs=1",
     "train.probe_size=16", "train.foundation_min_events=50", "ewc.fisher_samples=8", "scheduler.count=100", "scheduler.interval_s=1e12",
     "drift.window=60", "drift.baseline_size=120", "drift.n_bootstrap=50",
+    "scheduler.after_drift=0",  # a drift run as soon as min_examples allow (the after-drift wait has its own test)
 ]
 
 
