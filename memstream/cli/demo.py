@@ -40,6 +40,14 @@ def _state(profiles: Path, profile: str) -> dict:
         return {}
 
 
+def _runs(profiles: Path, profile: str) -> list[dict]:
+    """The profile's finished runs, from its registry (accepted or not)."""
+    try:
+        return json.loads((profiles / profile / "registry.json").read_text()).get("training_history", [])
+    except (OSError, ValueError):
+        return []
+
+
 def _tail(path: Path, stop: threading.Event) -> None:
     """Print the worker's progress lines (a consolidation's steps) while it computes."""
     while not path.exists() and not stop.is_set():
@@ -124,12 +132,14 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
                 click.echo(f"\n== phase {number + 1}: publishing {len(phase)} memory events ({', '.join(domains)} "
                            f"and {facts // 3} facts about the person, each as a conversation turn, an observation "
                            "and a reflection)")
-                seen_updates = len(updates)
+                runs_before = len(_runs(profiles, profile))
                 producer.publish_many(phase)
                 sent += len(phase)
                 _wait(lambda: _state(profiles, profile).get("events_seen", 0) >= sent, "the events", worker, log_path)
                 click.echo(f"   the worker has taken in {sent} events; waiting for the run they trigger")
-                _wait(lambda: len(updates) > seen_updates and not _state(profiles, profile).get("recent", {}).get("items"),
+                # the registry, not the model-updated topic, says when a run is done: it is on this disk
+                _wait(lambda: len(_runs(profiles, profile)) > runs_before
+                      and not _state(profiles, profile).get("recent", {}).get("items"),
                       "the phase's consolidation", worker, log_path)
     finally:
         stop.set()
@@ -143,9 +153,11 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
             broker.stop()
     for thread in threads:
         thread.join(timeout=5)
-    accepted = [u for u in updates if u["accepted"]]
+    history = _runs(profiles, profile)
+    accepted = [run for run in history if run.get("status") == "accepted"]
     current = accepted[-1]["version"] if accepted else None
-    click.echo(f"\n== {len(updates)} consolidations, {len(accepted)} accepted; current version {current}")
+    click.echo(f"\n== {len(history)} consolidations, {len(accepted)} accepted; current version {current}; "
+               f"{len(updates)} model-updated events received")
     if current is not None:
         _side_by_side(profiles, profile, current, config, sample_person())
     click.echo(f"\nEverything is in {state_dir}/: try `memstream registry list --state {profiles}` or "
