@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field, fields
@@ -124,8 +125,9 @@ class RunResult:
                    samples_replay=len(plan.replay), attempt=plan.attempt, **values)
 
     def report(self) -> dict[str, Any]:
-        """The plain fields (no file bytes): what logs, summaries and ModelUpdated events show."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "files"}
+        """The plain fields (no file bytes): what logs, summaries and ModelUpdated events show. A
+        measure that has no value (a NaN: no probe yet) is None, so every subscriber can decode it."""
+        out = {f.name: _finite(getattr(self, f.name)) for f in fields(self) if f.name != "files"}
         out["accepted"] = self.accepted
         return out
 
@@ -136,3 +138,18 @@ class RunResult:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "RunResult":
         return cls(**data)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (in dicts and lists too) replaced by None.
+
+    >>> _finite({"loss": float("nan"), "steps": [1.5, float("inf")]})
+    {'loss': None, 'steps': [1.5, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

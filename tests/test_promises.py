@@ -276,3 +276,18 @@ def test_a_reader_follows_versions_written_by_a_newer_memstream_with_more_settin
     local = load_config(overrides=["model.device=cpu"], environ={})
     config = version_config(Written(), 3, local)
     assert (config.model.base, config.model.lora_r, config.model.device) == ("memstream-byte", 4, "cpu")
+
+
+def test_a_run_without_a_probe_publishes_an_event_every_subscriber_can_decode():
+    """A first run has no probe (its loss is NaN); the model-updated event must still decode."""
+    import math
+
+    from learner.runs import RunResult
+    from streams.codec import EventCodec
+
+    result = RunResult(run_id="r", profile="ann", trigger="count", mode="lora", status="accepted", reason="first",
+                       parent_version=None,
+                       metrics={"loss_probe_before": math.nan, "loss_probe_origin": math.nan, "loss_new_after": 0.2})
+    codec = EventCodec()
+    event = codec.decode_map(codec.encode({"v": 1, **result.report(), "action": "train"}))
+    assert event["metrics"]["loss_probe_before"] is None and event["metrics"]["loss_new_after"] == 0.2
