@@ -219,7 +219,7 @@ def drift_command(events_file: Path | None, detectors: str, seeds: str, n_before
             results = run_drift(events, config.drift, names, seed_list, n_before, n_after, stationary_len, ramp,
                                 recur_len, progress=bar.update)
         if "memstream" in names:  # what detection adds to learn_one, on the same events shuffled
-            mixed = random.Random(seed_list[0]).sample(events, min(len(events), 4000))
+            mixed = random.Random(seed_list[0]).sample(events, min(len(events), 4000 + config.drift.baseline_size))
             results["ingest_cost"] = ingest_cost(mixed, [*overrides, "model.base=memstream-byte"])
             results["checks"]["drift_us_per_event"] = round(results["ingest_cost"]["drift_us_per_event"], 1)
             results["checks"]["ingest_cost_ok"] = (results["ingest_cost"]["drift_us_per_event"]
