@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -155,7 +156,7 @@ def run_consolidation(
     train_cfg = cfg.train
     encoder, pad = live.encoder, live.tokenizer.pad_id
     device = live.device
-    autocast = live.autocast() if train_cfg.autocast else None
+    autocast = live.autocast() if train_cfg.autocast else nullcontext  # a context factory either way
     train_examples = [encoder.encode(e) for e in plan.train_events]
     probe_examples = [encoder.encode(e) for e in plan.probe]
     new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
@@ -211,10 +212,7 @@ def run_consolidation(
                 group["lr"] = lr_at(step, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
             batch = collate([train_examples[i] for i in indices], pad)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if autocast is not None:
-                with autocast():
-                    loss = lm_loss(model, batch)
-            else:
+            with autocast():
                 loss = lm_loss(model, batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
                 drawn = rehearsal_rng.sample(rehearsal.pool, min(per_step, len(rehearsal.pool)))
@@ -222,10 +220,7 @@ def run_consolidation(
                 base_batch["target_ids"] = torch.cat([ex["target_ids"] for ex in drawn])
                 base_batch["target_logp"] = torch.cat([ex["target_logp"] for ex in drawn])
                 base_batch = {k: v.to(device, non_blocking=True) for k, v in base_batch.items()}
-                if autocast is not None:
-                    with autocast():
-                        kl = distill_loss(model, base_batch)
-                else:
+                with autocast():
                     kl = distill_loss(model, base_batch)
                 loss = loss + cfg.replay.rehearsal_weight * kl
             if failpoint("train.step", plan.run_id) == "nan":

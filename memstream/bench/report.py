@@ -46,6 +46,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def _targets(acceptance: dict, title: str) -> list[str]:
+    """A benchmark's targets as Markdown lines: each check, its value, its target and whether it was met."""
+    rows = [[k, v, acceptance["targets"].get(k, "-"), acceptance["met"].get(k)]
+            for k, v in acceptance["values"].items()]
+    return [title, "", markdown_table(["check", "value", "target", "met"], rows), ""]
+
+
 def write_outputs(results: dict, json_out: Path | None, markdown_out: Path | None, markdown: str) -> None:
     """Write the JSON and Markdown files that were asked for (atomically)."""
     if json_out is not None:
@@ -76,10 +83,7 @@ def forgetting_markdown(results: dict, plots: list[Path], command: str) -> str:
         f"LoRA steps per stage (batch {setup['batch_size']}) after a {setup['foundation_steps']}-step foundation.",
         "Forgetting and BWT: lower forgetting / higher BWT is better. ± is the standard deviation over seeds.", "",
         markdown_table(FORGETTING_HEADERS, forgetting_rows(results)), "",
-        "Targets (replay+ewc vs naive and joint):", "",
-        markdown_table(["check", "value", "target", "met"],
-                       [[k, v, acc["targets"].get(k, "-"), acc["met"].get(k)] for k, v in acc["values"].items()]),
-        "",
+        *_targets(acc, "Targets (replay+ewc vs naive and joint):"),
     ]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines)
@@ -159,10 +163,7 @@ def recall_markdown(results: dict, plots: list[Path], command: str) -> str:
         + ", ".join(f"{x:.0%}" for x in setup["base_recall"]) + " of each phase. General-text loss of the base: "
         f"{setup['base_general_loss']:.3f} nats/token on {setup['general_events']} held-out public-stream events.",
         "", markdown_table(RECALL_HEADERS, recall_rows(results)), "",
-        f"Targets ({acc['judged']}):", "",
-        markdown_table(["check", "value", "target", "met"],
-                       [[k, v, acc["targets"].get(k, "-"), acc["met"].get(k)] for k, v in acc["values"].items()]),
-        "",
+        *_targets(acc, f"Targets ({acc['judged']}):"),
     ]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines)
