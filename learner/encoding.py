@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,10 +300,7 @@ def mean_loss(model: nn.Module, examples: list[dict[str, torch.Tensor]], pad_id:
             batch = collate([examples[i] for i in indices], pad_id)
             if device is not None:
                 batch = {k: v.to(device) for k, v in batch.items()}
-            if autocast is not None:
-                with autocast():
-                    summed, n = loss_sums(model, batch)
-            else:
+            with (autocast or nullcontext)():
                 summed, n = loss_sums(model, batch)
             if n:
                 total += float(summed)  # a device-to-host sync, once per evaluation batch
