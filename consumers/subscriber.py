@@ -150,12 +150,21 @@ def describe_event(kind: str, event: dict[str, Any]) -> str:
                 f"{event.get('samples_replay')} replay, {event.get('duration_s')} s: {event.get('reason')}")
     if kind in ("drift-alerts", "drift"):
         top = "; top: " + ", ".join(
-            f"{f.get('feature')} {f.get('direction', '')} {f.get('baseline_p', 0):.3f}->{f.get('window_p', 0):.3f}"
+            f"{f.get('feature')} {f.get('direction', '')} {format_measure(f.get('baseline_p'))}->{format_measure(f.get('window_p'))}"
             for f in (event.get("top_features") or [])[:3]) if event.get("top_features") else ""
         return (f"drift-alert {event.get('profile')}: {event.get('detector')} divergence "
-                f"{event.get('divergence', 0):.3f} > {event.get('threshold', 0):.3f}{top}; "
+                f"{format_measure(event.get('divergence'))} > {format_measure(event.get('threshold'))}{top}; "
                 f"action: {event.get('action')}")
     if kind == "dead-letters":
         return (f"dead-letter {event.get('topic')}[{event.get('partition')}]@{event.get('offset')}: "
                 f"{event.get('reason')}")
     return f"{kind}: {event}"
+
+
+def format_measure(value: Any) -> str:
+    """A measure with three decimals, or ``n/a`` where the event carries none.
+
+    >>> format_measure(0.5), format_measure(None)
+    ('0.500', 'n/a')
+    """
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"

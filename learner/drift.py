@@ -366,8 +366,9 @@ class KLDriftDetector(base.DriftDetector):
         p = window / max(window.sum(), 1e-12)
         q = self._distribution(self._baseline_counts)
         contribution = np.where(p > 0, p * np.log(np.maximum(p, 1e-300) / q), 0.0)
-        rose = [b for b in np.argsort(-contribution)[: self.top_k] if p[b] > q[b]]
-        fell = [b for b in np.argsort(p - q)[: self.top_k] if p[b] < q[b]]
+        # stable sorts: equal contributions keep bucket order, the same on every CPU and numpy build
+        rose = [b for b in np.argsort(-contribution, kind="stable")[: self.top_k] if p[b] > q[b]]
+        fell = [b for b in np.argsort(p - q, kind="stable")[: self.top_k] if p[b] < q[b]]
         out = []
         for direction, buckets in (("rose", rose), ("fell", fell)):
             for b in buckets:

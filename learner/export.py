@@ -21,7 +21,7 @@ from typing import Any
 
 from learner.adapted import AdaptedModel
 from learner.bases import resolve_base
-from learner.storage import fsync_dir, sha256_file
+from learner.storage import fsync_dir, give_default_mode, sha256_file
 
 __all__ = ["ExportError", "GGUF_QUANTS", "export_gguf", "export_merged"]
 
@@ -55,6 +55,7 @@ def export_merged(live: AdaptedModel, out: str | Path, lineage: dict[str, Any]) 
         for file in tmp.iterdir():
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
+        give_default_mode(tmp)
         if out.exists():
             out.rmdir()
         os.rename(tmp, out)
@@ -190,6 +191,7 @@ def export_gguf(live: AdaptedModel, out: str | Path, lineage: dict[str, Any], qu
         writer.close()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        give_default_mode(Path(tmp))
         os.replace(tmp, out)
         fsync_dir(out.parent)
     except BaseException:

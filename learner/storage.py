@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "fsync_dir",
+    "give_default_mode",
     "read_json",
     "sha256_bytes",
     "sha256_file",
@@ -43,6 +44,34 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_default_mode(path: Path) -> None:
+    """Give ``path`` (and, for a directory, everything in it) the mode a plain ``open`` or ``mkdir``
+    would have: 0666 / 0777 less the umask. Temp files and folders are created 0600 / 0700, so a
+    file published by rename would otherwise stay unreadable to a server running as another user.
+
+    >>> import tempfile, pathlib, stat
+    >>> f = pathlib.Path(tempfile.mkstemp()[1])
+    >>> give_default_mode(f)
+    >>> stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_umask()
+    True
+    """
+    mask = _umask()
+    path = Path(path)
+    if path.is_dir():
+        for child in path.rglob("*"):
+            os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~mask)
+        os.chmod(path, 0o777 & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -8,7 +8,9 @@ later run); every test here shares one loaded trainer.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from learner.events import MemoryEvent
 from learner.model import HFTokenizer
 from learner.online import OnlineLearner
 from learner.trainer import shared_trainer
+from tests.conftest import run_cli
 
 FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
              "ewc.fisher_samples=4", "scheduler.count=100000", "drift.enabled=false"]
@@ -218,6 +221,10 @@ def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, t
     live = load_model_at(ModelRegistry.open(state, "ann", "", writer=False), 1, cfg)
     export_merged(live, tmp_path / "merged", {"profile": "ann", "version": 1})
     export_gguf(live, tmp_path / "ann-v1.f16.gguf", {"profile": "ann", "version": 1}, quant="f16")
+    readable = 0o666 & ~_umask()
+    assert stat.S_IMODE((tmp_path / "ann-v1.f16.gguf").stat().st_mode) == readable  # a server of another user reads it
+    assert stat.S_IMODE((tmp_path / "merged").stat().st_mode) == 0o777 & ~_umask()
+    assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "merged").iterdir()} == {readable}
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", local_files_only=True)
     from_gguf = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf", dtype=torch.float32)
     ids = torch.tensor([live.encoder.prompt_ids("Who is my sister?")])
@@ -229,3 +236,25 @@ def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, t
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf")
     assert tokenizer.chat_template and tokenizer.encode("Who is my sister?") == live.tokenizer.encode("Who is my sister?")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_learn_prints_its_summary_for_a_first_run_that_has_no_probe(tmp_path):
+    """A first run on a pretrained base has no old memories to probe: the summary says what it did."""
+    events = tmp_path / "ev.jsonl"
+    events.write_text("".join(json.dumps({"profile": "g", "kind": "conversation", "ts": 1_700_000_000 + i,
+                                          "prompt": f"What is on shelf {i}?",
+                                          "response": f"Shelf {i} holds the blue jars of quince jam."}) + "\n"
+                              for i in range(24)))
+    out = run_cli("learn", str(events), "--state", str(tmp_path / "s"), "--consolidate-at-end",
+                  *[a for o in FEW_STEPS for a in ("--set", o)])
+    lines = out.stdout.splitlines()
+    assert "events learned: 24" in lines and "consolidations: 1 (1 accepted, 0 rejected)" in lines, out.stdout
+    run_line = next(line for line in lines if line.startswith("  [g] end of input: lora (manual) -> v1, accepted"))
+    assert "new memories" in run_line and "base text loss" in run_line and "probe loss" not in run_line
+    assert lines[-1].startswith("took ")

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from consumers.subscriber import format_measure
 from learner.events import MemoryEvent, read_jsonl
 from memstream.cli.common import config_options, echo_json, open_config, state_option
 
@@ -149,6 +150,41 @@ class LearnSession:
         return out
 
 
+def _loss_change(metrics: dict[str, Any], what: str, label: str) -> str:
+    """``", LABEL a -> b"`` when the run measured both losses, else nothing (a first run has no probe).
+
+    >>> _loss_change({"loss_probe_before": 2.5, "loss_probe_after": 2.25}, "probe", "probe loss")
+    ', probe loss 2.500 -> 2.250'
+    >>> _loss_change({"loss_probe_before": None, "loss_probe_after": None}, "probe", "probe loss")
+    ''
+    """
+    before, after = metrics.get(f"loss_{what}_before"), metrics.get(f"loss_{what}_after")
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return ""
+    return f", {label} {before:.3f} -> {after:.3f}"
+
+
+def describe_run(run: dict[str, Any]) -> str:
+    """One summary line for a run's report, whatever its outcome and whichever measures it has.
+
+    >>> describe_run({"profile": "g", "event_index": None, "version": None, "mode": "lora", "trigger": "manual",
+    ...               "outcome": "aborted", "reason": "non-finite loss", "duration_s": None, "metrics": {}})
+    '  [g] end of input: lora (manual) -> no version, aborted (non-finite loss)'
+    >>> describe_run({"profile": "g", "event_index": 23, "version": 1, "mode": "lora", "trigger": "count",
+    ...               "outcome": "accepted", "accepted": True, "reason": "ok", "duration_s": 4.25,
+    ...               "metrics": {"loss_new_before": 5.0, "loss_new_after": 0.5, "loss_probe_before": None}})
+    '  [g] event 23: lora (count) -> v1, accepted, new memories 5.000 -> 0.500, 4.2s'
+    """
+    where = f"event {run['event_index']}" if run.get("event_index") is not None else "end of input"
+    version = f"v{run['version']}" if run.get("version") else "no version"
+    metrics = run.get("metrics") or {}
+    measures = (_loss_change(metrics, "new", "new memories") + _loss_change(metrics, "probe", "probe loss")
+                + _loss_change(metrics, "base", "base text loss"))
+    outcome = run["outcome"] if run.get("accepted") or not run.get("reason") else f"{run['outcome']} ({run['reason']})"
+    seconds = f", {run['duration_s']:.1f}s" if isinstance(run.get("duration_s"), (int, float)) else ""
+    return f"  [{run['profile']}] {where}: {run['mode']} ({run['trigger']}) -> {version}, {outcome}{measures}{seconds}"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     click.echo(f"events learned: {summary['events']}"
                + (f" (skipped {summary['skipped_already_learned']} already learned)"
@@ -161,18 +197,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     click.echo(f"consolidations: {len(summary['consolidations'])} "
                f"({summary['accepted']} accepted, {summary['rejected']} rejected)")
     for c in summary["consolidations"]:
-        where = f"event {c['event_index']}" if c["event_index"] is not None else "end of input"
-        version = f"v{c['version']}" if c["version"] else "no version"
-        m = c["metrics"]
-        probe = (f", probe loss {m['loss_probe_before']:.3f} -> {m['loss_probe_after']:.3f}"
-                 if "loss_probe_before" in m else "")
-        click.echo(f"  [{c['profile']}] {where}: {c['mode']} ({c['trigger']}) -> {version}, "
-                   f"{c['outcome']}{probe}, {c['duration_s']:.1f}s")
+        click.echo(describe_run(c))
     click.echo(f"drift alerts: {len(summary['drift_alerts'])}")
     for a in summary["drift_alerts"]:
-        rose = [f["feature"] for f in a["top_features"] if f["direction"] == "rose"][:4]
-        click.echo(f"  [{a['profile']}] event {a['event_index']}: KL {a['divergence']:.3f} > "
-                   f"{a['threshold']:.3f}; rose: {', '.join(rose)}")
+        rose = [f["feature"] for f in a.get("top_features") or [] if f.get("direction") == "rose"][:4]
+        click.echo(f"  [{a['profile']}] event {a['event_index']}: {a.get('detector', 'drift')} "
+                   f"{format_measure(a.get('divergence'))} > {format_measure(a.get('threshold'))}; rose: {', '.join(rose) or '-'}")
     for profile, p in summary["profiles"].items():
         click.echo(f"profile {profile}: {p['events_seen']} events seen, current version {p['current_version']}")
     click.echo(f"took {summary['seconds']:.1f}s")
