@@ -54,7 +54,7 @@ Examples
 >>> fired
 [(309, 'kl')]
 >>> [(f["feature"], f["direction"]) for f in det.last_report.top_features[:2]]
-[('pass', 'rose'), ('hut', 'rose')]
+[('hut', 'rose'), ('pass', 'rose')]
 """
 
 from __future__ import annotations
@@ -366,9 +366,11 @@ class KLDriftDetector(base.DriftDetector):
         p = window / max(window.sum(), 1e-12)
         q = self._distribution(self._baseline_counts)
         contribution = np.where(p > 0, p * np.log(np.maximum(p, 1e-300) / q), 0.0)
-        # stable sorts: equal contributions keep bucket order, the same on every CPU and numpy build
-        rose = [b for b in np.argsort(-contribution, kind="stable")[: self.top_k] if p[b] > q[b]]
-        fell = [b for b in np.argsort(p - q, kind="stable")[: self.top_k] if p[b] < q[b]]
+        # equal contributions (words that always come together) are ordered by name: a total order,
+        # the same on every CPU and numpy build (argsort's default sort is not stable)
+        name = self.features.name
+        rose = sorted(np.flatnonzero(p > q), key=lambda b: (-contribution[b], name(b)))[: self.top_k]
+        fell = sorted(np.flatnonzero(p < q), key=lambda b: (p[b] - q[b], name(b)))[: self.top_k]
         out = []
         for direction, buckets in (("rose", rose), ("fell", fell)):
             for b in buckets:
