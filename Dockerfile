@@ -4,6 +4,7 @@ WORKDIR /app
 # torch first, CPU build, exactly pinned (a looser pin pulls a multi-GB CUDA build)
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
+COPY contracts ./contracts
 COPY learner ./learner
 COPY streams ./streams
 COPY producers ./producers

@@ -48,8 +48,8 @@ class AdapterHotReloader:
     def __init__(self, state_dir: str | Path, profile: str, config=None,
                  on_swap: Callable[[int | None, Any], None] | None = None):
         from learner.config import LearnerConfig
-        from learner.events import validate_profile
-        from learner.replay import SeenIds
+        from contracts.events import validate_profile
+        from learner.memory.replay import SeenIds
 
         self.state_dir = Path(state_dir)
         self.profile = validate_profile(profile)
@@ -93,16 +93,16 @@ class AdapterHotReloader:
 
     def _swap(self, version: int | None, event: dict[str, Any]) -> None:
         from learner.config import ConfigError
-        from learner.registry import ModelRegistry, RegistryError
-        from learner.storage import CorruptStateError
-        from learner.versions import checkout, version_config
+        from learner.store.registry import ModelRegistry, RegistryError
+        from learner.store.storage import CorruptStateError
+        from learner.store.versions import checkout, version_config
 
         if version is not None:
             self._check_file(version, event)
         try:
             registry = ModelRegistry.open(self.state_dir, self.profile, "", writer=False)
             if self.live is None:
-                from learner.adapted import AdaptedModel
+                from learner.model.adapted import AdaptedModel
 
                 trained = version if version is not None else (registry.kept_versions() or [None])[-1]
                 config = version_config(registry, trained, self.config)
@@ -129,7 +129,7 @@ class AdapterHotReloader:
 
     def answer(self, prompts: list[str], **kwargs: Any) -> list[str]:
         """The served version's answers (asked in the format it was trained in)."""
-        from learner.generate import answer
+        from learner.model.generation import answer
 
         if self.live is None:
             raise RuntimeError(f"no version of {self.profile!r} is loaded yet")

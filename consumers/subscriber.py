@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator
 
-from streams.codec import DecodeError, EventCodec
-from streams.topics import BrokerUnavailable, Topics
+from contracts.codec import DecodeError, EventCodec
+from contracts.topics import BrokerUnavailable, Topics
 
 __all__ = ["Subscriber", "ModelUpdateSubscriber", "DriftAlertSubscriber", "DeadLetterSubscriber",
            "describe_event"]

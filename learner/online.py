@@ -5,11 +5,11 @@ A thin facade over one profile's pieces::
     learn_one(event) → state (reservoir, recent, drift, scheduler) → (auto) consolidate()
     consolidate()    → plan → trainer (train + gate) → finish_run: commit a version or record why not
 
-- :mod:`learner.state` — what the learner keeps between events, and its files;
-- :mod:`learner.trainer` — the loaded base model the runs train on (shared by every profile of
+- :mod:`learner.memory.state` — what the learner keeps between events, and its files;
+- :mod:`learner.training.trainer` — the loaded base model the runs train on (shared by every profile of
   the process);
-- :mod:`learner.runs` — a run's plan and its one result type;
-- :mod:`learner.versions` and :mod:`learner.registry` — versions on disk.
+- :mod:`learner.training.plan` — a run's plan and its one result type;
+- :mod:`learner.store.versions` and :mod:`learner.store.registry` — versions on disk.
 
 With ``publish=True`` (the stream worker) what must be published — a ModelUpdated event for every
 run, drift alerts, rollbacks and resets — goes into the state's outbox, written with the state,
@@ -36,21 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from learner.bases import resolve_base
+from learner.model.bases import resolve_base
 from learner.config import LearnerConfig
-from learner.drift import DRIFTED
-from learner.events import InvalidEvent, MemoryEvent, validate_profile
-from learner.lock import ProfileLock
-from learner.quality import QualityGate
-from learner.registry import ModelRegistry
-from learner.replay import WeightedReservoirBuffer
-from learner.runs import Plan, RunResult
-from learner.state import STATE_FILE, LearnerState, read_newest_state, write_state
-from learner.versions import FOUNDATION, LORA, check_architecture, history_entry, json_bytes, run_record, weight_file
+from learner.drift.kl import DRIFTED
+from contracts.events import InvalidEvent, MemoryEvent, validate_profile
+from learner.store.lock import ProfileLock
+from learner.policy.quality import QualityGate
+from learner.store.registry import ModelRegistry
+from learner.memory.replay import WeightedReservoirBuffer
+from learner.training.plan import Plan, RunResult
+from learner.memory.state import STATE_FILE, LearnerState, read_newest_state, write_state
+from learner.store.versions import FOUNDATION, LORA, check_architecture, history_entry, json_bytes, run_record, weight_file
 
 if TYPE_CHECKING:
-    from learner.adapted import AdaptedModel
-    from learner.ewc import EWC
+    from learner.model.adapted import AdaptedModel
+    from learner.training.ewc import EWC
 
 __all__ = ["OnlineLearner", "Step", "STATE_FILE"]
 
@@ -149,7 +149,7 @@ class OnlineLearner:
         """Take one event into the learner state; consolidate if a trigger trips (and auto is on).
 
         A dict gets what can be filled in (``v``, ``ts`` = now, ``id`` from its content), as in every
-        entry point (:meth:`learner.events.MemoryEvent.build`)."""
+        entry point (:meth:`contracts.events.MemoryEvent.build`)."""
         if not isinstance(event, MemoryEvent):
             event = MemoryEvent.build(event)
         if event.profile != self.profile:
@@ -199,7 +199,7 @@ class OnlineLearner:
 
     def event_loss(self, event: MemoryEvent) -> float:
         """Loss (nats per target token) of one event under the current version: its surprise."""
-        from learner.encoding import mean_loss
+        from learner.model.encoding import mean_loss
 
         live = self.live
         return mean_loss(live.model, [live.encoder.encode(event)], live.tokenizer.pad_id, device=live.device)
@@ -333,7 +333,7 @@ class OnlineLearner:
             result.version = version
             weights = weight_file(plan.mode)
             result.adapter_path = f"{self.profile}/versions/v{version:04d}/{weights}"
-            from learner.storage import sha256_bytes
+            from learner.store.storage import sha256_bytes
 
             result.sha256 = sha256_bytes(result.files[weights])
             self._queue_update(result)
@@ -358,7 +358,7 @@ class OnlineLearner:
 
     def _adopt_trained_weights(self, plan: Plan, version: int) -> None:
         """The in-process trainer holds exactly the committed weights: say so, to skip reloading them."""
-        from learner.trainer import shared_trainer
+        from learner.training.trainer import shared_trainer
 
         live = shared_trainer(self.config.model).live
         if live.tag == ("trained", plan.run_id):
@@ -388,7 +388,7 @@ class OnlineLearner:
     @property
     def trainer(self):
         """The trainer (loaded base) this process shares between its profiles."""
-        from learner.trainer import shared_trainer
+        from learner.training.trainer import shared_trainer
 
         return shared_trainer(self.config.model)
 
@@ -412,13 +412,13 @@ class OnlineLearner:
     @property
     def ewc(self) -> "EWC":
         """The EWC state saved with the current version (read from disk)."""
-        from learner.versions import load_ewc
+        from learner.store.versions import load_ewc
 
         return load_ewc(self.registry, self.registry.current_version, self.config)
 
     def model_at(self, version: int | None) -> "AdaptedModel":
         """A separate model at ``version`` (None = the original base), verified; the shared one is untouched."""
-        from learner.versions import load_model_at
+        from learner.store.versions import load_model_at
 
         return load_model_at(self.registry, version, self.config)
 
@@ -430,7 +430,7 @@ class OnlineLearner:
     def answer(self, prompts: list[str], max_new_tokens: int = 96, temperature: float = 0.0,
                top_k: int = 40, seed: int = 0) -> list[str]:
         """The current version's answers to many prompts, in batches."""
-        from learner.generate import answer
+        from learner.model.generation import answer
 
         return answer(self.live, prompts, max_new_tokens, temperature, top_k, seed)
 

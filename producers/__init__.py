@@ -1,1 +1,2 @@
-"""memstream producers (built by the streaming issue)."""
+"""Clients that publish memory events: the producer library and its sources (files, stdin, a
+watched directory)."""

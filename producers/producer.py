@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from learner.events import MemoryEvent
-from streams.codec import EventCodec
-from streams.topics import BrokerUnavailable, Topics
+from contracts.events import MemoryEvent
+from contracts.codec import EventCodec
+from contracts.topics import BrokerUnavailable, Topics
 
 __all__ = ["MemoryProducer", "PublishError", "build_event"]
 
@@ -28,7 +28,7 @@ class PublishError(ConnectionError):
 
 def build_event(fields: dict[str, Any] | MemoryEvent, now: float | None = None) -> MemoryEvent:
     """A validated :class:`MemoryEvent` from a map (``v``, ``ts`` and ``id`` filled in when missing: the
-    same rule as every entry point, :meth:`learner.events.MemoryEvent.build`)."""
+    same rule as every entry point, :meth:`contracts.events.MemoryEvent.build`)."""
     return MemoryEvent.build(fields, now)
 
 

@@ -1,5 +1,5 @@
 """A directory an assistant writes one JSON file per memory into (JSONL files and stdin are read by
-:func:`learner.events.read_jsonl`).
+:func:`contracts.events.read_jsonl`).
 
 A watched directory keeps a ledger (``.memstream-published.json`` in the directory, written
 atomically) of the event ids it published and the files it has seen, so a restart publishes
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learner.events import InvalidEvent, MemoryEvent
+from contracts.events import InvalidEvent, MemoryEvent
 from producers.producer import build_event
-from learner.storage import atomic_write_json, read_json
+from learner.store.storage import atomic_write_json, read_json
 
 __all__ = ["DirectoryWatcher", "Scan", "LEDGER_FILE"]
 

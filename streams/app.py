@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import faust
 
-from streams.codec import EventCodec
-from learner.faults import failpoint
+from contracts.codec import EventCodec
+from learner.failpoints import failpoint
 from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.metrics import WorkerMetrics
-from streams.runs import RunPool
-from streams.topics import Topics
+from streams.run_pool import RunPool
+from contracts.topics import Topics
 
 __all__ = ["build_app", "Worker"]
 
@@ -184,7 +184,7 @@ class Worker:
         await self.flush()
         stats = self.core.stats()
         self.core.close()
-        from learner.storage import atomic_write_json
+        from learner.store.storage import atomic_write_json
 
         (self.state_root / "_worker").mkdir(exist_ok=True)
         atomic_write_json(self.state_root / "_worker" / f"stats-{os.getpid()}.json", stats)
@@ -275,7 +275,7 @@ def build_app(worker: Worker) -> faust.App:
 def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None = None,
                loglevel: str = "warn") -> int:
     """Create the topics when missing, then run a worker until SIGTERM/SIGINT; returns the exit code."""
-    from streams.topics import Topics, ensure_topics, topic_id
+    from streams.topics import ensure_topics, topic_id
 
     state_root = Path(state_root)
     state_root.mkdir(parents=True, exist_ok=True)

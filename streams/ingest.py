@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from learner.events import InvalidEvent, MemoryEvent
-from learner.lock import ProfileLocked
+from contracts.events import InvalidEvent, MemoryEvent
+from learner.store.lock import ProfileLocked
 from learner.online import OnlineLearner
-from learner.registry import RegistryError
-from learner.runs import Plan, RunResult
-from learner.storage import CorruptStateError, atomic_write_json
-from streams.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
-from streams.runs import FinishedRun, RunPool
+from learner.store.registry import RegistryError
+from learner.training.plan import Plan, RunResult
+from learner.store.storage import CorruptStateError, atomic_write_json
+from contracts.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
+from streams.run_pool import FinishedRun, RunPool
 
 __all__ = ["IngestCore", "Handled", "Outgoing", "StateNotSaved", "SOURCES_FILE", "source_partitions"]
 
@@ -142,7 +142,7 @@ class IngestCore:
     # -- learners ----------------------------------------------------------------------
     def learner(self, profile: str) -> OnlineLearner:
         """The learner of ``profile``, opened from the state directory on first use (never waits:
-        :class:`learner.lock.ProfileLocked` when another process writes it)."""
+        :class:`learner.store.lock.ProfileLocked` when another process writes it)."""
         found = self.learners.get(profile)
         if found is None:
             found = OnlineLearner.open(self.state_root, profile, self.learner_config, auto_consolidate=False,

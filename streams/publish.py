@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.codec import EventCodec, drift_alert_event, model_updated_event
-from streams.topics import BrokerUnavailable, Topics
+from contracts.codec import EventCodec, drift_alert_event, model_updated_event
+from contracts.topics import BrokerUnavailable, Topics
 
 __all__ = ["publish_outbox"]
 

@@ -16,7 +16,7 @@ Examples
 >>> load_config(overrides=["kafka.security_protocol=SSH"], environ={}, root=StreamConfig)
 Traceback (most recent call last):
 ...
-learner.config.ConfigError: kafka.security_protocol = 'SSH': must be one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL
+learner.fields.ConfigError: kafka.security_protocol = 'SSH': must be one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from learner.config import LearnerConfig, _check, _help
+from learner.config import LearnerConfig
+from learner.fields import require, setting
 
 __all__ = ["KafkaConfig", "WorkerConfig", "StreamConfig", "SECRET_MASK"]
 
@@ -35,37 +36,37 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 @dataclass
 class KafkaConfig:
-    bootstrap: str = _help("Broker address(es), HOST:PORT[,HOST:PORT...].", "127.0.0.1:9092")
-    topic_prefix: str = _help("Prefix of every topic name.", "memstream.")
-    partitions: int = _help("Partitions of each topic created at start-up (profiles shard across them).", 6)
-    replication: int = _help("Replication factor of topics created at start-up.", 1)
-    client_id: str = _help("Client id the broker sees.", "memstream")
-    request_timeout_s: float = _help("How long a client waits for the broker before it gives up with an error.",
+    bootstrap: str = setting("Broker address(es), HOST:PORT[,HOST:PORT...].", "127.0.0.1:9092")
+    topic_prefix: str = setting("Prefix of every topic name.", "memstream.")
+    partitions: int = setting("Partitions of each topic created at start-up (profiles shard across them).", 6)
+    replication: int = setting("Replication factor of topics created at start-up.", 1)
+    client_id: str = setting("Client id the broker sees.", "memstream")
+    request_timeout_s: float = setting("How long a client waits for the broker before it gives up with an error.",
                                      15.0)
-    security_protocol: str = _help("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", "PLAINTEXT")
-    sasl_mechanism: str = _help("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).", "PLAIN")
-    sasl_username: str | None = _help("SASL user name.", None)
-    sasl_password: str | None = _help("SASL password (secret: never printed; prefer the environment).", None,
+    security_protocol: str = setting("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", "PLAINTEXT")
+    sasl_mechanism: str = setting("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).", "PLAIN")
+    sasl_username: str | None = setting("SASL user name.", None)
+    sasl_password: str | None = setting("SASL password (secret: never printed; prefer the environment).", None,
                                       repr=False)
-    ssl_cafile: str | None = _help("CA bundle that signs the broker's certificate (TLS).", None)
-    ssl_certfile: str | None = _help("Client certificate (mutual TLS).", None)
-    ssl_keyfile: str | None = _help("Client private key (mutual TLS).", None)
+    ssl_cafile: str | None = setting("CA bundle that signs the broker's certificate (TLS).", None)
+    ssl_certfile: str | None = setting("Client certificate (mutual TLS).", None)
+    ssl_keyfile: str | None = setting("Client private key (mutual TLS).", None)
 
     def __post_init__(self) -> None:
-        _check(bool(self.bootstrap.strip()), "kafka.bootstrap", self.bootstrap, "must name at least one HOST:PORT")
+        require(bool(self.bootstrap.strip()), "kafka.bootstrap", self.bootstrap, "must name at least one HOST:PORT")
         for address in self.bootstrap.split(","):
             host, sep, port = address.strip().rpartition(":")
-            _check(bool(sep and host and port.isdigit() and 0 < int(port) < 65536), "kafka.bootstrap",
+            require(bool(sep and host and port.isdigit() and 0 < int(port) < 65536), "kafka.bootstrap",
                    self.bootstrap, "must look like HOST:PORT[,HOST:PORT...]")
-        _check(self.partitions >= 1, "kafka.partitions", self.partitions, "must be at least 1")
-        _check(self.replication >= 1, "kafka.replication", self.replication, "must be at least 1")
-        _check(self.request_timeout_s > 0, "kafka.request_timeout_s", self.request_timeout_s, "must be positive")
-        _check(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol", self.security_protocol,
+        require(self.partitions >= 1, "kafka.partitions", self.partitions, "must be at least 1")
+        require(self.replication >= 1, "kafka.replication", self.replication, "must be at least 1")
+        require(self.request_timeout_s > 0, "kafka.request_timeout_s", self.request_timeout_s, "must be positive")
+        require(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol", self.security_protocol,
                f"must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        _check(self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism", self.sasl_mechanism,
+        require(self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism", self.sasl_mechanism,
                f"must be one of {', '.join(SASL_MECHANISMS)}")
         if self.security_protocol.startswith("SASL"):
-            _check(bool(self.sasl_username and self.sasl_password), "kafka.security_protocol",
+            require(bool(self.sasl_username and self.sasl_password), "kafka.security_protocol",
                    self.security_protocol, "needs kafka.sasl_username and kafka.sasl_password")
 
     @property
@@ -118,35 +119,35 @@ class KafkaConfig:
 
 @dataclass
 class WorkerConfig:
-    group: str = _help("Consumer group of the workers (workers in one group share the profiles).", "memstream")
-    flush_interval_s: float = _help("Save dirty learner states and release their offsets for commit this often.",
+    group: str = setting("Consumer group of the workers (workers in one group share the profiles).", "memstream")
+    flush_interval_s: float = setting("Save dirty learner states and release their offsets for commit this often.",
                                     1.0)
-    flush_every: int = _help("... or after this many events, whichever comes first.", 2000)
-    checkpoint_retry_s: float = _help("After a version could not be written (disk full, read-only), wait this "
+    flush_every: int = setting("... or after this many events, whichever comes first.", 2000)
+    checkpoint_retry_s: float = setting("After a version could not be written (disk full, read-only), wait this "
                                       "long before the profile's next run.", 30.0)
-    max_event_bytes: int = _help("Largest memory event accepted on the wire, in bytes.", 65536)
-    max_text_chars: int = _help("Longest string in an event, in characters.", 16000)
-    locked_wait_s: float = _help("How long events of a profile that another process is writing (memstream learn, "
+    max_event_bytes: int = setting("Largest memory event accepted on the wire, in bytes.", 65536)
+    max_text_chars: int = setting("Longest string in an event, in characters.", 16000)
+    locked_wait_s: float = setting("How long events of a profile that another process is writing (memstream learn, "
                                  "registry rollback) wait, unacknowledged, before they go to the dead-letter "
                                  "topic; other profiles keep flowing meanwhile.", 300.0)
-    max_parallel_runs: int = _help("Consolidations running at once across profiles (each in its own process).", 1)
-    metrics_port: int = _help("Port of the Prometheus /metrics endpoint (0: off).", 0)
-    session_timeout_s: float = _help("Consumer group session timeout: how soon a dead worker's profiles move.",
+    max_parallel_runs: int = setting("Consolidations running at once across profiles (each in its own process).", 1)
+    metrics_port: int = setting("Port of the Prometheus /metrics endpoint (0: off).", 0)
+    session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)
-    web_port: int = _help("Port of faust's own web server (0: off).", 0)
-    instance_id: str | None = _help("Static group membership id (KIP-345): a worker restarted with the same id "
+    web_port: int = setting("Port of faust's own web server (0: off).", 0)
+    instance_id: str | None = setting("Static group membership id (KIP-345): a worker restarted with the same id "
                                     "takes its partitions back at once instead of waiting for a rebalance.", None)
 
     def __post_init__(self) -> None:
-        _check(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")
-        _check(self.flush_every >= 1, "worker.flush_every", self.flush_every, "must be at least 1")
-        _check(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
-        _check(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")
-        _check(self.locked_wait_s >= 0, "worker.locked_wait_s", self.locked_wait_s, "must not be negative")
-        _check(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
+        require(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")
+        require(self.flush_every >= 1, "worker.flush_every", self.flush_every, "must be at least 1")
+        require(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
+        require(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")
+        require(self.locked_wait_s >= 0, "worker.locked_wait_s", self.locked_wait_s, "must not be negative")
+        require(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
                "must be at least 1")
-        _check(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")
-        _check(self.session_timeout_s >= 1, "worker.session_timeout_s", self.session_timeout_s,
+        require(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")
+        require(self.session_timeout_s >= 1, "worker.session_timeout_s", self.session_timeout_s,
                "must be at least 1 second")
 
 

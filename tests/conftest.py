@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from learner.config import load_config
-from learner.sample_data import generate_stream
+from memstream.samples.stream import generate_stream
 
 TINY = [
     "model.base=memstream-byte",

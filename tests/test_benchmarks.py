@@ -7,7 +7,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from learner.public_stream import DOMAINS, load_public_stream
+from memstream.samples.public_stream import DOMAINS, load_public_stream
 from memstream.cli import cli
 
 TINY_MODEL = ["--set", "model.base=memstream-byte", "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=2",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from learner.runs import STATUSES, RunResult
+from learner.training.plan import STATUSES, RunResult
 from memstream.cli.learn import print_summary
 from tests.conftest import TINY, run_cli, write_jsonl
 

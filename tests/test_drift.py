@@ -5,9 +5,9 @@ import random
 import pytest
 
 from learner.config import DriftConfig
-from learner.drift import KLDriftDetector
-from learner.events import MemoryEvent
-from learner.sample_data import DOMAINS, generate_stream
+from learner.drift.kl import KLDriftDetector
+from contracts.events import MemoryEvent
+from memstream.samples.stream import DOMAINS, generate_stream
 from tests.conftest import run_detector as run
 
 

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from learner.config import load_config
-from learner.encoding import mean_loss
-from learner.events import MemoryEvent
+from learner.model.encoding import mean_loss
+from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
-from learner.sample_data import PHASES, generate_stream
+from memstream.samples.stream import PHASES, generate_stream
 from tests.conftest import memstream, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_foundation_then_at_least_two_lora_versions(default_run):
 
 def test_drift_alerts_follow_the_phase_switches(default_run):
     _, summary = default_run
-    switches = [450, 850]  # the sample stream's phases (learner/sample_data.py)
+    switches = [450, 850]  # the sample stream's phases (memstream/samples/stream.py)
     indices = [a["event_index"] for a in summary["drift_alerts"]]
     for switch in switches:
         assert any(switch <= i < switch + 500 for i in indices), (switch, indices)

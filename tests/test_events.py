@@ -1,6 +1,6 @@
 import pytest
 
-from learner.events import InvalidEvent, MemoryEvent, content_id, validate_profile
+from contracts.events import InvalidEvent, MemoryEvent, content_id, validate_profile
 
 BASE = {"v": 1, "profile": "alice", "ts": 1.5, "kind": "note", "text": "hello"}
 

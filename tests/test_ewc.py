@@ -5,11 +5,11 @@ from safetensors.torch import load, save
 
 import pytest
 
-from learner.adapted import AdaptedModel
+from learner.model.adapted import AdaptedModel
 from learner.config import ModelConfig
-from learner.encoding import collate, lm_loss_from_logits
-from learner.events import MemoryEvent
-from learner.ewc import EWC, batch_gradient_squared, fisher_method, per_example_fisher
+from learner.model.encoding import collate, lm_loss_from_logits
+from contracts.events import MemoryEvent
+from learner.training.ewc import EWC, batch_gradient_squared, fisher_method, per_example_fisher
 
 
 def test_penalty_pulls_high_fisher_parameters_back_harder():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from learner.config import load_config
-from learner.model import find_lora_targets
+from learner.model.loading import find_lora_targets
 from learner.online import OnlineLearner
 from tests.conftest import TINY
 

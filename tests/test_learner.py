@@ -9,7 +9,7 @@ import torch
 
 from learner.config import load_config
 from learner.online import OnlineLearner
-from learner.storage import CorruptStateError, sha256_file
+from learner.store.storage import CorruptStateError, sha256_file
 from tests.conftest import TINY
 
 
@@ -89,7 +89,7 @@ def test_non_finite_loss_aborts_cleanly(tmp_path, tiny_config, small_stream, mon
     learner = OnlineLearner("alice", tiny_config, tmp_path)
     learner.learn_many(small_stream[:100])
     weights = learner.live.base_state()
-    import learner.consolidation as consolidation
+    import learner.training.loop as consolidation
 
     real = consolidation.lm_loss
     monkeypatch.setattr(consolidation, "lm_loss", lambda fwd, batch: real(fwd, batch) * float("nan"))

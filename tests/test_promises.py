@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from learner.config import load_config
-from learner.events import InvalidEvent, MemoryEvent
+from contracts.events import InvalidEvent, MemoryEvent
 from learner.online import OnlineLearner
-from learner.sample_data import generate_stream
+from memstream.samples.stream import generate_stream
 from memstream.cli import cli
-from streams.codec import EventCodec
+from contracts.codec import EventCodec
 from streams.ingest import IngestCore
 from streams.settings import StreamConfig
 from tests.conftest import TINY, write_jsonl
@@ -264,7 +264,7 @@ def test_importing_the_clients_loads_neither_torch_nor_river():
 
 def test_a_reader_follows_versions_written_by_a_newer_memstream_with_more_settings():
     """A hot reloader (or `generate`) older than the worker reads only the model settings it knows."""
-    from learner.versions import version_config
+    from learner.store.versions import version_config
 
     class Written:  # what registry.read_file returns for a version's run.json, written by a newer worker
         def read_file(self, version, name):
@@ -282,8 +282,8 @@ def test_a_run_without_a_probe_publishes_an_event_every_subscriber_can_decode():
     """A first run has no probe (its loss is NaN); the model-updated event must still decode."""
     import math
 
-    from learner.runs import RunResult
-    from streams.codec import EventCodec
+    from learner.training.plan import RunResult
+    from contracts.codec import EventCodec
 
     result = RunResult(run_id="r", profile="ann", trigger="count", mode="lora", status="accepted", reason="first",
                        parent_version=None,

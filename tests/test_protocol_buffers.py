@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from learner.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
+from learner.memory.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
 
 BUFFERS = [
     pytest.param(lambda: ReservoirBuffer(capacity=10, seed=1), id="reservoir"),

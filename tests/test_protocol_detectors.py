@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from learner.drift import KLDriftDetector, ScalarDriftMonitor
-from learner.sample_data import generate_stream
-from learner.events import MemoryEvent
+from learner.drift.kl import KLDriftDetector
+from learner.drift.scalar import ScalarDriftMonitor
+from memstream.samples.stream import generate_stream
+from contracts.events import MemoryEvent
 from tests.conftest import run_detector as run
 
 

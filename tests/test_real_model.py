@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner.bases import BaseModelError, cache_root, ensure_gguf_cache, packaged_gguf_path
+from learner.model.bases import BaseModelError, cache_root, ensure_gguf_cache, packaged_gguf_path
 from learner.config import ConfigError, ModelConfig, load_config
-from learner.encoding import IGNORE, Encoder
-from learner.events import MemoryEvent
-from learner.model import HFTokenizer
+from learner.model.encoding import IGNORE, Encoder
+from contracts.events import MemoryEvent
+from learner.model.loading import HFTokenizer
 from learner.online import OnlineLearner
-from learner.trainer import shared_trainer
+from learner.training.trainer import shared_trainer
 from tests.conftest import run_cli
 
 FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
@@ -98,7 +98,7 @@ def test_bad_model_settings_are_one_clear_error(tmp_path, folder):
     vit.mkdir()
     (vit / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 8, "num_hidden_layers": 1,
                                                  "num_attention_heads": 2, "intermediate_size": 8}))
-    from learner.model import load_base
+    from learner.model.loading import load_base
 
     with pytest.raises(BaseModelError, match="'vit' model is not a causal language model"):
         load_base(ModelConfig(base=str(vit)))
@@ -116,8 +116,8 @@ def test_a_model_cache_that_fails_its_check_is_rebuilt_with_a_message(tmp_path, 
     """On a small GGUF file written by memstream's own export, to keep it quick."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from learner.adapted import AdaptedModel
-    from learner.export import export_gguf
+    from learner.model.adapted import AdaptedModel
+    from learner.model.export import export_gguf
 
     tiny_dir = tmp_path / "tiny"
     torch.manual_seed(0)
@@ -213,9 +213,9 @@ def test_generate_answers_many_questions_greedily_in_one_load(taught):
 def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from learner.export import export_gguf, export_merged
-    from learner.versions import load_model_at
-    from learner.registry import ModelRegistry
+    from learner.model.export import export_gguf, export_merged
+    from learner.store.versions import load_model_at
+    from learner.store.registry import ModelRegistry
 
     state, cfg, _ = taught
     live = load_model_at(ModelRegistry.open(state, "ann", "", writer=False), 1, cfg)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from learner.registry import ModelRegistry, RegistryError
-from learner.storage import CorruptStateError
+from learner.store.registry import ModelRegistry, RegistryError
+from learner.store.storage import CorruptStateError
 
 
 def commit(reg, n, mode="lora", base_version=None):

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from learner.config import ConfigError, LearnerConfig, describe, load_config
-from learner.scheduler import ConsolidationScheduler
+from learner.config import ConfigError, LearnerConfig, SchedulerConfig, describe, load_config
+from learner.policy.scheduler import ConsolidationScheduler
 
 
 def test_count_trigger_and_counters_survive_restore():
-    s = ConsolidationScheduler(count=5, interval_s=None)
+    s = ConsolidationScheduler(SchedulerConfig(count=5, interval_s=None))
     assert [s.observe(now=i) for i in range(5)] == [None] * 4 + ["count"]
     restored = ConsolidationScheduler.restore(json.loads(json.dumps(s.snapshot())))
     assert restored.new_examples == 5 and restored.total_examples == 5
@@ -16,14 +16,14 @@ def test_count_trigger_and_counters_survive_restore():
 
 
 def test_time_trigger_needs_min_examples():
-    s = ConsolidationScheduler(count=100, interval_s=10, min_examples=3)
+    s = ConsolidationScheduler(SchedulerConfig(count=100, interval_s=10, min_examples=3))
     s.observe(now=0)
     assert s.observe(now=20) is None  # only 2 examples
     assert s.observe(now=21) == "time"
 
 
 def test_drift_and_manual_take_precedence():
-    s = ConsolidationScheduler(count=3, interval_s=None, min_examples=1)
+    s = ConsolidationScheduler(SchedulerConfig(count=3, interval_s=None, min_examples=1, after_drift=0))
     s.observe(now=0)
     s.request("drift")
     assert s.due(now=0) == "drift"
@@ -34,7 +34,7 @@ def test_drift_and_manual_take_precedence():
 
 
 def test_covered_examples_only_are_subtracted():
-    s = ConsolidationScheduler(count=10, interval_s=None)
+    s = ConsolidationScheduler(SchedulerConfig(count=10, interval_s=None))
     for i in range(12):
         s.observe(now=i)
     s.mark_consolidated(now=12, examples_covered=10)  # two arrived during the run

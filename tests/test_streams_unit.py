@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learner.config import ConfigError, load_config
-from learner.runs import Plan
-from learner.events import MemoryEvent
-from learner.sample_data import generate_stream
-from streams.codec import DecodeError, EventCodec
+from learner.training.plan import Plan
+from contracts.events import MemoryEvent
+from memstream.samples.stream import generate_stream
+from contracts.codec import DecodeError, EventCodec
 from streams.ingest import IngestCore
 from streams.settings import StreamConfig
 from tests.conftest import TINY

@@ -1,0 +1,1 @@
+"""memstream's benchmarks: forgetting, recall, drift, consolidation cost and ingest throughput, each a function that returns plain results, with their tables and plots (``memstream bench --help``)."""

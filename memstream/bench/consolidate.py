@@ -1,7 +1,7 @@
 """``memstream bench consolidate``: what a consolidation costs, against baselines measured in the same run.
 
 ``step``
-    Seconds per LoRA optimizer step of memstream's loop (:func:`learner.consolidation.run_consolidation`:
+    Seconds per LoRA optimizer step of memstream's loop (:func:`learner.training.loop.run_consolidation`:
     batching, LR schedule, selected-position loss, clipping) against a bare PEFT training loop
     (``loss = model(**batch).loss; loss.backward(); opt.step()``) on the same adapter and the same
     batches (ratio; target ≤ 1.15). memstream's side is a run of ``long`` steps minus a run of
@@ -33,15 +33,15 @@ from typing import Callable
 import torch
 
 from learner.config import LearnerConfig, load_config
-from learner.consolidation import _batches, fisher_after_run, run_consolidation
-from learner.encoding import collate
-from learner.ewc import EWC
-from learner.events import MemoryEvent
+from learner.training.loop import _batches, fisher_after_run, run_consolidation
+from learner.model.encoding import collate
+from learner.training.ewc import EWC
+from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
-from learner.runs import Plan
-from learner.sample_data import DOMAINS, generate_stream
-from learner.trainer import Trainer
-from learner.versions import LORA, ewc_from_bytes
+from learner.training.plan import Plan
+from memstream.samples.stream import DOMAINS, generate_stream
+from learner.training.trainer import Trainer
+from learner.store.versions import LORA, ewc_from_bytes
 
 __all__ = ["bench_step", "bench_fisher", "bench_flat", "bench_load_once", "FLAT_OVERRIDES"]
 

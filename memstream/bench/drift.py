@@ -2,7 +2,7 @@
 
 Streams (built from a domain-labelled stream, by default the public benchmark stream: 8 domains)
     switch      ``n_before`` events of domain A, then ``n_after`` of domain B, for every ordered pair
-                (A, B) and seed. Pairs in :data:`learner.public_stream.SIMILAR` (legal → copyright,
+                (A, B) and seed. Pairs in :data:`memstream.samples.public_stream.SIMILAR` (legal → copyright,
                 changelog → news, manual → admin, ...) are marked ``similar``: the hard case.
     gradual     ``n_before`` events of A, then ``ramp`` events in which B's share grows linearly from
                 0 to 1 (half-way, at ``ramp / 2`` events, the mixture is 50% B), for each similar pair
@@ -15,7 +15,7 @@ Streams (built from a domain-labelled stream, by default the public benchmark st
 Detectors, all under one policy: a baseline of ``drift.baseline_size`` events is collected first;
 after every detection the baseline is rebuilt from the last ``drift.window`` events plus the next
 ones (what the learner does after an accepted run on the new data).
-    memstream     :class:`learner.drift.KLDriftDetector` as configured (KL and ADWIN on surprise;
+    memstream     :class:`learner.drift.kl.KLDriftDetector` as configured (KL and ADWIN on surprise;
                   either raises the alert).
     kl            the same detector with its KL signal alone (``drift.surprise = ""``).
     adwin, page-hinkley, kswin
@@ -42,16 +42,18 @@ from typing import Callable
 import numpy as np
 
 from learner.config import DriftConfig
-from learner.drift import KLDriftDetector, make_river_detector
-from learner.events import MemoryEvent
-from learner.features import HashedWords
-from learner.public_stream import SIMILAR
+from learner.drift.divergence import Reference, reference, surprise
+from learner.drift.kl import KLDriftDetector
+from learner.drift.scalar import make_river_detector
+from contracts.events import MemoryEvent
+from learner.drift.features import HashedWords
+from memstream.samples.public_stream import SIMILAR
 
 __all__ = ["DETECTORS", "RIVER", "TARGETS", "StreamCase", "build_cases", "ingest_cost", "run_drift", "SurpriseSignal"]
 
 DETECTORS = ("memstream", "kl", "adwin", "page-hinkley", "kswin", "always")
 RIVER = ("adwin", "page-hinkley", "kswin")
-#: The targets memstream's detector is checked against (issue 12).
+#: The targets memstream's detector is checked against.
 TARGETS = {"max_p90_delay": 150, "max_false_alarms_per_10k": 1.0, "gradual_before_share": 0.5,
            "max_drift_us_per_event": 20.0}
 
@@ -140,29 +142,25 @@ class SurpriseSignal:
         self.features = HashedWords(n_buckets)
         self.recent: deque = deque(maxlen=window)
         self.collected: list[dict[int, int]] = []
-        self.log_p0: np.ndarray | None = None
+        self.ref: Reference | None = None
 
     def update(self, text: str) -> float | None:
         counts = self.features(text)
         self.recent.append(counts)
-        if self.log_p0 is None:
+        if self.ref is None:
             self.collected.append(counts)
             if len(self.collected) >= self.baseline_size:
                 total = np.zeros(self.n_buckets)
                 for event in self.collected:
                     for bucket, c in event.items():
                         total[bucket] += c
-                p0 = (1 - self.smoothing) * total / max(total.sum(), 1.0) + self.smoothing / self.n_buckets
-                self.log_p0 = np.log(p0)
+                self.ref = reference(total, self.smoothing)
                 self.collected = []
             return None
-        n = sum(counts.values())
-        if n == 0:
-            return None
-        return float(-sum(self.log_p0[b] * c for b, c in counts.items()) / n)
+        return surprise(counts, self.ref) if counts else None
 
     def rebase(self) -> None:
-        self.log_p0 = None
+        self.ref = None
         self.collected = list(self.recent)
 
 

@@ -14,7 +14,7 @@ Protocol (the same for every strategy, seed by seed)
        switched off: the benchmark measures the learning rule, not the safety net.
     4. After every stage the held-out loss of every domain, in bits per byte (bits per
        token for a Hugging Face base), fills one row of ``R``; ``initial`` (the ``b`` of
-       :mod:`learner.metrics`) is the foundation model's row; ``untrained`` is the row of
+       :mod:`memstream.bench.metrics`) is the foundation model's row; ``untrained`` is the row of
        the randomly initialised model, for reference.
 
 Strategies: ``naive`` (new data only), ``replay`` (new + a reservoir sample of what came
@@ -39,19 +39,19 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from learner.adapted import AdaptedModel
+from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
-from learner import consolidation
-from learner.consolidation import run_consolidation
-from learner.encoding import mean_loss
-from learner.events import MemoryEvent
-from learner.ewc import EWC
-from learner.metrics import continual_metrics
-from learner.rehearsal import prepare
-from learner.replay import ReservoirBuffer
-from learner.runs import Plan
-from learner.storage import atomic_write_bytes, sha256_bytes
-from learner.versions import FOUNDATION, LORA, ewc_from_bytes
+from learner.training import loop as consolidation
+from learner.training.loop import run_consolidation
+from learner.model.encoding import mean_loss
+from contracts.events import MemoryEvent
+from learner.training.ewc import EWC
+from memstream.bench.metrics import continual_metrics
+from learner.training.rehearsal import prepare
+from learner.memory.replay import ReservoirBuffer
+from learner.training.plan import Plan
+from learner.store.storage import atomic_write_bytes, sha256_bytes
+from learner.store.versions import FOUNDATION, LORA, ewc_from_bytes
 
 __all__ = ["STRATEGIES", "Strategy", "DomainSplit", "split_domains", "check_strategies", "run_forgetting"]
 

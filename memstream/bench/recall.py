@@ -1,11 +1,11 @@
 """``memstream bench recall``: does the model remember what it was told, keep it, and keep what it knew?
 
 Protocol (the same for every strategy, seed by seed)
-    1. A fictional person (:func:`learner.facts.make_person`, values drawn with the seed) tells
+    1. A fictional person (:func:`memstream.samples.facts.make_person`, values drawn with the seed) tells
        ``facts_per_phase`` facts per phase, each as three memory events: a conversation turn, an
        observation and a reflection (shuffled within the phase).
     2. After each phase, one consolidation, through memstream's own loop
-       (:func:`learner.consolidation.run_consolidation`): the same epochs, LR, LoRA shape and seeds
+       (:func:`learner.training.loop.run_consolidation`): the same epochs, LR, LoRA shape and seeds
        for every strategy.
     3. After each phase, every held-out question of every phase is asked (greedy decoding, in the
        chat format the model was trained in); an answer counts when it contains the fact's key word.
@@ -18,7 +18,7 @@ Strategies
     ``naive``        the phase's events only.
     ``replay``       + a reservoir sample of earlier events (``train.replay_ratio`` of the batch).
     ``replay+ewc``   + the EWC penalty + base rehearsal (``replay.base_rehearsal`` of the batch is the base
-                     model's own text, :mod:`learner.rehearsal`): memstream's learning rule.
+                     model's own text, :mod:`learner.training.rehearsal`): memstream's learning rule.
     ``joint``        every event told so far, mixed, + base rehearsal (what retraining from scratch each
                      time would see).
     ``memstream``    the product path: an :class:`learner.online.OnlineLearner` that learns the events and
@@ -42,16 +42,16 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from learner.config import LearnerConfig
-from learner.consolidation import run_consolidation
-from learner.encoding import mean_loss
-from learner.events import MemoryEvent
-from learner.ewc import EWC
-from learner.facts import Person, make_person, recalled
-from learner.generate import answer
-from learner.replay import ReservoirBuffer
-from learner.runs import Plan
-from learner.trainer import Trainer
-from learner.versions import LORA, checkout, ewc_from_bytes
+from learner.training.loop import run_consolidation
+from learner.model.encoding import mean_loss
+from contracts.events import MemoryEvent
+from learner.training.ewc import EWC
+from memstream.samples.facts import Person, make_person, recalled
+from learner.model.generation import answer
+from learner.memory.replay import ReservoirBuffer
+from learner.training.plan import Plan
+from learner.training.trainer import Trainer
+from learner.store.versions import LORA, checkout, ewc_from_bytes
 
 __all__ = ["STRATEGIES", "run_recall", "general_text"]
 
@@ -71,7 +71,7 @@ class SeedRun:
 
 def general_text(n: int = 64) -> list[MemoryEvent]:
     """Held-out general text: every 53rd event of the public stream (all four domains)."""
-    from learner.public_stream import load_public_stream
+    from memstream.samples.public_stream import load_public_stream
 
     return load_public_stream()[::53][:n]
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from learner.storage import atomic_write_bytes
+from learner.store.storage import atomic_write_bytes
 
 __all__ = ["table", "markdown_table", "write_outputs", "plot_forgetting", "forgetting_rows"]
 

@@ -55,7 +55,7 @@ def ingest_command(n: int, profiles: int, json_out: Path | None, markdown_out: P
 
     Without --bootstrap an embedded broker is started for the run.
     """
-    from streams.bench import bench_ingest
+    from memstream.bench.ingest import bench_ingest
     from streams.broker import EmbeddedBroker, free_port
 
     work = Path(tempfile.mkdtemp(prefix="memstream-bench-"))
@@ -114,7 +114,7 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
     from memstream.bench.report import FORGETTING_HEADERS, forgetting_markdown, forgetting_rows, plot_forgetting, \
         table, write_outputs
 
-    from learner.public_stream import CORE_DOMAINS
+    from memstream.samples.public_stream import CORE_DOMAINS
 
     config = open_config(config_file, overrides)
     names = _names(strategies)
@@ -234,8 +234,8 @@ def drift_command(events_file: Path | None, detectors: str, seeds: str, n_before
 
 def _events(events_file: Path | None):
     """The events of a JSONL file (a bad line is an error naming it), or the public benchmark stream."""
-    from learner.events import read_jsonl
-    from learner.public_stream import load_public_stream
+    from contracts.events import read_jsonl
+    from memstream.samples.public_stream import load_public_stream
 
     if events_file is None:
         return load_public_stream()
@@ -260,7 +260,7 @@ def consolidate_command(repeats: int, small: int, large: int, batch_new: int, sk
     """Seconds per LoRA step of memstream's loop vs a bare PEFT loop on the same batches, EWC's overhead,
     Fisher time, the base loaded once over several runs, and consolidation time after SMALL vs LARGE
     ingested events (must be flat)."""
-    from learner.public_stream import load_public_stream
+    from memstream.samples.public_stream import load_public_stream
     from memstream.bench.consolidate import bench_fisher, bench_flat, bench_load_once, bench_step
     from memstream.bench.report import markdown_table, table, write_outputs
 

@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from learner.config import ConfigError, LearnerConfig, load_config
-from learner.events import InvalidEvent, validate_profile
-from learner.lock import ProfileLocked
-from learner.registry import REGISTRY_FILE, RegistryError
-from learner.storage import CorruptStateError
+from contracts.events import InvalidEvent, validate_profile
+from learner.store.lock import ProfileLocked
+from learner.store.registry import REGISTRY_FILE, RegistryError
+from learner.store.storage import CorruptStateError
 from streams.broker import BrokerStartError
 from streams.compat import CompatError
 

@@ -7,7 +7,7 @@ each consolidation while it computes, each ModelUpdated event. Each phase waits 
 triggered. At the end the original base and the current version answer the person's questions —
 asked in other words than the memories used — side by side, with a tally over every question.
 
-The demo's settings are ``learner/data/demo.toml`` (beside the sample stream) (one consolidation per phase; small drift
+The demo's settings are ``memstream/samples/data/demo.toml`` (beside the sample stream) (one consolidation per phase; small drift
 windows for a short stream); ``--config`` replaces them, ``--set`` goes on top, and the answers at
 the end use the same settings.
 """
@@ -27,7 +27,7 @@ import click
 from memstream.cli.common import config_options, open_stream_config
 
 def _demo_config() -> Path:
-    from learner.sample_data import sample_stream_path
+    from memstream.samples.stream import sample_stream_path
 
     return sample_stream_path().parent / "demo.toml"
 PROGRESS_WORDS = ("consolidating", "step ", "version ", "run ", "second attempt")
@@ -81,7 +81,7 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     import shutil
 
     from consumers.subscriber import Subscriber, describe_event
-    from learner.sample_data import PHASES, sample_person, sample_stream_path
+    from memstream.samples.stream import PHASES, sample_person, sample_stream_path
     from producers.producer import MemoryProducer
     from streams.broker import EmbeddedBroker, free_port
     from streams.topics import ensure_topics
@@ -166,7 +166,7 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
 
 def _phase(events: list[dict], number: int) -> list[dict]:
     """The events of phase ``number`` (facts carry it in meta.domain, everyday memories by their domain)."""
-    from learner.sample_data import PHASES
+    from memstream.samples.stream import PHASES
 
     def phase_of(event: dict) -> int:
         domain = event.get("meta", {}).get("domain", "")
@@ -179,7 +179,7 @@ def _phase(events: list[dict], number: int) -> list[dict]:
 
 def _prepare_model(config) -> None:
     """Convert a GGUF base once, here, before the worker needs it (it says so when it does)."""
-    from learner.bases import cache_root, ensure_gguf_cache, resolve_base
+    from learner.model.bases import cache_root, ensure_gguf_cache, resolve_base
 
     resolved = resolve_base(config.model.base)
     if resolved.kind == "gguf":
@@ -189,10 +189,10 @@ def _prepare_model(config) -> None:
 
 def _side_by_side(profiles: Path, profile: str, version: int, config, person) -> None:
     """The original base and the current version answer the person's questions (greedy, as trained)."""
-    from learner.facts import recalled
-    from learner.generate import answer
-    from learner.registry import ModelRegistry
-    from learner.versions import checkout, load_model_at, version_config
+    from memstream.samples.facts import recalled
+    from learner.model.generation import answer
+    from learner.store.registry import ModelRegistry
+    from learner.store.versions import checkout, load_model_at, version_config
 
     registry = ModelRegistry.open(profiles, profile, config.model.base, writer=False)
     live = load_model_at(registry, version, version_config(registry, version, config.learner_config()))

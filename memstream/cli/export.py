@@ -28,9 +28,9 @@ from memstream.cli.common import config_options, echo_json, open_config, profile
 def export_command(out: Path, state_dir: Path, profile: str | None, config_file, overrides, version: int | None,
                    fmt: str, quant: str, gguf_pre: str | None, as_json: bool) -> None:
     """Write a version with its adapter merged: a Hugging Face folder (safetensors, config, tokenizer) or GGUF."""
-    from learner.export import export_gguf, export_merged
-    from learner.registry import ModelRegistry
-    from learner.versions import load_model_at, version_config
+    from learner.model.export import export_gguf, export_merged
+    from learner.store.registry import ModelRegistry
+    from learner.store.versions import load_model_at, version_config
 
     name = resolve_profile(state_dir, profile)
     config = open_config(config_file, overrides)

@@ -58,9 +58,9 @@ def generate_command(state_dir: Path, profile: str | None, config_file, override
                      prompts_file: Path | None, version: int | None, max_tokens: int, temperature: float,
                      top_k: int, seed: int, as_json: bool) -> None:
     """Answer a question (or a file of them) with the current (or a given) version."""
-    from learner.generate import answer
-    from learner.registry import ModelRegistry
-    from learner.versions import load_model_at, version_config
+    from learner.model.generation import answer
+    from learner.store.registry import ModelRegistry
+    from learner.store.versions import load_model_at, version_config
 
     if (prompt is None) == (prompts_file is None):
         raise click.ClickException("give --prompt TEXT or --prompts FILE (one of them)")

@@ -13,7 +13,7 @@ import click
 from tqdm import tqdm
 
 from consumers.subscriber import format_measure
-from learner.events import MemoryEvent, read_jsonl
+from contracts.events import MemoryEvent, read_jsonl
 from memstream.cli.common import config_options, echo_json, open_config, state_option
 
 MAX_ERRORS_SHOWN = 20

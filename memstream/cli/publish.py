@@ -52,7 +52,7 @@ def publish_command(source: Path | None, watch_dir: Path | None, interval: float
 
 
 def _publish_file(producer, path: Path | None, batch: int) -> dict:
-    from learner.events import read_jsonl
+    from contracts.events import read_jsonl
 
     published, errors, pending = 0, 0, []
     for index, event, error in read_jsonl(path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from learner.registry import ModelRegistry
+from learner.store.registry import ModelRegistry
 from memstream.cli.common import echo_json, profile_option, resolve_profile, state_option
 
 
@@ -23,7 +23,7 @@ def _change(state_dir: Path, profile: str | None, action: str, version: int | No
     broker is named (else by the worker, when it next opens the profile)."""
     from learner.config import LearnerConfig
     from learner.online import OnlineLearner
-    from learner.versions import version_config
+    from learner.store.versions import version_config
 
     name = resolve_profile(state_dir, profile)
     reader = ModelRegistry.open(state_dir, name, original_base_model="", writer=False)

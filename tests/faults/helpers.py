@@ -8,11 +8,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-from learner.registry import ModelRegistry, version_name
+from learner.store.registry import ModelRegistry, version_name
 
 
 def set_faults(path: Path, rules: dict) -> None:
-    """Replace the failpoint rules a running worker reads (learner/faults.py)."""
+    """Replace the failpoint rules a running worker reads (learner/failpoints.py)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rules))
     os.replace(tmp, path)

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learner.config import ConfigError, load_config
-from learner.events import read_jsonl
-from learner.sample_data import generate_stream
-from streams.codec import EventCodec
+from contracts.events import read_jsonl
+from memstream.samples.stream import generate_stream
+from contracts.codec import EventCodec
 from tests.faults.helpers import rss_mb
 
 N_RANDOM = int(os.environ.get("MEMSTREAM_FAULT_RANDOM_MESSAGES", "100000"))
@@ -25,7 +25,7 @@ def _count_dead_letters(stack, want: int, timeout: float) -> tuple[int, set[str]
     """Read the dead-letter topic with a plain consumer (values only; 100k events is a lot of maps)."""
     from kafka import KafkaConsumer
 
-    from streams.topics import Topics
+    from contracts.topics import Topics
 
     consumer = KafkaConsumer(Topics(stack.config.kafka.topic_prefix).dead_letters,
                              **stack.config.kafka.kafka_python_options(), auto_offset_reset="earliest",

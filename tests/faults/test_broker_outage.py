@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from learner.sample_data import generate_stream
+from memstream.samples.stream import generate_stream
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack
 

@@ -1,7 +1,7 @@
 """kill -9 at every kind of point, 20+ times in one run, against the real broker and worker processes.
 
 Each cycle publishes a slice of the stream, starts a worker with one failpoint armed
-(learner/faults.py) or a timer, lets it die (or kills it), and checks the state directory.
+(learner/failpoints.py) or a timer, lets it die (or kills it), and checks the state directory.
 At the end a clean worker finishes the stream: every event is counted exactly once.
 """
 
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from learner.registry import ModelRegistry
-from learner.sample_data import generate_stream
+from learner.store.registry import ModelRegistry
+from memstream.samples.stream import generate_stream
 from tests.faults.helpers import check_state_dir, kill_group, set_faults
 
 PROFILES = ["ann", "bob", "cyd"]

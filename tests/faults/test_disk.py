@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from learner.registry import ModelRegistry
-from learner.sample_data import generate_stream
+from learner.store.registry import ModelRegistry
+from memstream.samples.stream import generate_stream
 from tests.faults.helpers import check_state_dir, set_faults
 
 

@@ -35,7 +35,7 @@ def _publisher(stack, stop: threading.Event, rate: float, sent: dict, errors: li
 
 
 def _publish(stack, stop: threading.Event, rate: float, sent: dict) -> None:
-    from learner.sample_data import generate_stream
+    from memstream.samples.stream import generate_stream
 
     streams = {p: generate_stream(n_per_phase=(4000, 4000, 4000), seed=70 + i, profile=p)
                for i, p in enumerate(PROFILES)}

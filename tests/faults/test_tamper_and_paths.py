@@ -12,12 +12,12 @@ import sys
 
 from consumers.hot_reload import AdapterHotReloader
 from learner.config import load_config
-from learner.events import InvalidEvent, MemoryEvent, validate_profile
+from contracts.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.online import OnlineLearner
-from learner.registry import ModelRegistry
-from learner.sample_data import generate_stream
-from learner.storage import CorruptStateError
-from streams.codec import DecodeError, EventCodec, model_updated_event
+from learner.store.registry import ModelRegistry
+from memstream.samples.stream import generate_stream
+from learner.store.storage import CorruptStateError
+from contracts.codec import DecodeError, EventCodec, model_updated_event
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[2]

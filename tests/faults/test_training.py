@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from learner.config import load_config
-from learner.events import MemoryEvent
+from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
-from learner.sample_data import generate_stream
-from streams.codec import EventCodec, model_updated_event
+from memstream.samples.stream import generate_stream
+from contracts.codec import EventCodec, model_updated_event
 from tests.conftest import TINY
 from tests.faults.helpers import set_faults
 

@@ -11,10 +11,10 @@ from collections import Counter
 import msgpack
 import pytest
 
-from learner.registry import ModelRegistry
-from learner.sample_data import generate_stream
+from learner.store.registry import ModelRegistry
+from memstream.samples.stream import generate_stream
 from streams.broker import free_port
-from streams.codec import EventCodec
+from contracts.codec import EventCodec
 
 
 def malformed_messages(n: int, seed: int = 0) -> list[tuple[str, bytes]]:

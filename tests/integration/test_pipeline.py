@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 from consumers.hot_reload import AdapterHotReloader
-from learner.registry import ModelRegistry
-from learner.sample_data import generate_stream
+from learner.store.registry import ModelRegistry
+from memstream.samples.stream import generate_stream
 
 PROFILES = ("ana", "ben", "cy")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from learner.sample_data import generate_stream
+from memstream.samples.stream import generate_stream
 from tests.conftest import memstream, write_jsonl
 
 

@@ -1,0 +1,17 @@
+"""Settings of the registry (``[registry]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from learner.fields import require, setting
+
+__all__ = ["RegistryConfig"]
+
+
+@dataclass
+class RegistryConfig:
+    keep_versions: int = setting("Versions kept on disk per profile (older ones pruned, history kept).", 4)
+
+    def __post_init__(self) -> None:
+        require(self.keep_versions >= 1, "registry.keep_versions", self.keep_versions, "must be at least 1")

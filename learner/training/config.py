@@ -1,0 +1,76 @@
+"""Settings of a consolidation run and its evaluation gate (``[train]``) and of EWC (``[ewc]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from learner.fields import require, setting
+
+__all__ = ["TrainConfig", "EWCConfig"]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 10)
+    batch_size: int = setting("Sequences per optimizer step.", 8)
+    lr: float = setting("Peak learning rate of LoRA runs.", 3e-3)
+    min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
+    warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
+    max_steps: int = setting("Cap on optimizer steps per consolidation (0 = no cap).", 400)
+    weight_decay: float = setting("AdamW weight decay.", 0.0)
+    grad_clip: float = setting("Gradient norm clipping (0 = off).", 1.0)
+    replay_ratio: float = setting("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
+    probe_size: int = setting("Held-out replay events in the evaluation gate's probe set.", 48)
+    gate_tolerance: float = setting("Accept a LoRA version whose probe loss (old memories) rose by at most this "
+                                  "fraction.", 0.05)
+    gate_max_forgetting: float = setting("... or, when its new memories' loss fell by train.gate_gain_ratio times as "
+                                       "many nats as the probe loss rose, by at most this share of what the probe "
+                                       "had learned (its loss without the adapter minus its loss before the run).",
+                                       0.25)
+    gate_gain_ratio: float = setting("How many nats learned on the new memories pay for one nat lost on the probe.",
+                                   5.0)
+    gate_base_tolerance: float = setting("Reject a LoRA version whose loss on the base model's own held-out text rose by "
+                                       "more than this fraction (it would lose what the base could do).", 0.25)
+    base_probe_size: int = setting("Base-rehearsal samples held out as that probe.", 16)
+    retry_replay_ratio: float = setting("A rejected run's new events get one more run, with this replay fraction ...",
+                                      0.6)
+    retry_lr_scale: float = setting("... and the learning rate times this.", 0.5)
+    eval_max_tokens: int = setting("Tokens per evaluation batch (bounds the memory of the gate's evaluations).", 4096)
+    autocast: bool = setting("Run forward passes under bf16 autocast on CUDA (ignored on CPU).", True)
+    foundation_epochs: int = setting("Passes over the data in the byte model's first, full-parameter run.", 20)
+    foundation_lr: float = setting("Peak learning rate of the byte model's foundation run.", 4e-3)
+    foundation_min_events: int = setting("Automatic triggers wait for this many events before the byte model's "
+                                       "foundation run.", 100)
+    seed: int = setting("Seed for batching, probe selection and dropout.", 0)
+
+    def __post_init__(self) -> None:
+        require(0 <= self.replay_ratio < 1, "train.replay_ratio", self.replay_ratio, "must be in [0, 1)")
+        require(0 <= self.retry_replay_ratio < 1, "train.retry_replay_ratio", self.retry_replay_ratio,
+               "must be in [0, 1)")
+        require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")
+        require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
+        require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
+        require(self.lr > 0, "train.lr", self.lr, "must be positive")
+        require(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")
+        require(self.gate_max_forgetting >= 0, "train.gate_max_forgetting", self.gate_max_forgetting, "must be >= 0")
+        require(self.gate_gain_ratio > 0, "train.gate_gain_ratio", self.gate_gain_ratio, "must be positive")
+        require(self.gate_base_tolerance >= 0, "train.gate_base_tolerance", self.gate_base_tolerance, "must be >= 0")
+        require(self.base_probe_size >= 1, "train.base_probe_size", self.base_probe_size, "must be at least 1")
+        require(self.eval_max_tokens >= 64, "train.eval_max_tokens", self.eval_max_tokens, "must be at least 64")
+        require(self.probe_size >= 1, "train.probe_size", self.probe_size, "must be at least 1")
+        require(self.foundation_min_events >= 1, "train.foundation_min_events", self.foundation_min_events,
+               "must be at least 1")
+
+
+@dataclass
+class EWCConfig:
+    enabled: bool = setting("Add the EWC penalty to LoRA runs.", True)
+    lam: float = setting("EWC strength λ (Fisher normalised to mean 1, penalty averaged over parameters).", 1000.0)
+    gamma: float = setting("Decay of the accumulated Fisher: F <- gamma*F + F_new.", 0.9)
+    fisher_samples: int = setting("Examples used for the per-example Fisher after each run.", 64)
+
+    def __post_init__(self) -> None:
+        require(self.lam >= 0, "ewc.lam", self.lam, "must be >= 0")
+        require(0 <= self.gamma <= 1, "ewc.gamma", self.gamma, "must be in [0, 1]")
+        require(self.fisher_samples >= 1, "ewc.fisher_samples", self.fisher_samples, "must be at least 1")
