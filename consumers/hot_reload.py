@@ -49,7 +49,7 @@ class AdapterHotReloader:
                  on_swap: Callable[[int | None, Any], None] | None = None):
         from learner.config import LearnerConfig
         from contracts.events import validate_profile
-        from learner.memory.replay import SeenIds
+        from learner.memory.dedupe import SeenIds
 
         self.state_dir = Path(state_dir)
         self.profile = validate_profile(profile)

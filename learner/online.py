@@ -199,7 +199,7 @@ class OnlineLearner:
 
     def event_loss(self, event: MemoryEvent) -> float:
         """Loss (nats per target token) of one event under the current version: its surprise."""
-        from learner.model.encoding import mean_loss
+        from learner.model.losses import mean_loss
 
         live = self.live
         return mean_loss(live.model, [live.encoder.encode(event)], live.tokenizer.pad_id, device=live.device)

@@ -14,7 +14,7 @@ import logging
 import os
 from collections import Counter, defaultdict, deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import faust
 

@@ -41,7 +41,7 @@ from contracts.events import InvalidEvent, MemoryEvent
 from learner.store.lock import ProfileLocked
 from learner.online import OnlineLearner
 from learner.store.registry import RegistryError
-from learner.training.plan import Plan, RunResult
+from learner.training.plan import Plan
 from learner.store.storage import CorruptStateError, atomic_write_json
 from contracts.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
 from streams.run_pool import FinishedRun, RunPool

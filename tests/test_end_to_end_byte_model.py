@@ -9,7 +9,7 @@ import json
 import pytest
 
 from learner.config import load_config
-from learner.model.encoding import mean_loss
+from learner.model.losses import mean_loss
 from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
 from memstream.samples.stream import PHASES, generate_stream

@@ -7,7 +7,8 @@ import pytest
 
 from learner.model.adapted import AdaptedModel
 from learner.config import ModelConfig
-from learner.model.encoding import collate, lm_loss_from_logits
+from learner.model.encoding import collate
+from learner.model.losses import lm_loss_from_logits
 from contracts.events import MemoryEvent
 from learner.training.ewc import EWC, batch_gradient_squared, fisher_method, per_example_fisher
 

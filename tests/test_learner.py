@@ -1,7 +1,6 @@
 """OnlineLearner with a real (tiny) torch model and peft, real files."""
 
 import json
-from pathlib import Path
 import random
 
 import pytest

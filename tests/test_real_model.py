@@ -20,7 +20,7 @@ from learner.model.bases import BaseModelError, cache_root, ensure_gguf_cache, p
 from learner.config import ConfigError, ModelConfig, load_config
 from learner.model.encoding import IGNORE, Encoder
 from contracts.events import MemoryEvent
-from learner.model.loading import HFTokenizer
+from learner.model.tokenizers import HFTokenizer
 from learner.online import OnlineLearner
 from learner.training.trainer import shared_trainer
 from tests.conftest import run_cli

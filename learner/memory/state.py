@@ -35,58 +35,17 @@ from learner.drift.kl import KLDriftDetector
 from learner.drift.scalar import ScalarDriftMonitor
 from contracts.events import MemoryEvent
 from learner.store.registry import ModelRegistry
-from learner.memory.replay import RecentBuffer, ReservoirBuffer, SeenIds, WeightedReservoirBuffer
+from learner.memory.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
+from learner.memory.outbox import Outbox
+from learner.memory.dedupe import SeenIds
 from learner.policy.scheduler import ConsolidationScheduler
 from learner.store.storage import CorruptStateError, atomic_write_json, read_json
 
-__all__ = ["STATE_FILE", "LearnerState", "Outbox", "read_newest_state", "write_state"]
+__all__ = ["STATE_FILE", "LearnerState", "read_newest_state", "write_state"]
 
 STATE_FILE = "learner_state.json"
 STATE_FORMAT = 2
 MAX_ALERTS_KEPT = 100
-MAX_OUTBOX = 10_000
-
-
-class Outbox:
-    """Events that must reach the broker, kept with the state until a broker acknowledged them.
-
-    Each entry has a stable ``id`` (also written into the event), so an event resent after a
-    crash is recognisably the same and subscribers can drop the copy.
-    """
-
-    def __init__(self, entries: list[dict[str, Any]] | None = None):
-        self.entries: list[dict[str, Any]] = list(entries or [])
-        self.dropped = 0
-
-    def add(self, kind: str, key: str | None, event: dict[str, Any], event_id: str) -> str:
-        """Queue ``event`` for topic ``kind`` under ``key``; returns its id."""
-        self.entries.append({"kind": kind, "key": key, "event": {**event, "id": event_id}})
-        if len(self.entries) > MAX_OUTBOX:  # nobody publishes (no broker for a long time): keep the newest
-            self.entries.pop(0)
-            self.dropped += 1
-        return event_id
-
-    def pending(self) -> list[dict[str, Any]]:
-        return list(self.entries)
-
-    def mark_sent(self, ids: list[str]) -> int:
-        """Forget the entries a broker acknowledged; returns how many."""
-        gone = set(ids)
-        before = len(self.entries)
-        self.entries = [e for e in self.entries if e["event"]["id"] not in gone]
-        return before - len(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"kind": "outbox", "entries": self.entries, "dropped": self.dropped}
-
-    @classmethod
-    def restore(cls, data: dict[str, Any] | None) -> "Outbox":
-        box = cls((data or {}).get("entries", []))
-        box.dropped = int((data or {}).get("dropped", 0))
-        return box
 
 
 def _event_to_json(event: MemoryEvent) -> dict[str, Any]:

@@ -22,7 +22,7 @@ prompt and the **start** of its response (an answer cut short gets no end-of-tur
 Examples
 --------
 >>> from contracts.events import MemoryEvent
->>> from learner.model.loading import ByteTokenizer
+>>> from learner.model.tokenizers import ByteTokenizer
 >>> enc = Encoder(ByteTokenizer(), max_len=32)
 >>> e = MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": 0, "kind": "conversation",
 ...                            "prompt": "hi", "response": "yo"})
@@ -39,19 +39,13 @@ Examples
 
 from __future__ import annotations
 
-import math
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from contracts.events import MemoryEvent
 
-__all__ = ["IGNORE", "Encoder", "Layout", "collate", "hidden_and_head", "lm_loss", "lm_loss_from_logits", "loss_sums",
-           "mean_loss"]
+__all__ = ["IGNORE", "Encoder", "Layout", "collate"]
 
 IGNORE = -100
 _USER, _ASSISTANT = "\u2060memstream-user\u2060", "\u2060memstream-assistant\u2060"
@@ -191,120 +185,3 @@ def collate(examples: list[dict[str, torch.Tensor]], pad_id: int, length: int | 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """The body and output head of a causal LM whose logits are exactly ``head(hidden)``; None otherwise
-    (logit soft-capping or scaling, an output bias): then the loss takes the model's own logits."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
-    body = getattr(inner, "base_model", inner)
-    if body is inner or not isinstance(head, nn.Linear) or head.bias is not None:
-        return None
-    config = getattr(inner, "config", None)
-    for key in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
-        if getattr(config, key, None) not in (None, 1, 1.0):
-            return None
-    return body, head
-
-
-class _FullLogits(nn.Module):
-    """The head of a model whose logits are not a plain linear map: returns the already computed logits."""
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits
-
-
-def hidden_and_head(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, nn.Module]:
-    """The last hidden states of ``batch`` and the module that turns positions of them into logits
-    (for a model with soft-capped or scaled logits: its full logits, and the identity)."""
-    parts = _decoder_and_head(model)
-    if parts is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        return logits, _FullLogits()
-    body, head = parts
-    return body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state, head
-
-
-def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy (nats) over the labelled positions, and their count.
-
-    Logits are computed only where a label is (the response of a conversation, not its prompt)
-    and ``chunk`` positions at a time, so the full-vocabulary logits of a whole batch never exist.
-    """
-    targets = batch["labels"][:, 1:]
-    where = targets != IGNORE
-    count = int(where.sum())  # a device-to-host sync: the count decides the shapes below
-    hidden, head = hidden_and_head(model, batch)
-    chosen, wanted = hidden[:, :-1][where], targets[where]
-    total = None
-    for start in range(0, max(count, 1), chunk):
-        part = F.cross_entropy(head(chosen[start:start + chunk]).float(), wanted[start:start + chunk], reduction="sum")
-        total = part if total is None else total + part
-    return total, count
-
-
-def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats per target token) over the labelled positions."""
-    total, count = loss_sums(model, batch)
-    return total / max(count, 1)
-
-
-def lm_loss_from_logits(forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The same mean loss from the model's full logits, written without data-dependent shapes so that
-    ``torch.func.vmap`` can batch it (the per-example Fisher uses it).
-
-    No attention mask is passed: examples are right-padded, and under causal attention a real token
-    never sees a pad to its right, so the loss is the same (and the mask's data-dependent shortcuts
-    stay out of ``vmap``'s way)."""
-    logits = forward(input_ids=batch["input_ids"]).logits
-    shifted = logits[:, :-1, :].float()
-    targets = batch["labels"][:, 1:]
-    return F.cross_entropy(shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
-
-
-def token_batches(examples: list[dict[str, torch.Tensor]], max_tokens: int) -> list[list[int]]:
-    """Indices of ``examples`` grouped so that each padded batch holds at most ``max_tokens`` tokens
-    (longest first; one example longer than that is a batch of its own).
-
-    >>> ex = [_example([1] * n, [1] * n) for n in (5, 9, 2, 9)]
-    >>> token_batches(ex, max_tokens=18)
-    [[1, 3], [0, 2]]
-    """
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
-    batches, current, width = [], [], 0
-    for i in order:
-        n = len(examples[i]["input_ids"])
-        if current and max(width, n) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, width = [], 0
-        current.append(i)
-        width = max(width, n)
-    if current:
-        batches.append(current)
-    return batches
-
-
-@torch.no_grad()
-def mean_loss(model: nn.Module, examples: list[dict[str, torch.Tensor]], pad_id: int,
-              device: torch.device | None = None, max_tokens: int = 4096, autocast: Any = None) -> float:
-    """Token-weighted mean loss (nats per target token) over ``examples``, in evaluation mode.
-
-    Batches hold at most ``max_tokens`` tokens (memory stays bounded whatever the model's size);
-    ``autocast`` is an optional context factory (bf16 on CUDA)."""
-    if not examples:
-        return math.nan
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for indices in token_batches(examples, max_tokens):
-            batch = collate([examples[i] for i in indices], pad_id)
-            if device is not None:
-                batch = {k: v.to(device) for k, v in batch.items()}
-            with (autocast or nullcontext)():
-                summed, n = loss_sums(model, batch)
-            if n:
-                total += float(summed)  # a device-to-host sync, once per evaluation batch
-                count += n
-    finally:
-        model.train(was_training)
-    return total / count if count else math.nan

@@ -151,7 +151,8 @@ def distill_loss(model, batch: dict) -> "torch.Tensor":
     top ``k`` tokens (``batch`` from :func:`learner.model.encoding.collate` plus concatenated targets)."""
     import torch
 
-    from learner.model.encoding import IGNORE, hidden_and_head
+    from learner.model.encoding import IGNORE
+    from learner.model.losses import hidden_and_head
 
     targets = batch["labels"][:, 1:]
     where = targets != IGNORE

@@ -43,7 +43,7 @@ from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.training import loop as consolidation
 from learner.training.loop import run_consolidation
-from learner.model.encoding import mean_loss
+from learner.model.losses import mean_loss
 from contracts.events import MemoryEvent
 from learner.training.ewc import EWC
 from memstream.bench.metrics import continual_metrics

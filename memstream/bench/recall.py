@@ -43,7 +43,7 @@ from typing import Callable
 
 from learner.config import LearnerConfig
 from learner.training.loop import run_consolidation
-from learner.model.encoding import mean_loss
+from learner.model.losses import mean_loss
 from contracts.events import MemoryEvent
 from learner.training.ewc import EWC
 from memstream.samples.facts import Person, make_person, recalled
@@ -51,7 +51,7 @@ from learner.model.generation import answer
 from learner.memory.replay import ReservoirBuffer
 from learner.training.plan import Plan
 from learner.training.trainer import Trainer
-from learner.store.versions import LORA, checkout, ewc_from_bytes
+from learner.store.versions import LORA, ewc_from_bytes
 
 __all__ = ["STRATEGIES", "run_recall", "general_text"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from pathlib import Path
 
 from consumers.hot_reload import AdapterHotReloader
 from learner.store.registry import ModelRegistry
