@@ -5,15 +5,12 @@ A thin facade over one profile's pieces::
     learn_one(event) → state (reservoir, recent, drift, scheduler) → (auto) consolidate()
     consolidate()    → plan → trainer (train + gate) → finish_run: commit a version or record why not
 
-- :mod:`learner.memory.state` — what the learner keeps between events, and its files;
-- :mod:`learner.training.trainer` — the loaded base model the runs train on (shared by every profile of
-  the process);
-- :mod:`learner.training.plan` — a run's plan and its one result type;
-- :mod:`learner.store.versions` and :mod:`learner.store.registry` — versions on disk.
+The pieces live in their families: the state (:mod:`learner.memory.state`), planning
+(:mod:`learner.training.planning`), the shared trainer (:mod:`learner.training.trainer`), committing
+(:mod:`learner.store.commit`), the model side (:mod:`learner.model.profile`).
 
-With ``publish=True`` (the stream worker) what must be published — a ModelUpdated event for every
-run, drift alerts, rollbacks and resets — goes into the state's outbox, written with the state,
-and is sent and marked sent by the worker.
+With ``publish=True`` (the stream worker) each ModelUpdated event and drift alert goes to the
+state's outbox, written with the state; the worker sends them and marks them sent.
 
 Examples
 --------
@@ -31,26 +28,24 @@ Examples
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from learner.model.bases import resolve_base
 from learner.config import LearnerConfig
-from learner.drift.kl import DRIFTED
 from contracts.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.store.lock import ProfileLock
 from learner.policy.quality import QualityGate
 from learner.store.registry import ModelRegistry
 from learner.memory.replay import WeightedReservoirBuffer
 from learner.training.plan import Plan, RunResult
+from learner.training.planning import plan_run
+from learner.model.profile import ProfileModel
+from learner.policy.drift_response import respond_to_drift
+from learner.store.commit import action_event, checkpoint_failed, record_run
 from learner.memory.state import STATE_FILE, LearnerState, read_newest_state, write_state
-from learner.store.versions import FOUNDATION, LORA, check_architecture, history_entry, json_bytes, run_record, weight_file
-
-if TYPE_CHECKING:
-    from learner.model.adapted import AdaptedModel
-    from learner.training.ewc import EWC
+from learner.store.versions import FOUNDATION, LORA, check_architecture
 
 __all__ = ["OnlineLearner", "Step", "STATE_FILE"]
 
@@ -72,7 +67,7 @@ def _state_property(name: str, doc: str):
     return property(lambda self: getattr(self.state, name), doc=doc)
 
 
-class OnlineLearner:
+class OnlineLearner(ProfileModel):
     """Continual learner of one profile.
 
     Parameters
@@ -131,13 +126,8 @@ class OnlineLearner:
     outbox = _state_property("outbox", "Events still to publish.")
     seen_ids = _state_property("seen_ids", "Window of recent event ids (re-publications are skipped).")
 
-    @property
-    def events_seen(self) -> int:
-        return self.state.events_seen
-
-    @property
-    def duplicates(self) -> int:
-        return self.state.duplicates
+    events_seen = _state_property("events_seen", "Events learned (duplicates and dropped ones aside).")
+    duplicates = _state_property("duplicates", "Re-published events skipped.")
 
     @property
     def directory(self) -> Path:
@@ -173,11 +163,11 @@ class OnlineLearner:
         if state.drift is not None:
             state.drift.update(event.training_text)
             if state.drift.drift_detected:
-                step.drift = self._drift_alert(state.drift.last_report, event.ts)
+                step.drift = respond_to_drift(state, state.drift.last_report, event.ts, self.publish, self.log)
         if state.loss_monitor is not None and surprise is not None:
             state.loss_monitor.update(surprise)
             if state.loss_monitor.drift_detected and step.drift is None:
-                step.drift = self._drift_alert(state.loss_monitor.last_report, event.ts)
+                step.drift = respond_to_drift(state, state.loss_monitor.last_report, event.ts, self.publish, self.log)
         step.trigger = state.scheduler.observe(now=clock)
         if step.trigger and self.next_mode == FOUNDATION and step.trigger != "manual" \
                 and len(state.recent) < self.config.train.foundation_min_events:
@@ -197,29 +187,6 @@ class OnlineLearner:
             return None
         return self.event_loss(event)
 
-    def event_loss(self, event: MemoryEvent) -> float:
-        """Loss (nats per target token) of one event under the current version: its surprise."""
-        from learner.model.losses import mean_loss
-
-        live = self.live
-        return mean_loss(live.model, [live.encoder.encode(event)], live.tokenizer.pad_id, device=live.device)
-
-    def _drift_alert(self, drift_report, ts: float) -> dict[str, Any]:
-        report = drift_report.to_dict()
-        actions = ["rebase baseline after the next accepted consolidation",
-                   "recompute Fisher after the next consolidation"]
-        if self.config.scheduler.consolidate_on_drift:
-            self.state.scheduler.request("drift")
-            actions.insert(0, "consolidate early")
-        alert = {"v": 1, "profile": self.profile, "ts": ts, **report, "action": "; ".join(actions)}
-        self.state.remember_alert(alert)
-        if self.publish:
-            self.state.outbox.add("drift-alerts", self.profile, alert,
-                                  f"{self.profile}/drift/{report['detector']}/{self.state.events_seen}")
-        self.log(f"[{self.profile}] drift ({report['detector']}): {report['divergence']:.4f} "
-                 f"vs threshold {report['threshold']:.4f}")
-        return alert
-
     # -- consolidation -----------------------------------------------------------------
     @property
     def next_mode(self) -> str:
@@ -229,39 +196,9 @@ class OnlineLearner:
         return LORA
 
     def plan(self, trigger: str) -> Plan:
-        """Choose the new, replay and probe examples of the next consolidation.
-
-        The probe (old memories held out of training, for the gate) takes at most a quarter of what is
-        old, so that replay keeps the rest; with fewer than four old memories there is none (the first
-        run of a pretrained base is judged by what it keeps of the base), except for the byte model's
-        foundation, which holds part of its new data out. New events a rejected run gave back make this
-        the second attempt: more replay (``train.retry_replay_ratio``) and a lower learning rate
-        (``train.retry_lr_scale``)."""
-        cfg, state = self.config.train, self.state
-        new = state.recent.items
-        new_ids = {e.id for e in new}
-        mode = self.next_mode
-        retry = bool(state.retried & new_ids)
-        old = sum(1 for e in state.reservoir.items if e.id not in new_ids)
-        probe = state.reservoir.sample(min(cfg.probe_size, old // 4), state.rng, keep=lambda e: e.id not in new_ids) \
-            if old >= 16 else []
-        if mode == FOUNDATION and len(probe) < cfg.probe_size // 2 and len(new) > 1:
-            # a first full-parameter run: hold part of the new data out as the probe
-            held = state.rng.sample(new, min(cfg.probe_size, len(new) // 4) or 1)
-            held_ids = {e.id for e in held}
-            probe += held
-            new = [e for e in new if e.id not in held_ids]
-        taken = new_ids | {e.id for e in probe}
-        if mode == FOUNDATION:
-            replay = [e for e in state.reservoir.items if e.id not in taken]
-        else:
-            ratio = max(cfg.replay_ratio, cfg.retry_replay_ratio) if retry else cfg.replay_ratio
-            want = round(len(new) * ratio / (1 - ratio))
-            replay = state.reservoir.sample(want, state.rng, keep=lambda e: e.id not in taken)
-        return Plan(trigger=trigger, mode=mode, new=new, replay=replay, probe=probe,
-                    parent_version=self.registry.current_version, seed=state.rng.randrange(2**31),
-                    clock=state.clock or 0.0, attempt=2 if retry else 1,
-                    lr_scale=cfg.retry_lr_scale if retry else 1.0)
+        """Choose the new, replay and probe examples of the next consolidation (see
+        :func:`learner.training.planning.plan_run`)."""
+        return plan_run(self.state, self.config.train, trigger, self.next_mode, self.registry.current_version)
 
     def consolidate(self, trigger: str = "manual") -> RunResult | None:
         """Run one consolidation now, in this process; None when there is nothing new.
@@ -305,134 +242,10 @@ class OnlineLearner:
         result.base_model = self.registry.original_base_model
         before = self.state.snapshot()
         try:
-            self._record(plan, result)
+            record_run(self.registry, self.state, plan, result, self.config, self.publish, self.log)
         except OSError as exc:
-            self._checkpoint_failed(result, before, exc)
+            checkpoint_failed(self.registry, self.state, result, before, exc, self.log)
         return result
-
-    def _record(self, plan: Plan, result: RunResult) -> None:
-        state = self.state
-        new_ids = {e.id for e in plan.new} | {e.id for e in plan.probe}
-        give_back = result.status in ("rejected", "aborted") and plan.attempt == 1
-        if give_back:
-            state.retried |= {e.id for e in state.recent.items if e.id in new_ids}
-            covered = 0  # the events stay new for one more run
-        else:
-            covered = state.recent.remove_where(lambda e: e.id in new_ids)
-            state.retried -= new_ids
-        state.scheduler.mark_consolidated(plan.clock, examples_covered=covered)
-        if result.accepted:
-            if state.drift is not None and state.drift.state == DRIFTED:
-                state.drift.rebase()  # the run that covered the new distribution was accepted
-            if state.loss_monitor is not None:
-                state.loss_monitor.reset()  # a new version: the loss signal starts afresh
-        info = history_entry(self.registry, plan, result)
-        state.seq += 1
-        if result.accepted:
-            version = self.registry.data["versioning"]["next_version"]
-            result.version = version
-            weights = weight_file(plan.mode)
-            result.adapter_path = f"{self.profile}/versions/v{version:04d}/{weights}"
-            from learner.store.storage import sha256_bytes
-
-            result.sha256 = sha256_bytes(result.files[weights])
-            self._queue_update(result)
-            files = dict(result.files)
-            files["run.json"] = run_record(plan, info, self.profile, self.config.learner_config())
-            files["metrics.json"] = json_bytes(result.metrics)
-            snapshot = state.snapshot()
-            files[STATE_FILE] = json_bytes(snapshot, compact=True)
-            committed = self.registry.commit_version(files, info)
-            if committed != version:
-                raise RuntimeError(f"the registry committed version {committed}, expected {version}")
-            write_state(self.directory, snapshot)
-            self._adopt_trained_weights(plan, committed)
-            self.log(f"[{self.profile}] version {committed} accepted: {result.reason}")
-        else:
-            self.registry.record_run(info, result.status)
-            self._queue_update(result)
-            write_state(self.directory, state.snapshot())
-            again = " (its new events get one more run)" if give_back else ""
-            self.log(f"[{self.profile}] run {result.status}: {result.reason}{again}")
-        result.files = None  # written: the bytes are no longer needed
-
-    def _adopt_trained_weights(self, plan: Plan, version: int) -> None:
-        """The in-process trainer holds exactly the committed weights: say so, to skip reloading them."""
-        from learner.training.trainer import shared_trainer
-
-        live = shared_trainer(self.config.model).live
-        if live.tag == ("trained", plan.run_id):
-            live.tag = (str(self.registry.directory), version, self.registry.entry(version).get("manifest_sha256"))
-            if plan.mode == FOUNDATION:
-                live.base_tag = live.tag
-
-    def _queue_update(self, result: RunResult) -> None:
-        if self.publish:
-            event = {"v": 1, **result.report(), "action": "train"}
-            self.state.outbox.add("model-updated", self.profile, event, f"{self.profile}/run/{result.run_id}")
-
-    def _checkpoint_failed(self, result: RunResult, before: dict[str, Any], exc: OSError) -> None:
-        """Writing the run's result failed (disk full, read-only): memory goes back to what the disk
-        says, the current version stays, the new events wait for the next run."""
-        self.state.restore(before)  # a model trained in this process keeps its "trained" tag: reloaded on next use
-        current = self.registry.current_version
-        why = exc.strerror or str(exc)
-        result.status = "checkpoint_failed"
-        result.reason = (f"checkpoint failed: {why} ({exc.filename or 'state directory'}); "
-                         f"version {current} stays current, the new events wait for the next run")
-        result.version = result.adapter_path = result.sha256 = None
-        result.files = None  # the caller says so (the worker publishes it at once: it is not state)
-        self.log(f"[{self.profile}] {result.reason}")
-
-    # -- the model ---------------------------------------------------------------------
-    @property
-    def trainer(self):
-        """The trainer (loaded base) this process shares between its profiles."""
-        from learner.training.trainer import shared_trainer
-
-        return shared_trainer(self.config.model)
-
-    @property
-    def live(self) -> "AdaptedModel":
-        """The process's loaded model, holding this profile's current version (verified when loaded).
-
-        The model is shared by every profile of the process: each access puts this profile's
-        version on it (nothing is read when it already holds it)."""
-        return self.trainer.checkout(self.registry, self.registry.current_version, self.config)
-
-    @property
-    def model(self):
-        """The current model (peft-wrapped once LoRA versions exist)."""
-        return self.live.model
-
-    @property
-    def tokenizer(self):
-        return self.live.tokenizer
-
-    @property
-    def ewc(self) -> "EWC":
-        """The EWC state saved with the current version (read from disk)."""
-        from learner.store.versions import load_ewc
-
-        return load_ewc(self.registry, self.registry.current_version, self.config)
-
-    def model_at(self, version: int | None) -> "AdaptedModel":
-        """A separate model at ``version`` (None = the original base), verified; the shared one is untouched."""
-        from learner.store.versions import load_model_at
-
-        return load_model_at(self.registry, version, self.config)
-
-    def generate(self, prompt: str, max_new_tokens: int = 96, temperature: float = 0.0,
-                 top_k: int = 40, seed: int = 0) -> str:
-        """The current version's answer to ``prompt`` (greedy by default)."""
-        return self.answer([prompt], max_new_tokens, temperature, top_k, seed)[0]
-
-    def answer(self, prompts: list[str], max_new_tokens: int = 96, temperature: float = 0.0,
-               top_k: int = 40, seed: int = 0) -> list[str]:
-        """The current version's answers to many prompts, in batches."""
-        from learner.model.generation import answer
-
-        return answer(self.live, prompts, max_new_tokens, temperature, top_k, seed)
 
     # -- persistence -------------------------------------------------------------------
     def save_state(self) -> Path:
@@ -487,20 +300,3 @@ class OnlineLearner:
         except BaseException:
             learner.close()
             raise
-
-
-def action_event(registry: ModelRegistry, action: str, version: int | None) -> dict[str, Any]:
-    """The ModelUpdated event of a rollback or reset: the version inference should serve now
-    (None and no adapter: the original base)."""
-    entry = registry.entry(version) if version is not None else {}
-    profile = registry.data["profile"]
-    adapter_path, sha = None, None
-    if version is not None:
-        weights = weight_file(entry["mode"])
-        adapter_path = f"{profile}/versions/v{version:04d}/{weights}"
-        sha = registry.verify(version)[weights]
-    return {"v": 1, "profile": profile, "action": action, "version": version, "parent_version": None,
-            "run_id": None, "ts": time.time(), "base_model": registry.original_base_model,
-            "adapter_path": adapter_path, "sha256": sha, "trigger": "manual", "mode": entry.get("mode"),
-            "samples_new": 0, "samples_replay": 0, "steps": 0, "duration_s": 0.0, "metrics": {}, "accepted": True,
-            "status": "accepted", "reason": f"{action} to {'v' + str(version) if version else 'the original base'}"}

@@ -30,10 +30,9 @@ keep flowing, and applied once the lock is free (or dead-lettered after ``worker
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,14 +41,14 @@ from learner.store.lock import ProfileLocked
 from learner.online import OnlineLearner
 from learner.store.registry import RegistryError
 from learner.training.plan import Plan
-from learner.store.storage import CorruptStateError, atomic_write_json
-from contracts.codec import DecodeError, EventCodec, dead_letter, drift_alert_event, model_updated_event
-from streams.run_pool import FinishedRun, RunPool
+from learner.store.storage import CorruptStateError
+from contracts.codec import DecodeError, EventCodec, dead_letter, model_updated_event
+from streams.ownership import SOURCES_FILE, PartitionOwnership, source_partitions
+from streams.parking import Parked, Parking
+from streams.relay import OutboxRelay, Outgoing
+from streams.run_pool import InProcessRuns, RunPool
 
 __all__ = ["IngestCore", "Handled", "Outgoing", "StateNotSaved", "SOURCES_FILE", "source_partitions"]
-
-SOURCES_FILE = "sources.json"
-_MAKE_EVENT = {"drift-alerts": drift_alert_event, "model-updated": model_updated_event}
 
 
 class StateNotSaved(OSError):
@@ -63,40 +62,7 @@ class Handled:
     parked: bool = False
 
 
-@dataclass
-class Outgoing:
-    """What to publish: ``(topic kind, key, map, marker)``; the marker goes back to :meth:`IngestCore.sent`."""
-
-    messages: list[tuple[str, bytes | None, dict[str, Any], Any]] = field(default_factory=list)
-
-
-@dataclass
-class _Parked:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    since: float
-
-
-def source_partitions(sources: list[str], topic: str) -> set[int]:
-    """The partitions of ``topic`` among a profile's source keys.
-
-    >>> sorted(source_partitions(["kafka:m#AbC:2", "kafka:m:0", "kafka:other:1", "file:/x"], "m"))
-    [0, 2]
-    """
-    found = set()
-    for key in sources:
-        if not key.startswith("kafka:"):
-            continue
-        name, _, partition = key[len("kafka:"):].rpartition(":")
-        if name.split("#", 1)[0] == topic and partition.isdigit():
-            found.add(int(partition))
-    return found
-
-
-class IngestCore:
+class IngestCore(PartitionOwnership, Parking, OutboxRelay):
     """Per-profile learner states of one worker, and their consolidations.
 
     Parameters
@@ -106,7 +72,7 @@ class IngestCore:
     state_root
         The state directory (shared by every worker of the group).
     run_pool
-        Where consolidations compute; ``None`` runs them in this process (tests, tiny setups).
+        Where consolidations compute; ``None``: in this process (:class:`streams.run_pool.InProcessRuns`).
     log
         Where progress lines go.
     """
@@ -118,13 +84,13 @@ class IngestCore:
         self.learner_config = config.learner_config()
         self.state_root = Path(state_root)
         self.codec = EventCodec(config.worker.max_event_bytes, config.worker.max_text_chars)
-        self.runs = run_pool
         self.log = log or (lambda _m: None)
+        self.runs = run_pool if run_pool is not None else InProcessRuns(self.learner, self.log)
         self.learners: dict[str, OnlineLearner] = {}
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.dirty: set[str] = set()
         self.due: dict[str, str] = {}
-        self.parked: dict[str, deque[_Parked]] = {}
+        self.parked: dict[str, deque[Parked]] = {}
         self.dead_letters: list[tuple[bytes | None, dict[str, Any]]] = []
         self.notices: list[tuple[str, bytes | None, dict[str, Any]]] = []  # not state: published at once
         self._requests_at_plan: dict[str, set[str]] = {}
@@ -137,7 +103,6 @@ class IngestCore:
         self.first_message_at: float | None = None
         self.progress: list[tuple[int, float]] = []  # (messages, time) every 500 messages, for benchmarks
         self.last_message_at: float | None = None
-        self._finished: list[FinishedRun] = []  # runs computed in this process (run_pool=None)
 
     # -- learners ----------------------------------------------------------------------
     def learner(self, profile: str) -> OnlineLearner:
@@ -149,52 +114,6 @@ class IngestCore:
                                        log=self.log, publish=True)
             self.learners[profile] = found
         return found
-
-    def release_partitions(self, partitions: set[tuple[str, int]]) -> list[str]:
-        """A rebalance took these partitions away: stop their runs, save and close their profiles."""
-        gone = [p for p, tp in self.partition_of.items() if tp in partitions]
-        for profile in gone:
-            self.cancel_run(profile)
-        self.flush(gone)
-        for profile in gone:
-            self.learners.pop(profile).close()
-            self.partition_of.pop(profile, None)
-            self.due.pop(profile, None)
-        for profile, queue in list(self.parked.items()):  # they come back from the new owner's reads
-            kept = deque(p for p in queue if (p.topic, p.partition) not in partitions)
-            if kept:
-                self.parked[profile] = kept
-            else:
-                del self.parked[profile]
-        return gone
-
-    def adopt_partitions(self, topic: str, partitions: set[int]) -> list[str]:
-        """A rebalance gave us these partitions of ``topic``: open the profiles fed from them that have
-        something waiting — events to publish, or a consolidation requested or due by count — and queue
-        it, so a run cut short by a stop, or an event a crash left unsent, is not forgotten.
-
-        Which profiles are ours follows from each profile's recorded source partitions, not from the
-        key's hash."""
-        adopted = []
-        for directory in sorted(self.state_root.iterdir()) if self.state_root.is_dir() else []:
-            profile = directory.name
-            if profile in self.learners or not (directory / SOURCES_FILE).is_file():
-                continue
-            mine = source_partitions(_read_sources(directory), topic) & partitions
-            if not mine:
-                continue
-            try:
-                learner = self.learner(profile)
-            except ProfileLocked as exc:
-                self.log(f"rebalance: {profile} not taken over yet: {exc}")
-                continue
-            self.partition_of[profile] = (topic, min(mine))
-            sched = learner.scheduler
-            trigger = sched.pending() or sched.due(learner.state.clock or 0.0)
-            if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
-                self.due[profile] = trigger
-            adopted.append(profile)
-        return adopted
 
     # -- one message -------------------------------------------------------------------
     def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Handled:
@@ -251,50 +170,6 @@ class IngestCore:
         if step.trigger:
             self.due[profile] = step.trigger
 
-    def _record_source(self, learner: OnlineLearner, source: str) -> None:
-        """Write down the partitions a profile is fed from (what adoption reads after a rebalance)."""
-        keys = sorted({*(k for k in learner.sources if k.startswith("kafka:")), source})
-        atomic_write_json(learner.directory / SOURCES_FILE, {"sources": keys})
-
-    def _park(self, profile: str, topic: str, partition: int, offset: int, key, value) -> None:
-        self.parked.setdefault(profile, deque()).append(_Parked(topic, partition, offset, key, value, time.time()))
-        self.counts["parked"] += 1
-
-    def retry_parked(self, now: float | None = None) -> list[tuple[str, int, int]]:
-        """Apply the parked messages whose profile can be opened now; dead-letter those that waited longer
-        than ``worker.locked_wait_s``. Returns the ``(topic, partition, offset)`` of every message settled."""
-        now = time.time() if now is None else now
-        settled = []
-        for profile, queue in list(self.parked.items()):
-            try:
-                learner = self.learner(profile)
-            except ProfileLocked as exc:
-                if now - queue[0].since < self.config.worker.locked_wait_s:
-                    continue
-                for p in queue:
-                    self._dead_letter(f"profile locked: {exc} for more than {self.config.worker.locked_wait_s:g} s",
-                                      p.topic, p.partition, p.offset, p.key, p.value)
-                    settled.append((p.topic, p.partition, p.offset))
-                del self.parked[profile]
-                continue
-            except (InvalidEvent, ValueError, OSError, CorruptStateError, RegistryError) as exc:
-                learner, error = None, exc
-            del self.parked[profile]
-            for p in queue:
-                if learner is None:
-                    self._dead_letter(f"profile state unusable: {error}", p.topic, p.partition, p.offset, p.key,
-                                      p.value)
-                else:
-                    self._apply(learner, self.codec.decode_memory(p.value), p.topic, p.partition, p.offset)
-                settled.append((p.topic, p.partition, p.offset))
-        return settled
-
-    def source_key(self, topic: str, partition: int) -> str:
-        """Where a profile keeps its next offset of one partition; the topic id (when the broker
-        gives one) makes a re-created topic a new source instead of one whose offsets went back."""
-        tid = self.topic_ids.get(topic)
-        return f"kafka:{topic}#{tid}:{partition}" if tid else f"kafka:{topic}:{partition}"
-
     def _dead_letter(self, reason: str, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None) -> None:
         self.counts["dead_letters"] += 1
@@ -326,51 +201,13 @@ class IngestCore:
                                 f"{exc.strerror or exc}")
         return len(targets)
 
-    def take_notices(self) -> Outgoing:
-        """Operational notices (a checkpoint that could not be written): published at once, durable or not."""
-        out = Outgoing([(kind, key, event, None) for kind, key, event in self.notices])
-        self.notices = []
-        return out
-
-    def outgoing(self) -> Outgoing:
-        """What must be published now: the durable outboxes of every profile, and the dead letters."""
-        out = Outgoing()
-        for profile, learner in self.learners.items():
-            if profile in self.dirty:
-                continue  # not durable yet: published after the next flush
-            for entry in learner.outbox.pending():
-                out.messages.append((entry["kind"], profile.encode(), _MAKE_EVENT[entry["kind"]](entry["event"]),
-                                     (profile, entry["event"]["id"])))
-        for key, letter in self.dead_letters:
-            out.messages.append(("dead-letters", key, letter, ("dead-letter", letter["id"])))
-        return out
-
-    def sent(self, markers: list[Any]) -> None:
-        """A broker acknowledged these messages: take them out of the outboxes (and the dead-letter queue)."""
-        by_profile: dict[str, list[str]] = {}
-        letters = set()
-        for marker in markers:
-            if marker is None:
-                continue
-            owner, event_id = marker
-            if owner == "dead-letter":
-                letters.add(event_id)
-            else:
-                by_profile.setdefault(owner, []).append(event_id)
-        for profile, ids in by_profile.items():
-            learner = self.learners.get(profile)
-            if learner is not None and learner.outbox.mark_sent(ids):
-                self.dirty.add(profile)  # saved at the next flush; a crash before resends (same ids)
-        if letters:
-            self.dead_letters = [(k, letter) for k, letter in self.dead_letters if letter["id"] not in letters]
-
     # -- consolidations -----------------------------------------------------------------
     def start_runs(self, now: float | None = None) -> list[str]:
         """Start the due consolidations that fit (one per profile; the rest wait their turn)."""
         started = []
         now = time.time() if now is None else now
         for profile, trigger in list(self.due.items()):
-            if self.runs is not None and (self.runs.busy(profile) or self.runs.full):
+            if self.runs.busy(profile) or self.runs.full:
                 continue  # queued: it starts when the run in progress finishes
             if self.retry_at.get(profile, 0.0) > now:
                 continue  # its last version could not be written: wait before training again
@@ -384,21 +221,14 @@ class IngestCore:
             self._requests_at_plan[profile] = set(learner.scheduler.requested)
             self._plans[profile] = plan
             self.dirty.add(profile)
-            if self.runs is None:
-                started_at = time.monotonic()
-                result = learner.trainer.run(plan, learner.registry, learner.config, profile, log=self.log)
-                self._finished.append(FinishedRun(profile, plan, result, time.monotonic() - started_at))
-            else:
-                self.runs.submit(profile, plan, learner.config.to_dict())
+            self.runs.submit(profile, plan, learner.config.to_dict())
             started.append(profile)
         return started
 
     def finish_runs(self, now: float | None = None) -> int:
         """Record the runs that finished: commit accepted versions; every run's ModelUpdated event goes into
         its profile's outbox. Returns how many finished."""
-        finished = self.runs.poll() if self.runs is not None else []
-        if self.runs is None:
-            finished, self._finished = list(self._finished), []
+        finished = self.runs.poll()
         for run in finished:
             learner = self.learners.get(run.profile)
             self._plans.pop(run.profile, None)
@@ -427,8 +257,6 @@ class IngestCore:
         return len(finished)
 
     def cancel_run(self, profile: str) -> None:
-        if self.runs is None:
-            return
         plan = self.runs.cancel(profile)
         self._plans.pop(profile, None)
         if plan is not None and profile in self.learners:
@@ -437,10 +265,9 @@ class IngestCore:
 
     def close(self) -> None:
         """Stop every run (nothing partial is left), save every state, release every lock."""
-        if self.runs is not None:
-            for profile in list(self.runs.running):
-                self.cancel_run(profile)
-            self.runs.close()
+        for profile in list(self.runs.running):
+            self.cancel_run(profile)
+        self.runs.close()
         self.flush()
         for learner in self.learners.values():
             learner.close()
@@ -460,10 +287,3 @@ class IngestCore:
                              "version": l.registry.current_version}
                          for p, l in self.learners.items()},
         }
-
-
-def _read_sources(directory: Path) -> list[str]:
-    try:
-        return list(json.loads((directory / SOURCES_FILE).read_text(encoding="utf-8")).get("sources", []))
-    except (OSError, ValueError, AttributeError):
-        return []

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from learner.training.plan import Plan, RunResult
 
-__all__ = ["RunPool", "FinishedRun"]
+__all__ = ["InProcessRuns", "RunPool", "FinishedRun"]
 
 
 def _trainer_process(conn, stop, state_root: str, threads: int) -> None:
@@ -226,3 +226,44 @@ class RunPool:
                 trainer.process.kill()
                 trainer.process.join(timeout=5)
             self._drop(trainer)
+
+
+class InProcessRuns:
+    """The run pool's interface over this process: a run computes at :meth:`submit`, on the learner's own
+    trainer, and :meth:`poll` hands it back (tests and tiny setups, where a trainer process costs more
+    than it saves).
+
+    Parameters
+    ----------
+    learner_of
+        The open learner of a profile (the worker's): its trainer, registry and config run the plan.
+    log
+        Where the run's progress lines go.
+    """
+
+    def __init__(self, learner_of: Callable[[str], Any], log: Callable[[str], None] = lambda _line: None):
+        self.learner_of = learner_of
+        self.log = log
+        self._finished: list[FinishedRun] = []
+
+    running: dict[str, Plan] = {}  # nothing computes between calls
+    full = False
+
+    def busy(self, profile: str) -> bool:
+        return False
+
+    def submit(self, profile: str, plan: Plan, config_dict: dict[str, Any]) -> None:  # noqa: ARG002 - the pool's signature
+        learner = self.learner_of(profile)
+        started = time.monotonic()
+        result = learner.trainer.run(plan, learner.registry, learner.config, profile, log=self.log)
+        self._finished.append(FinishedRun(profile, plan, result, time.monotonic() - started))
+
+    def poll(self) -> list[FinishedRun]:
+        done, self._finished = self._finished, []
+        return done
+
+    def cancel(self, profile: str) -> Plan | None:  # noqa: ARG002 - a run here is over before anyone can cancel it
+        return None
+
+    def close(self) -> None:
+        self._finished = []

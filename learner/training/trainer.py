@@ -22,9 +22,9 @@ from learner.model.encoding import Encoder
 from learner.training.rehearsal import Rehearsal
 from learner.store.registry import ModelRegistry
 from learner.training.plan import Plan, RunResult
-from learner.store.versions import checkout, load_ewc
+from learner.store.versions import FOUNDATION, checkout, load_ewc
 
-__all__ = ["Trainer", "shared_trainer"]
+__all__ = ["Trainer", "adopt_trained_weights", "shared_trainer"]
 
 #: settings that decide what is loaded; the others (LoRA shape, sequence length) change per run
 LOAD_KEYS = ("base", "cache_dir", "device", "dtype", "gradient_checkpointing", "d_model", "n_layers", "n_heads",
@@ -102,3 +102,12 @@ def shared_trainer(model_cfg: ModelConfig) -> Trainer:
             _TRAINERS.popitem(last=False)
     _TRAINERS.move_to_end(key)
     return trainer
+
+
+def adopt_trained_weights(model_cfg: ModelConfig, registry: ModelRegistry, plan: Plan, version: int) -> None:
+    """The in-process trainer holds exactly the committed weights: say so, to skip reloading them."""
+    live = shared_trainer(model_cfg).live
+    if live.tag == ("trained", plan.run_id):
+        live.tag = (str(registry.directory), version, registry.entry(version).get("manifest_sha256"))
+        if plan.mode == FOUNDATION:
+            live.base_tag = live.tag
