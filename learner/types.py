@@ -7,7 +7,7 @@ implementation (``tests/test_protocol_*.py``).
 - Drift detectors speak river's protocol (:class:`river.base.DriftDetector`):
   ``update(x)``, a ``drift_detected`` property and ``_reset()``; ours add ``snapshot()``.
 - :class:`Regularizer` — a loss term: ``penalty(model)`` returns a scalar tensor that the
-  training loop adds to its loss, and ``consolidate(...)`` updates the term after a run.
+  training loop adds to its loss; EWC also gives ``updated(fisher, anchor)``, the term after a run.
 """
 
 from __future__ import annotations

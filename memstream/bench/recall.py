@@ -52,11 +52,11 @@ from learner.memory.replay import ReservoirBuffer
 from learner.training.plan import Plan
 from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
+from memstream.bench.paraphrase import paraphrased
 
 __all__ = ["STRATEGIES", "run_recall", "general_text"]
 
 STRATEGIES = ("naive", "replay", "replay+ewc", "joint", "memstream", "replay+ewc+paraphrase")
-PARAPHRASE_PROMPT = "Rewrite this sentence in different words, keeping every name and fact:\n\n{text}"
 PROFILE = "recall"
 
 
@@ -113,30 +113,6 @@ class _Asker:
 
 def _general_loss(live, examples) -> float:
     return mean_loss(live.model, examples, live.tokenizer.pad_id, device=live.device)
-
-
-def _kept_words(text: str) -> set[str]:
-    """Names and numbers a rewrite must keep (capitalised words after the first, digits)."""
-    words = [w.strip(".,;:!?\"'()") for w in text.split()]
-    return {w for i, w in enumerate(words) if w and (w[0].isdigit() or (i > 0 and w[0].isupper()))}
-
-
-def paraphrased(live, events: list[MemoryEvent], per_event: int = 2, seed: int = 0) -> list[MemoryEvent]:
-    """Rewrites of ``events`` by the model itself (prompts of conversations, texts of notes), filtered."""
-    sources = [e.prompt if e.prompt is not None else e.text for e in events]
-    out = []
-    for k in range(per_event):
-        texts = answer(live, [PARAPHRASE_PROMPT.format(text=t) for t in sources], max_new_tokens=48,
-                       temperature=0.7, seed=seed * 10 + k)
-        for event, source, text in zip(events, sources, texts):
-            text = text.strip().strip('"')
-            if not text or text == source or not _kept_words(source) <= _kept_words(text) | {"I"}:
-                continue
-            fields = event.to_dict()
-            fields.pop("id")
-            fields.update({"prompt": text} if event.prompt is not None else {"text": text})
-            out.append(MemoryEvent.build(fields))
-    return out
 
 
 def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerConfig, seed: int,

@@ -110,7 +110,8 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
 
     Without EVENTS_FILE the public benchmark stream is used (docs/benchmarks.md).
     """
-    from memstream.bench.forgetting import check_strategies, progress_total, run_forgetting, split_domains
+    from memstream.bench.forgetting import check_strategies, progress_total, run_forgetting
+    from memstream.bench.foundation import split_domains
     from memstream.bench.report import FORGETTING_HEADERS, forgetting_markdown, forgetting_rows, plot_forgetting, \
         table, write_outputs
 

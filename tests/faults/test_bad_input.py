@@ -96,11 +96,14 @@ event_like = st.fixed_dictionaries({}, optional={
 def test_event_files_of_any_bytes_give_events_or_line_errors(tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("jsonl") / "events.jsonl"
     path.write_bytes(b"\n".join(lines))
+    seen = []
     for line_no, event, error in read_jsonl(path):
         assert (event is None) != (error is None), "each line is an event or an error, never both or neither"
         if error is not None:
             assert isinstance(error, str) and error and "\n" not in error and "Traceback" not in error
-            assert line_no >= 0  # 0-based; the CLI prints it 1-based
+        seen.append(line_no)
+    # 0-based numbers of real lines of the file (the CLI prints them 1-based), in order, each once
+    assert seen == sorted(set(seen)) and all(0 <= n < len(path.read_bytes().split(b"\n")) for n in seen)
 
 
 toml_texts = st.one_of(
