@@ -39,6 +39,7 @@ from typing import Any, Callable
 from contracts.events import InvalidEvent, MemoryEvent
 from learner.store.lock import ProfileLocked
 from learner.online import OnlineLearner
+from learner.positions import learn_at
 from learner.store.registry import RegistryError
 from learner.training.plan import Plan
 from learner.store.storage import CorruptStateError
@@ -148,14 +149,13 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
         profile = event.profile
         self.partition_of[profile] = (topic, partition)
         source = self.source_key(topic, partition)
-        if offset < learner.sources.get(source, 0):
-            self.counts["redelivered"] += 1  # applied before a crash or rebalance: already counted
-            return
         if source not in learner.sources:
             self._record_source(learner, source)
-        learner.sources[source] = offset + 1
+        step = learn_at(learner, source, offset, event)
+        if step is None:
+            self.counts["redelivered"] += 1  # applied before a crash or rebalance: already counted
+            return
         self.dirty.add(profile)
-        step = learner.learn_one(event)
         if step.quality is not None:
             self.counts["quality_flagged"] += 1
             if step.dropped:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from learner.config import load_config
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 
 TINY = [
     "model.base=memstream-byte",
@@ -36,7 +36,7 @@ def tiny_config():
 @pytest.fixture
 def small_stream() -> list[dict]:
     """360 events in three phases of two domains each."""
-    return generate_stream(n_per_phase=(120, 120, 120), seed=3)
+    return make_sample_stream(n_per_phase=(120, 120, 120), seed=3)
 
 
 def run_detector(detector, stream) -> list[int]:

@@ -7,7 +7,7 @@ import pytest
 from learner.config import DriftConfig
 from learner.drift.kl import KLDriftDetector
 from contracts.events import MemoryEvent
-from memstream.samples.stream import DOMAINS, generate_stream
+from memstream.samples.stream import DOMAINS, make_sample_stream
 from tests.conftest import run_detector as run
 
 
@@ -23,7 +23,7 @@ def default_detector(**changes) -> KLDriftDetector:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_alert_within_500_events_of_a_domain_switch(seed):
     switch = 1500
-    stream = texts(generate_stream(n_per_phase=(switch, 1000), seed=seed,
+    stream = texts(make_sample_stream(n_per_phase=(switch, 1000), seed=seed,
                                    phases=[("cooking", "gardening"), ("coding", "finance")]))
     fired = run(default_detector(), stream)
     assert fired, "no alert after the switch"
@@ -32,13 +32,13 @@ def test_alert_within_500_events_of_a_domain_switch(seed):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_alert_on_a_shuffled_stationary_stream(seed):
-    stream = texts(generate_stream(n_per_phase=(5000,), seed=seed, phases=[tuple(DOMAINS)]))
+    stream = texts(make_sample_stream(n_per_phase=(5000,), seed=seed, phases=[tuple(DOMAINS)]))
     random.Random(seed).shuffle(stream)
     assert run(default_detector(), stream) == []
 
 
 def test_report_names_what_rose_and_fell():
-    stream = texts(generate_stream(n_per_phase=(700, 400), seed=4, phases=[("cooking",), ("travel",)]))
+    stream = texts(make_sample_stream(n_per_phase=(700, 400), seed=4, phases=[("cooking",), ("travel",)]))
     det = default_detector()
     run(det, stream)
     report = det.last_report
@@ -53,7 +53,7 @@ def test_report_names_what_rose_and_fell():
 
 def test_quiet_after_alert_until_rebase_then_monitors_the_new_baseline():
     phases = [("cooking",), ("travel",), ("travel",), ("coding",)]
-    stream = texts(generate_stream(n_per_phase=(600, 300, 700, 600), seed=5, phases=phases))
+    stream = texts(make_sample_stream(n_per_phase=(600, 300, 700, 600), seed=5, phases=phases))
     det = default_detector()
     fired = run(det, stream[:1600])
     assert len(fired) == 1 and 600 <= fired[0] < 900
@@ -74,7 +74,7 @@ def test_fixed_threshold_and_validation():
 
 
 def test_snapshot_restore_continues_identically():
-    stream = texts(generate_stream(n_per_phase=(500, 300), seed=6, phases=[("cooking",), ("finance",)]))
+    stream = texts(make_sample_stream(n_per_phase=(500, 300), seed=6, phases=[("cooking",), ("finance",)]))
     a = default_detector(window=50, baseline_size=200)
     for text in stream[:300]:
         a.update(text)
@@ -87,7 +87,7 @@ def test_river_protocol_clone_and_seed_determinism():
     det = default_detector(window=50, baseline_size=200)
     clone = det.clone()
     assert isinstance(clone, KLDriftDetector) and clone.window == 50
-    stream = texts(generate_stream(n_per_phase=(300, 200), seed=7, phases=[("cooking",), ("coding",)]))
+    stream = texts(make_sample_stream(n_per_phase=(300, 200), seed=7, phases=[("cooking",), ("coding",)]))
     assert run(det, stream) == run(clone, stream)
 
 
@@ -122,7 +122,7 @@ def test_an_alert_waits_for_enough_new_events_then_one_run_and_a_new_baseline(tm
 def test_one_odd_event_cannot_raise_an_alert_or_break_the_divergence(odd):
     import math
 
-    stream = texts(generate_stream(n_per_phase=(800,), seed=8, phases=[("cooking", "gardening")]))
+    stream = texts(make_sample_stream(n_per_phase=(800,), seed=8, phases=[("cooking", "gardening")]))
     det = default_detector()
     fired = run(det, stream[:700] + [odd] + stream[700:])
     assert fired == [] and math.isfinite(det.divergence_)

@@ -12,7 +12,7 @@ from learner.config import load_config
 from learner.model.losses import mean_loss
 from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
-from memstream.samples.stream import PHASES, generate_stream
+from memstream.samples.stream import PHASES, make_sample_stream
 from tests.conftest import memstream, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ BYTE_MODEL = [f"--set={s}" for s in BYTE_SETTINGS]
 def default_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("default")
     state = root / "state"
-    stream = write_jsonl(root / "stream.jsonl", generate_stream())  # 1,250 events, phases at 450 and 850
+    stream = write_jsonl(root / "stream.jsonl", make_sample_stream())  # 1,250 events, phases at 450 and 850
     out = memstream("learn", str(stream), "--state", str(state), "--json", *BYTE_MODEL, timeout=1800)
     return state, json.loads(out.stdout)
 
@@ -55,7 +55,7 @@ def test_early_domains_are_not_forgotten(default_run):
     """Held-out text of the first phase's domains: the last version beats the foundation, or a gate refused."""
     state, summary = default_run
     held_out = [MemoryEvent.from_dict(e) for e in
-                generate_stream(n_per_phase=(120,), seed=12345, phases=[PHASES[0]], profile="alice")]
+                make_sample_stream(n_per_phase=(120,), seed=12345, phases=[PHASES[0]], profile="alice")]
     learner = OnlineLearner("alice", load_config(overrides=BYTE_SETTINGS, environ={}), state)
     losses = {}
     for version in (1, learner.registry.current_version):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from learner.config import load_config
 from contracts.events import InvalidEvent, MemoryEvent
 from learner.online import OnlineLearner
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from memstream.cli import cli
 from contracts.codec import EventCodec
 from streams.ingest import IngestCore
@@ -85,8 +85,8 @@ def ewc_updates(path: Path) -> int:
 # -- 2. a locked profile waits without stalling the others ---------------------------------------
 def test_a_locked_profile_waits_while_the_others_flow(tmp_path):
     core = IngestCore(stream_config("worker.session_timeout_s=30"), tmp_path)
-    ann = wire(generate_stream(n_per_phase=(3,), seed=1, profile="ann"))
-    bo = wire(generate_stream(n_per_phase=(3,), seed=2, profile="bo"))
+    ann = wire(make_sample_stream(n_per_phase=(3,), seed=1, profile="ann"))
+    bo = wire(make_sample_stream(n_per_phase=(3,), seed=2, profile="bo"))
     with locked_by_another_process(tmp_path / "ann"):
         started = time.monotonic()
         assert core.handle("t", 0, 0, b"ann", ann[0]).parked
@@ -102,7 +102,7 @@ def test_a_locked_profile_waits_while_the_others_flow(tmp_path):
 
 def test_a_profile_locked_too_long_goes_to_dead_letters_with_the_reason(tmp_path):
     core = IngestCore(stream_config("worker.locked_wait_s=0"), tmp_path)
-    ann = wire(generate_stream(n_per_phase=(2,), seed=1, profile="ann"))
+    ann = wire(make_sample_stream(n_per_phase=(2,), seed=1, profile="ann"))
     with locked_by_another_process(tmp_path / "ann") as holder:
         assert core.handle("t", 0, 0, b"ann", ann[0]).parked
         assert core.retry_parked() == [("t", 0, 0)]
@@ -115,7 +115,7 @@ def test_a_profile_locked_too_long_goes_to_dead_letters_with_the_reason(tmp_path
 # -- 3. what must be published survives a crash; rollback and reset are published ---------------
 def test_a_model_updated_event_is_published_after_a_crash_between_commit_and_send(tmp_path):
     core = IngestCore(stream_config(), tmp_path)
-    for offset, value in enumerate(wire(generate_stream(n_per_phase=(60,), seed=4, profile="di"))):
+    for offset, value in enumerate(wire(make_sample_stream(n_per_phase=(60,), seed=4, profile="di"))):
         core.handle("t", 0, offset, b"di", value)
     core.start_runs()
     core.finish_runs()  # the version is committed; its ModelUpdated is in the outbox, written with it
@@ -164,7 +164,7 @@ def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_
     hashed = (murmur2(profile.encode()) & 0x7FFFFFFF) % 3
     actual = (hashed + 1) % 3  # a producer with another partitioner put it elsewhere
     core = IngestCore(stream_config(), tmp_path)
-    for offset, value in enumerate(wire(generate_stream(n_per_phase=(5,), seed=5, profile=profile))):
+    for offset, value in enumerate(wire(make_sample_stream(n_per_phase=(5,), seed=5, profile=profile))):
         core.handle("t", actual, offset, profile.encode(), value)
     core.close()
     other = IngestCore(stream_config(), tmp_path)
@@ -198,7 +198,7 @@ def test_runs_finished_by_the_worker_keep_the_event_clock(tmp_path):
     """Backfilled events (a year old) still trigger by time: the worker stamps runs with event time."""
     core = IngestCore(stream_config("scheduler.count=100000", "scheduler.interval_s=86400",
                                     "scheduler.min_examples=10", "drift.enabled=false"), tmp_path)
-    events = generate_stream(n_per_phase=(600,), seed=6, profile="ty")  # ~8 minutes apart, months ago
+    events = make_sample_stream(n_per_phase=(600,), seed=6, profile="ty")  # ~8 minutes apart, months ago
     for offset, value in enumerate(wire(events)):
         core.handle("t", 0, offset, b"ty", value)
         core.start_runs()
@@ -218,7 +218,7 @@ def test_timestamps_in_milliseconds_are_refused_with_the_reason():
 
 def test_probe_events_from_the_past_do_not_count_as_covered_new_ones(tmp_path):
     core = IngestCore(stream_config("drift.enabled=false", "train.probe_size=16"), tmp_path)
-    values = wire(generate_stream(n_per_phase=(140,), seed=7, profile="pe"))
+    values = wire(make_sample_stream(n_per_phase=(140,), seed=7, profile="pe"))
     for offset, value in enumerate(values[:40]):
         core.handle("t", 0, offset, b"pe", value)
     core.start_runs(), core.finish_runs()

@@ -8,13 +8,13 @@ import pytest
 
 from learner.drift.kl import KLDriftDetector
 from learner.drift.scalar import ScalarDriftMonitor
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from contracts.events import MemoryEvent
 from tests.conftest import run_detector as run
 
 
 def text_stream(seed=0):
-    events = generate_stream(n_per_phase=(400, 300), seed=seed, phases=[("cooking",), ("coding",)])
+    events = make_sample_stream(n_per_phase=(400, 300), seed=seed, phases=[("cooking",), ("coding",)])
     return [MemoryEvent.from_dict(e).training_text for e in events]
 
 

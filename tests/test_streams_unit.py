@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from learner.config import ConfigError, load_config
 from learner.training.plan import Plan
 from contracts.events import MemoryEvent
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from contracts.codec import DecodeError, EventCodec
 from streams.ingest import IngestCore
 from streams.settings import StreamConfig
@@ -86,7 +86,7 @@ def test_secrets_never_printed_and_options_pass_through():
 
 
 def test_plan_survives_json():
-    events = [MemoryEvent.from_dict({"v": 1, **e}) for e in generate_stream(n_per_phase=(6,), seed=1)]
+    events = [MemoryEvent.from_dict({"v": 1, **e}) for e in make_sample_stream(n_per_phase=(6,), seed=1)]
     plan = Plan(trigger="count", mode="lora", new=events[:3], replay=events[3:5], probe=events[5:],
                 parent_version=2, seed=7)
     back = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
@@ -109,7 +109,7 @@ def wire(events):
 
 
 def test_redelivered_offsets_and_republished_ids_are_counted_once(core, tmp_path):
-    values = wire(generate_stream(n_per_phase=(30,), seed=2, profile="ann"))
+    values = wire(make_sample_stream(n_per_phase=(30,), seed=2, profile="ann"))
     for offset, value in enumerate(values):
         core.handle("t", 0, offset, b"ann", value)
     core.flush()
@@ -127,7 +127,7 @@ def test_redelivered_offsets_and_republished_ids_are_counted_once(core, tmp_path
 
 
 def test_bad_messages_become_dead_letters_and_the_rest_flows(core):
-    good = wire(generate_stream(n_per_phase=(5,), seed=3, profile="bo"))
+    good = wire(make_sample_stream(n_per_phase=(5,), seed=3, profile="bo"))
     assert not core.handle("t", 1, 0, b"x", b"\xc1garbage").parked
     for i, value in enumerate(good, start=1):
         core.handle("t", 1, i, b"bo", value)
@@ -148,7 +148,7 @@ def test_quality_gate_drops_acknowledgements(core):
 
 
 def test_a_trigger_starts_one_run_and_its_model_updated_waits_in_the_outbox(core, tmp_path):
-    for offset, value in enumerate(wire(generate_stream(n_per_phase=(60,), seed=4, profile="di"))):
+    for offset, value in enumerate(wire(make_sample_stream(n_per_phase=(60,), seed=4, profile="di"))):
         core.handle("t", 0, offset, b"di", value)
     assert core.due.get("di") in ("count", "drift")
     assert core.start_runs() == ["di"]

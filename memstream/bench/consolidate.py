@@ -39,7 +39,7 @@ from learner.training.ewc import EWC
 from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
 from learner.training.plan import Plan
-from memstream.samples.stream import DOMAINS, generate_stream
+from memstream.samples.stream import DOMAINS, make_sample_stream
 from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
 
@@ -155,7 +155,7 @@ class _FlatSubject:
     def __init__(self, ingested: int, batch_new: int, repeats: int):
         cfg = load_config(overrides=FLAT_OVERRIDES, environ={})
         self.learner = OnlineLearner("bench", cfg, tempfile.mkdtemp(prefix="memstream-bench-"))
-        self.events = generate_stream(n_per_phase=(ingested + batch_new * (repeats + 1),), seed=0,
+        self.events = make_sample_stream(n_per_phase=(ingested + batch_new * (repeats + 1),), seed=0,
                                       phases=[tuple(DOMAINS)], profile="bench")
         self.batch_new = batch_new
         started = time.perf_counter()

@@ -14,7 +14,7 @@ Protocol (the same for every strategy, seed by seed)
        switched off: the benchmark measures the learning rule, not the safety net.
     4. After every stage the held-out loss of every domain, in bits per byte (bits per
        token for a Hugging Face base), fills one row of ``R``; ``initial`` (the ``b`` of
-       :mod:`memstream.bench.metrics`) is the foundation model's row; ``untrained`` is the row of
+       :mod:`memstream.bench.continual`) is the foundation model's row; ``untrained`` is the row of
        the randomly initialised model, for reference.
 
 Strategies: ``naive`` (new data only), ``replay`` (new + a reservoir sample of what came
@@ -43,7 +43,7 @@ from contracts.events import MemoryEvent
 from learner.training.ewc import EWC
 from memstream.bench.foundation import (DomainSplit, Evaluator, FoundationCache, split_domains, stage_config,
                                         train_foundation)
-from memstream.bench.metrics import continual_metrics
+from memstream.bench.continual import continual_metrics
 from learner.training.rehearsal import prepare
 from learner.memory.replay import ReservoirBuffer
 from learner.training.plan import Plan

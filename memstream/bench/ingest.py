@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 
 __all__ = ["bench_ingest"]
 
@@ -32,7 +32,7 @@ def _events(n: int, profiles: int, seed: int) -> list[dict]:
     per = max(1, n // profiles)
     out = []
     for i in range(profiles):
-        out += generate_stream(n_per_phase=(per,), seed=seed + i, profile=f"bench{i}")
+        out += make_sample_stream(n_per_phase=(per,), seed=seed + i, profile=f"bench{i}")
     return out[:n]
 
 
@@ -118,7 +118,7 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
 
     events = _events(n, profiles, seed)
     n = len(events)
-    warmup_events = generate_stream(n_per_phase=(300,), seed=seed + 99, profile="warmup")
+    warmup_events = make_sample_stream(n_per_phase=(300,), seed=seed + 99, profile="warmup")
     results: dict[str, Any] = {"events": n, "profiles": profiles}
     for label, extra in (("ingest_idle", ["scheduler.count=1000000000", "scheduler.interval_s=1e15",
                                           "drift.enabled=false"]),

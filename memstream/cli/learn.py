@@ -85,13 +85,13 @@ class LearnSession:
         self.errors_shown += 1
 
     def feed(self, index: int, event: MemoryEvent) -> None:
+        from learner.positions import learn_at
+
         learner = self.learner(event.profile)
-        if self.source is not None and learner.sources.get(self.source, -1) >= index:
+        step = learn_at(learner, self.source, index, event) if self.source is not None else learner.learn_one(event)
+        if step is None:
             self.resumed_past += 1  # already in the saved state of this profile
             return
-        if self.source is not None:
-            learner.sources[self.source] = index  # before learning: a snapshot taken inside covers it
-        step = learner.learn_one(event)
         if step.dropped:
             self.quality_dropped += 1
             self.log(f"memstream: line {index + 1} not learned: {step.quality}")

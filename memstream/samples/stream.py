@@ -2,7 +2,7 @@
 
 Written for this project. Two generators:
 
-- :func:`generate_stream`: everyday memories in six domains (templates and vocabulary per domain,
+- :func:`make_sample_stream`: everyday memories in six domains (templates and vocabulary per domain,
   filled by a seeded generator), moving through three phases (home life → training and code →
   travel and money), so drift detection and consolidation both have something to do;
 - :func:`sample_stream`: the bundled stream the demo publishes — each phase is that phase's
@@ -14,10 +14,10 @@ Rebuild the bundled file with::
 
     python -m memstream.samples.stream memstream/samples/data/sample_stream.jsonl
 
->>> events = generate_stream(n_per_phase=(4, 4, 4), seed=1)
+>>> events = make_sample_stream(n_per_phase=(4, 4, 4), seed=1)
 >>> len(events), sorted({e["meta"]["domain"] for e in events})[:2]
 (12, ['coding', 'cooking'])
->>> sorted({e["kind"] for e in generate_stream(seed=0)})
+>>> sorted({e["kind"] for e in make_sample_stream(seed=0)})
 ['conversation', 'note', 'observation', 'reflection']
 """
 
@@ -28,7 +28,7 @@ import random
 import sys
 from pathlib import Path
 
-__all__ = ["DOMAINS", "PHASES", "SAMPLE_FACTS_PER_PHASE", "SAMPLE_CHATTER_PER_PHASE", "generate_stream",
+__all__ = ["DOMAINS", "PHASES", "SAMPLE_FACTS_PER_PHASE", "SAMPLE_CHATTER_PER_PHASE", "make_sample_stream",
            "sample_person", "sample_stream", "sample_stream_path"]
 
 SAMPLE_FACTS_PER_PHASE = 8
@@ -151,7 +151,7 @@ def _event(domain: str, index: int, ts: float, rng: random.Random, profile: str)
     return event
 
 
-def generate_stream(n_per_phase: tuple[int, ...] = (450, 400, 400), seed: int = 0,
+def make_sample_stream(n_per_phase: tuple[int, ...] = (450, 400, 400), seed: int = 0,
                     profile: str = "alice", start_ts: float = 1_767_225_600.0,
                     phases: list[tuple[str, ...]] | None = None) -> list[dict]:
     """Events moving through ``phases`` (domains mixed within a phase), a few minutes apart."""
@@ -176,7 +176,7 @@ def sample_stream(profile: str = "alice", seed: int = 0) -> list[dict]:
     """The bundled stream: per phase, the facts of :func:`sample_person` (three events each) shuffled
     with ``SAMPLE_CHATTER_PER_PHASE`` everyday memories of the phase's domains; phases in order."""
     person = sample_person()
-    chatter = generate_stream(n_per_phase=(SAMPLE_CHATTER_PER_PHASE,) * len(PHASES), seed=seed, profile=profile)
+    chatter = make_sample_stream(n_per_phase=(SAMPLE_CHATTER_PER_PHASE,) * len(PHASES), seed=seed, profile=profile)
     rng = random.Random(seed)
     events: list[dict] = []
     for phase in range(len(PHASES)):

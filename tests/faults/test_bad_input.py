@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from learner.config import ConfigError, load_config
 from contracts.events import read_jsonl
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from contracts.codec import EventCodec
 from tests.faults.helpers import rss_mb
 
@@ -49,7 +49,7 @@ def _count_dead_letters(stack, want: int, timeout: float) -> tuple[int, set[str]
 @pytest.mark.slow
 def test_100k_random_byte_strings_all_become_dead_letters_and_memory_stays_bounded(stack):
     rng = random.Random(11)
-    good = generate_stream(n_per_phase=(60,), seed=12, profile="ray")
+    good = make_sample_stream(n_per_phase=(60,), seed=12, profile="ray")
     worker = stack.start_worker()
     producer = stack.raw_producer()
     topic = stack.config.kafka.topic_prefix + "memory-events"

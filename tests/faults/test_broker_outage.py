@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack
 
@@ -17,7 +17,7 @@ from tests.integration.conftest import Stack
 def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path):
     broker = EmbeddedBroker(tmp_path / "broker", free_port()).start()
     stack = Stack(broker.bootstrap, tmp_path)
-    events = generate_stream(n_per_phase=(100, 100), seed=60, profile="out")
+    events = make_sample_stream(n_per_phase=(100, 100), seed=60, profile="out")
     try:
         worker = stack.start_worker()
         with stack.producer() as producer:

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from learner.store.registry import ModelRegistry
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from tests.faults.helpers import check_state_dir, kill_group, set_faults
 
 PROFILES = ["ann", "bob", "cyd"]
@@ -48,7 +48,7 @@ def _wait_exit_or_kill(stack, proc, seconds: float, log_marker: str | None = Non
 def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(stack, monkeypatch):
     stack.overrides += ["scheduler.count=50"]  # versions are written often: more commits to crash into
     rng = random.Random(5)
-    streams = [generate_stream(n_per_phase=(150, 150), seed=20 + i, profile=p) for i, p in enumerate(PROFILES)]
+    streams = [make_sample_stream(n_per_phase=(150, 150), seed=20 + i, profile=p) for i, p in enumerate(PROFILES)]
     events = [e for group in zip(*streams) for e in group]  # interleaved, each profile's order kept
     head = len(events) // 3  # enough up front that consolidations are due from the first cycles
     size = -(-(len(events) - head) // (CYCLES - 1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from learner.store.registry import ModelRegistry
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from tests.faults.helpers import check_state_dir, set_faults
 
 
@@ -15,7 +15,7 @@ from tests.faults.helpers import check_state_dir, set_faults
                                                 ("EROFS", "Read-only file system")])
 def test_checkpoint_on_a_full_or_read_only_disk_fails_cleanly_and_recovers(stack, monkeypatch, errno_name, words):
     stack.overrides += ["worker.checkpoint_retry_s=2"]
-    events = generate_stream(n_per_phase=(150, 150), seed=30, profile="dee")
+    events = make_sample_stream(n_per_phase=(150, 150), seed=30, profile="dee")
     faults = stack.root / "faults.json"
     set_faults(faults, {})
     monkeypatch.setenv("MEMSTREAM_FAULTS", str(faults))

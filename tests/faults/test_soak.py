@@ -35,9 +35,9 @@ def _publisher(stack, stop: threading.Event, rate: float, sent: dict, errors: li
 
 
 def _publish(stack, stop: threading.Event, rate: float, sent: dict) -> None:
-    from memstream.samples.stream import generate_stream
+    from memstream.samples.stream import make_sample_stream
 
-    streams = {p: generate_stream(n_per_phase=(4000, 4000, 4000), seed=70 + i, profile=p)
+    streams = {p: make_sample_stream(n_per_phase=(4000, 4000, 4000), seed=70 + i, profile=p)
                for i, p in enumerate(PROFILES)}
     with stack.producer() as producer:
         i = 0

@@ -15,7 +15,7 @@ from learner.config import load_config
 from contracts.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.online import OnlineLearner
 from learner.store.registry import ModelRegistry
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from learner.store.storage import CorruptStateError
 from contracts.codec import DecodeError, EventCodec, model_updated_event
 from tests.conftest import TINY
@@ -35,7 +35,7 @@ def two_versions(tmp_path_factory):
     cfg = load_config(overrides=TINY + ["scheduler.count=1000000"], environ={})
     learner = OnlineLearner("tam", cfg, root / "state", auto_consolidate=False)
     updates = []
-    events = generate_stream(n_per_phase=(120, 120), seed=50, profile="tam")
+    events = make_sample_stream(n_per_phase=(120, 120), seed=50, profile="tam")
     for part in (events[:120], events[120:]):
         for e in part:
             learner.learn_one(MemoryEvent.from_dict(e))

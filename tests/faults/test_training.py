@@ -11,7 +11,7 @@ import torch
 from learner.config import load_config
 from contracts.events import MemoryEvent
 from learner.online import OnlineLearner
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from contracts.codec import EventCodec, model_updated_event
 from tests.conftest import TINY
 from tests.faults.helpers import set_faults
@@ -45,7 +45,7 @@ def _rejected_and_published(learner: OnlineLearner, report, reason_part: str | t
 
 @pytest.fixture
 def founded(tmp_path):
-    events = generate_stream(n_per_phase=(120, 120), seed=40, profile="tia")
+    events = make_sample_stream(n_per_phase=(120, 120), seed=40, profile="tia")
     learner = _learner(tmp_path)
     _feed(learner, events[:120])
     assert learner.consolidate("manual").accepted  # version 1: the foundation

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from learner.store.registry import ModelRegistry
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from streams.broker import free_port
 from contracts.codec import EventCodec
 
@@ -33,7 +33,7 @@ def malformed_messages(n: int, seed: int = 0) -> list[tuple[str, bytes]]:
 
 
 def test_malformed_messages_go_to_dead_letters_and_good_ones_are_learned(stack):
-    good = generate_stream(n_per_phase=(300,), seed=5, profile="eve")
+    good = make_sample_stream(n_per_phase=(300,), seed=5, profile="eve")
     bad = malformed_messages(1000)
     codec = EventCodec()
     metrics_port = free_port()
@@ -88,7 +88,7 @@ def _wait_log(stack, proc, text: str, timeout: float) -> None:
 
 
 def test_kill_9_mid_stream_and_mid_consolidation_counts_every_event_once(stack):
-    events = generate_stream(n_per_phase=(250, 250), seed=6, profile="fay")
+    events = make_sample_stream(n_per_phase=(250, 250), seed=6, profile="fay")
     with stack.producer() as producer:
         producer.publish_many(events[:250])
         worker = stack.start_worker("w1")
@@ -126,7 +126,7 @@ def _partition(stack, profile: str) -> int:
 
 
 def test_sigterm_abandons_the_run_saves_state_and_leaves(stack):
-    events = generate_stream(n_per_phase=(200,), seed=7, profile="gus")
+    events = make_sample_stream(n_per_phase=(200,), seed=7, profile="gus")
     stack.overrides += ["train.foundation_epochs=400"]  # a run that cannot finish before the signal
     with stack.producer() as producer:
         producer.publish_many(events)
@@ -154,7 +154,7 @@ def test_two_workers_one_stopped_the_other_finishes_its_profiles(stack, how):
     profiles = ["hal", "ivy", "jon", "kit", "lou", "max"]
     events = []
     for i, profile in enumerate(profiles):
-        events += generate_stream(n_per_phase=(40,), seed=20 + i, profile=profile)
+        events += make_sample_stream(n_per_phase=(40,), seed=20 + i, profile=profile)
     stack.overrides += ["scheduler.count=100000"]  # this test is about ownership, not training
     a = stack.start_worker("a")
     b = stack.start_worker("b")

@@ -7,7 +7,7 @@ from collections import Counter
 
 from consumers.hot_reload import AdapterHotReloader
 from learner.store.registry import ModelRegistry
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 
 PROFILES = ("ana", "ben", "cy")
 
@@ -16,7 +16,7 @@ def three_profile_stream() -> list[dict]:
     """2,001 events: three profiles, each moving through three phases of domains."""
     events = []
     for i, profile in enumerate(PROFILES):
-        events += generate_stream(n_per_phase=(267, 200, 200), seed=10 + i, profile=profile)
+        events += make_sample_stream(n_per_phase=(267, 200, 200), seed=10 + i, profile=profile)
     events.sort(key=lambda e: e["ts"])  # interleaved, as they would arrive
     return events
 
@@ -74,7 +74,7 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
 
 
 def test_hot_reloader_refuses_a_tampered_adapter_and_keeps_the_previous(stack):
-    events = generate_stream(n_per_phase=(150, 150), seed=4, profile="dee")
+    events = make_sample_stream(n_per_phase=(150, 150), seed=4, profile="dee")
     stack.start_worker()
     with stack.subscriber("model-updated") as sub, stack.producer() as producer:
         accepted: list[dict] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from memstream.samples.stream import generate_stream
+from memstream.samples.stream import make_sample_stream
 from tests.conftest import memstream, write_jsonl
 
 
@@ -17,7 +17,7 @@ def one_clear_line(result) -> str:
 
 
 def test_unreachable_broker_is_one_line_naming_the_address(tmp_path):
-    events = write_jsonl(tmp_path / "e.jsonl", generate_stream(n_per_phase=(3,), seed=1))
+    events = write_jsonl(tmp_path / "e.jsonl", make_sample_stream(n_per_phase=(3,), seed=1))
     started = time.monotonic()
     for args in (["publish", str(events)], ["watch", "--max", "1"], ["worker", "--state", str(tmp_path / "s")]):
         line = one_clear_line(memstream(*args, "--bootstrap", "127.0.0.1:1", "--set", "kafka.request_timeout_s=2",
@@ -37,7 +37,7 @@ def test_bad_bootstrap_missing_file_unwritable_state(tmp_path):
 
 
 def test_publish_file_and_watched_directory_once_each(stack, tmp_path):
-    events = generate_stream(n_per_phase=(20,), seed=2, profile="pia")
+    events = make_sample_stream(n_per_phase=(20,), seed=2, profile="pia")
     good = write_jsonl(tmp_path / "e.jsonl", events)
     bad = tmp_path / "mixed.jsonl"
     bad.write_text(json.dumps(events[0]) + "\n{not json\n" + json.dumps({"profile": "../etc", "text": "x"}) + "\n")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from memstream.bench.metrics import continual_metrics
+from memstream.bench.continual import continual_metrics
 
 # rows: after stage i; columns: domain j. Asymmetric on purpose, so a transposed index changes every number.
 R = [[1.0, 6.0, 7.0, 9.0],
