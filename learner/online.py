@@ -196,8 +196,7 @@ class OnlineLearner(ProfileModel):
         return LORA
 
     def plan(self, trigger: str) -> Plan:
-        """Choose the new, replay and probe examples of the next consolidation (see
-        :func:`learner.training.planning.plan_run`)."""
+        """The new, replay and probe examples of the next run (:func:`learner.training.planning.plan_run`)."""
         return plan_run(self.state, self.config.train, trigger, self.next_mode, self.registry.current_version)
 
     def consolidate(self, trigger: str = "manual") -> RunResult | None:
@@ -269,8 +268,7 @@ class OnlineLearner(ProfileModel):
         self.save_state()
 
     def reset(self) -> None:
-        """Back to the original base model; the next consolidation starts afresh (a foundation run
-        for the byte model). The replay buffer and counters stay: the events were still seen."""
+        """Back to the original base (the byte model's next run is a foundation); seen events stay seen."""
         self.registry.reset()
         self._queue_action("reset", None)
         self.save_state()

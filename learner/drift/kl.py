@@ -47,6 +47,7 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 from array import array
 from collections import deque
 from typing import Any
@@ -148,7 +149,8 @@ class KLDriftDetector(base.DriftDetector):
         self._slide_window(counts)
         if self.state == WARMING:
             self._baseline_events.append(counts)
-            _add(self._baseline_counts, counts)
+            for bucket, c in counts.items():
+                self._baseline_counts[bucket] += c
             if len(self._baseline_events) >= self.baseline_size:
                 self._calibrate()
             return
@@ -271,7 +273,7 @@ class KLDriftDetector(base.DriftDetector):
         if data.get("kind") != "kl-drift":
             raise ValueError(f"not a KL drift snapshot (kind={data.get('kind')!r})")
         if data.get("format") != 2:  # an older detector's state: start a fresh baseline rather than misread it
-            params = {k: v for k, v in data["params"].items() if k in cls._param_names()}
+            params = {k: v for k, v in data["params"].items() if k in inspect.signature(cls.__init__).parameters}
             return cls(**params)
 
         def sparse(rows):
@@ -292,14 +294,3 @@ class KLDriftDetector(base.DriftDetector):
             det._monitor = ScalarDriftMonitor.restore(data["monitor"])
         det.last_report = DriftReport(**data["last_report"]) if data["last_report"] else None
         return det
-
-    @classmethod
-    def _param_names(cls) -> set[str]:
-        import inspect
-
-        return set(inspect.signature(cls.__init__).parameters) - {"self"}
-
-
-def _add(vector: np.ndarray, counts: dict[int, int]) -> None:
-    for bucket, c in counts.items():
-        vector[bucket] += c

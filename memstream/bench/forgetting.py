@@ -82,7 +82,7 @@ class SeedRun:
 def _run_strategy(strategy: Strategy, split: DomainSplit, config: LearnerConfig, steps: int, seed: int,
                   foundation_state: dict[str, torch.Tensor], evaluator: Evaluator,
                   on_stage: Callable[[], None]) -> SeedRun:
-    cfg = stage_config(config, steps, strategy)
+    cfg = stage_config(config, steps, ewc=bool(strategy and strategy.ewc))
     cfg = replace(cfg, model=replace(cfg.model, init_seed=seed))
     live = AdaptedModel(cfg.model)
     if foundation_state is not None:

@@ -10,7 +10,6 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -25,9 +24,6 @@ from learner.store.versions import FOUNDATION
 from learner.training.ewc import EWC
 from learner.training.loop import run_consolidation
 from learner.training.plan import Plan
-
-if TYPE_CHECKING:
-    from memstream.bench.forgetting import Strategy
 
 __all__ = ["DomainSplit", "Evaluator", "FoundationCache", "split_domains", "stage_config", "train_foundation"]
 
@@ -89,7 +85,7 @@ def train_foundation(split: DomainSplit, config: LearnerConfig, steps: int, seed
 
     A pretrained base needs none: it is its own foundation (weights None, its row twice, 0 s)."""
     model_cfg = replace(config.model, init_seed=seed)
-    cfg = replace(stage_config(config, steps, None), model=model_cfg)
+    cfg = replace(stage_config(config, steps, ewc=False), model=model_cfg)
     live = AdaptedModel(cfg.model)
     if not evaluator_box:
         evaluator_box.append(Evaluator(split, live))
@@ -165,9 +161,8 @@ def split_domains(events: list[MemoryEvent], n_eval: int = 100, n_foundation: in
     return DomainSplit(domains, train, foundation, heldout)
 
 
-def stage_config(config: LearnerConfig, steps: int, strategy: Strategy | None) -> LearnerConfig:
-    """``config`` with the gate off, a fixed step count, and EWC on only where the strategy uses it."""
+def stage_config(config: LearnerConfig, steps: int, ewc: bool) -> LearnerConfig:
+    """``config`` with the gate off, a fixed step count, and EWC on only with ``ewc`` (the strategy uses it)."""
     train = replace(config.train, max_steps=steps, epochs=10_000, foundation_epochs=10_000,
                     gate_tolerance=1e9, gate_max_forgetting=1e9, gate_base_tolerance=1e9, probe_size=min(config.train.probe_size, 16))
-    ewc = replace(config.ewc, enabled=bool(strategy and strategy.ewc))
-    return replace(config, train=train, ewc=ewc)
+    return replace(config, train=train, ewc=replace(config.ewc, enabled=ewc))
