@@ -49,3 +49,29 @@ def test_missing_local_model_is_one_clear_error(tmp_path):
     cfg = load_config(overrides=TINY + [f"model.base={tmp_path / 'nope'}"], environ={})
     with pytest.raises(ValueError, match="not a known model name .*, a local model directory or a .gguf file"):
         _ = OnlineLearner("alice", cfg, tmp_path).live
+
+
+def test_the_base_rehearsal_targets_are_computed_once_and_read_back_the_same(tmp_path, monkeypatch):
+    from learner.model.adapted import AdaptedModel
+    from learner.training import rehearsal
+
+    path = save_local_model(tmp_path / "llama", "llama")
+    cfg = load_config(overrides=[f"model.base={path}", f"model.cache_dir={tmp_path / 'cache'}", "model.max_seq_len=64",
+                                 "replay.base_samples=8", "train.base_probe_size=2"], environ={})
+    live = AdaptedModel(cfg.model)
+    first = rehearsal.prepare(live, cfg)
+    [saved] = (tmp_path / "cache").glob("rehearsal-targets-*.safetensors")
+
+    def not_again(*_args, **_kwargs):
+        raise AssertionError("the targets were computed again")
+
+    monkeypatch.setattr(rehearsal, "base_targets", not_again)
+    again = rehearsal.prepare(live, cfg)
+    assert len(again.pool) == len(first.pool) == 6
+    for a, b in zip(first.pool, again.pool):
+        assert torch.equal(a["target_ids"], b["target_ids"]) and torch.equal(a["target_logp"], b["target_logp"])
+    saved.write_bytes(b"not safetensors")  # a damaged file is not trusted: computed again
+    monkeypatch.undo()
+    third = rehearsal.prepare(live, cfg)
+    assert all(torch.equal(a["target_logp"], c["target_logp"]) for a, c in zip(first.pool, third.pool))
+    assert saved.read_bytes() != b"not safetensors"

@@ -16,7 +16,8 @@ memstream samples, once per base model:
   ability is rehearsed in the chat format too.
 
 They are cached beside the model cache (``rehearsal-*.json``, written atomically; a second process
-reads them). Each LoRA step adds a rehearsal batch (``replay.base_rehearsal`` of the examples) whose
+reads them), and so are the base's next-token targets on them (``rehearsal-targets-*.safetensors``):
+computing those is a forward pass over every sample, which a process then no longer pays at start. Each LoRA step adds a rehearsal batch (``replay.base_rehearsal`` of the examples) whose
 KL, times ``replay.rehearsal_weight``, joins the loss; the gate keeps a held-out part as a probe
 of what the base could do (``train.gate_base_tolerance``).
 """
@@ -32,7 +33,8 @@ from pathlib import Path
 from contracts.events import MemoryEvent
 from learner.store.storage import atomic_write_json
 
-__all__ = ["INSTRUCTIONS", "Rehearsal", "base_samples", "base_targets", "distill_loss", "prepare", "rehearsal_split"]
+__all__ = ["INSTRUCTIONS", "Rehearsal", "base_samples", "base_targets", "cached_targets", "distill_loss", "prepare",
+           "rehearsal_split"]
 
 FORMAT = 1
 
@@ -170,6 +172,43 @@ def prepare(live, config) -> Rehearsal | None:
         return None
     from learner.model.bases import cache_root
 
-    samples = base_samples(live, cache_root(config.model.cache_dir), config.replay.base_samples, config.train.seed)
+    cache = cache_root(config.model.cache_dir)
+    samples = base_samples(live, cache, config.replay.base_samples, config.train.seed)
     pool, probe = rehearsal_split([live.encoder.encode(e) for e in samples], config.train.base_probe_size)
-    return Rehearsal(base_targets(live, pool), probe)
+    return Rehearsal(cached_targets(live, pool, cache), probe)
+
+
+def _targets_file(cache_dir: Path, live, examples: list[dict], k: int) -> Path:
+    """Named by everything the targets depend on: the base, its dtype, ``k`` and the encoded examples."""
+    digest = hashlib.sha256(f"{live.base.name}|{next(live.model.parameters()).dtype}|{k}|{FORMAT}".encode())
+    for ex in examples:
+        digest.update(ex["input_ids"].numpy().tobytes())
+        digest.update(ex["labels"].numpy().tobytes())
+    return cache_dir / f"rehearsal-targets-{digest.hexdigest()[:16]}.safetensors"
+
+
+def cached_targets(live, examples: list[dict], cache_dir: Path, k: int = 32) -> list[dict]:
+    """:func:`base_targets`, computed once per base and examples and then read from ``cache_dir``
+    (safetensors, written atomically; a file that does not match the examples is computed again).
+    ``live`` must hold the original base when they are computed."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load, save
+
+    from learner.model.encoding import IGNORE
+    from learner.store.storage import atomic_write_bytes
+
+    path = _targets_file(cache_dir, live, examples, k)
+    positions = [int((ex["labels"][1:] != IGNORE).sum()) for ex in examples]
+    try:
+        saved = load(path.read_bytes())
+        if saved["positions"].tolist() == positions and tuple(saved["ids"].shape) == (sum(positions), k):
+            ids, logp = saved["ids"].long().split(positions), saved["logp"].split(positions)
+            return [{**ex, "target_ids": i, "target_logp": lp} for ex, i, lp in zip(examples, ids, logp)]
+    except (OSError, SafetensorError, KeyError):
+        pass  # not there yet, or unreadable: computed again below
+    out = base_targets(live, examples, k)
+    atomic_write_bytes(path, save({"positions": torch.tensor(positions, dtype=torch.int64),
+                                   "ids": torch.cat([ex["target_ids"] for ex in out]).to(torch.int32).contiguous(),
+                                   "logp": torch.cat([ex["target_logp"] for ex in out]).contiguous()}))
+    return out
