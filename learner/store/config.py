@@ -11,6 +11,16 @@ __all__ = ["RegistryConfig"]
 
 @dataclass
 class RegistryConfig:
+    """The ``[registry]`` section: how many versions stay on disk.
+
+    >>> RegistryConfig().keep_versions
+    4
+    >>> RegistryConfig(keep_versions=0)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: registry.keep_versions = 0: must be at least 1
+    """
+
     keep_versions: int = setting("Versions kept on disk per profile (older ones pruned, history kept).", 4)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,16 @@ __all__ = ["TrainConfig", "EWCConfig"]
 
 @dataclass
 class TrainConfig:
+    """The ``[train]`` section: a run's schedule, batches, replay share and the evaluation gate.
+
+    >>> TrainConfig().epochs, TrainConfig(lr=1e-3).lr
+    (10, 0.001)
+    >>> TrainConfig(replay_ratio=1.0)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: train.replay_ratio = 1.0: must be in [0, 1)
+    """
+
     epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 10)
     batch_size: int = setting("Sequences per optimizer step.", 8)
     lr: float = setting("Peak learning rate of LoRA runs.", 3e-3)
@@ -65,6 +75,16 @@ class TrainConfig:
 
 @dataclass
 class EWCConfig:
+    """The ``[ewc]`` section: the penalty's strength and the Fisher's decay and sample size.
+
+    >>> EWCConfig().lam, EWCConfig(gamma=1.0).gamma
+    (1000.0, 1.0)
+    >>> EWCConfig(gamma=2)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: ewc.gamma = 2: must be in [0, 1]
+    """
+
     enabled: bool = setting("Add the EWC penalty to LoRA runs.", True)
     lam: float = setting("EWC strength λ (Fisher normalised to mean 1, penalty averaged over parameters).", 1000.0)
     gamma: float = setting("Decay of the accumulated Fisher: F <- gamma*F + F_new.", 0.9)
