@@ -91,7 +91,7 @@ def test_river_protocol_clone_and_seed_determinism():
     assert run(det, stream) == run(clone, stream)
 
 
-# -- the learner's response to an alert (issue 12) ------------------------------------------------------
+# -- the learner's response to an alert ------------------------------------------------------
 def test_an_alert_waits_for_enough_new_events_then_one_run_and_a_new_baseline(tmp_path, small_stream):
     from learner.config import load_config
     from learner.online import OnlineLearner

@@ -145,7 +145,7 @@ def _summary(runs: list[SeedRun], initials: list[list[float]]) -> dict:
 
 
 def acceptance(results: dict) -> dict:
-    """The issue's targets, checked against these results (None where a strategy is missing)."""
+    """The benchmark's targets, checked against these results (None where a strategy is missing)."""
     s = results["strategies"]
     checks = {}
     if "naive" in s and "replay+ewc" in s:

@@ -210,7 +210,7 @@ def _summary(runs: list[SeedRun], base_general: float) -> dict:
 
 
 def acceptance(results: dict) -> dict:
-    """The issue's targets against these results (None where a strategy is missing)."""
+    """The benchmark's targets against these results (None where a strategy is missing)."""
     s = results["strategies"]
     values, targets = {}, {}
     ours = s.get("memstream") or s.get("replay+ewc")

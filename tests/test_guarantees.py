@@ -1,4 +1,4 @@
-"""The promises a review found broken (issue 11), each held by a test that failed before its fix.
+"""What memstream guarantees across the learner, the worker's core and the CLI.
 
 Nothing lost, nothing learned twice, one writer per profile, one clear line for bad input — checked
 on the worker's core (no event loop), the learner and the CLI, with real files and a real (tiny) model.
@@ -53,7 +53,7 @@ def locked_by_another_process(directory: Path):
         proc.wait(10)
 
 
-# -- 1. a failed checkpoint leaves the EWC state as the disk says --------------------------------
+# -- a failed checkpoint leaves the EWC state as the disk says --------------------------------
 def test_a_failed_checkpoint_does_not_count_the_fisher_twice(tmp_path, monkeypatch, small_stream):
     rules = tmp_path / "faults.json"
     rules.write_text("{}")
@@ -82,7 +82,7 @@ def ewc_updates(path: Path) -> int:
         return json.loads(handle.metadata()["ewc"])["updates"]
 
 
-# -- 2. a locked profile waits without stalling the others ---------------------------------------
+# -- a locked profile waits without stalling the others ---------------------------------------
 def test_a_locked_profile_waits_while_the_others_flow(tmp_path):
     core = IngestCore(stream_config("worker.session_timeout_s=30"), tmp_path)
     ann = wire(make_sample_stream(n_per_phase=(3,), seed=1, profile="ann"))
@@ -112,7 +112,7 @@ def test_a_profile_locked_too_long_goes_to_dead_letters_with_the_reason(tmp_path
     core.close()
 
 
-# -- 3. what must be published survives a crash; rollback and reset are published ---------------
+# -- what must be published survives a crash; rollback and reset are published ---------------
 def test_a_model_updated_event_is_published_after_a_crash_between_commit_and_send(tmp_path):
     core = IngestCore(stream_config(), tmp_path)
     for offset, value in enumerate(wire(make_sample_stream(n_per_phase=(60,), seed=4, profile="di"))):
@@ -156,7 +156,7 @@ def test_rollback_and_reset_tell_inference_servers(tmp_path, small_stream):
     assert reloader.handle(reset) and reloader.version is None and not reloader.live.has_adapter
 
 
-# -- 4. ownership follows the partitions a profile's events came from ----------------------------
+# -- ownership follows the partitions a profile's events came from ----------------------------
 def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_path):
     from kafka.partitioner.default import murmur2
 
@@ -173,7 +173,7 @@ def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_
     other.close()
 
 
-# -- 5. the gate judges what a run learned; drift rebases only after an accepted run ---------------
+# -- the gate judges what a run learned; drift rebases only after an accepted run ---------------
 def test_drift_is_rebased_only_after_an_accepted_run(tmp_path, small_stream):
     cfg = load_config(overrides=TINY + ["scheduler.count=100000", "scheduler.consolidate_on_drift=false"],
                       environ={})
@@ -193,7 +193,7 @@ def test_drift_is_rebased_only_after_an_accepted_run(tmp_path, small_stream):
     assert learner.drift.state != "drifted"  # learned: the detector starts a baseline on the new data
 
 
-# -- 6. one clock ----------------------------------------------------------------------------------
+# -- one clock ----------------------------------------------------------------------------------
 def test_runs_finished_by_the_worker_keep_the_event_clock(tmp_path):
     """Backfilled events (a year old) still trigger by time: the worker stamps runs with event time."""
     core = IngestCore(stream_config("scheduler.count=100000", "scheduler.interval_s=86400",
@@ -232,7 +232,7 @@ def test_probe_events_from_the_past_do_not_count_as_covered_new_ones(tmp_path):
     core.close()
 
 
-# -- 7. input as a new user writes it ------------------------------------------------------------
+# -- input as a new user writes it ------------------------------------------------------------
 def test_learn_fills_what_publish_fills_and_applies_the_quality_gate(tmp_path):
     lines = [{"profile": "nu", "kind": "note", "text": f"The plumber comes on day {i} of the month."}
              for i in range(30)] + [{"profile": "nu", "kind": "note", "text": "ok"}]
@@ -253,7 +253,7 @@ def test_learn_that_learned_nothing_because_every_line_was_bad_fails(tmp_path):
     assert "nothing learned: all 2 lines of the input were invalid" in result.output
 
 
-# -- 10. clients load no torch -------------------------------------------------------------------
+# -- clients load no torch -------------------------------------------------------------------
 def test_importing_the_clients_loads_neither_torch_nor_river():
     code = ("import sys; import producers.producer, producers.sources, consumers.subscriber, consumers.hot_reload;"
             " print(sorted(m for m in ('torch', 'river', 'faust', 'transformers') if m in sys.modules))")
