@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from learner.memory.config import ReplayConfig
+
 __all__ = ["SeenIds"]
 
 
@@ -18,7 +20,7 @@ class SeenIds:
     (False, True)
     """
 
-    def __init__(self, capacity: int = 20000):
+    def __init__(self, capacity: int = ReplayConfig.dedupe_window):
         if not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative integer, got {capacity!r}")
         self.capacity = capacity

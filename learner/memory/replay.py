@@ -29,6 +29,7 @@ import random
 from collections import deque
 from typing import Any, Callable, Generic, TypeVar
 
+from learner.memory.config import ReplayConfig
 from learner.types import ReplayBuffer
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ class _SeededReservoir(ReplayBuffer, Generic[T]):
 
     kind = ""
 
-    def __init__(self, capacity: int = 2000, seed: int = 0):
+    def __init__(self, capacity: int = ReplayConfig.capacity, seed: int = ReplayConfig.seed):
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.capacity = capacity
@@ -119,7 +120,7 @@ class ReservoirBuffer(_SeededReservoir[T]):
 
     kind = "reservoir"
 
-    def __init__(self, capacity: int = 2000, seed: int = 0):
+    def __init__(self, capacity: int = ReplayConfig.capacity, seed: int = ReplayConfig.seed):
         super().__init__(capacity, seed)
         self._items: list[T] = []
 
@@ -173,7 +174,7 @@ class WeightedReservoirBuffer(_SeededReservoir[T]):
 
     kind = "weighted-reservoir"
 
-    def __init__(self, capacity: int = 2000, seed: int = 0):
+    def __init__(self, capacity: int = ReplayConfig.capacity, seed: int = ReplayConfig.seed):
         super().__init__(capacity, seed)
         self._heap: list[tuple[float, int, T]] = []  # (key, arrival index, item): smallest key on top
 
@@ -221,7 +222,7 @@ class RecentBuffer(Generic[T]):
     (1, ['c'])
     """
 
-    def __init__(self, capacity: int = 1000):
+    def __init__(self, capacity: int = ReplayConfig.recent_capacity):
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.capacity = capacity

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 
 from contracts.events import MemoryEvent
+from learner.policy.config import QualityConfig
 
 __all__ = ["QualityGate", "ACKNOWLEDGEMENTS"]
 
@@ -40,7 +41,7 @@ class QualityGate:
         Fewest letters or digits the text (or the response) must hold.
     """
 
-    def __init__(self, min_chars: int = 8):
+    def __init__(self, min_chars: int = QualityConfig.min_chars):
         self.min_chars = min_chars
         self.counts: Counter[str] = Counter()
 

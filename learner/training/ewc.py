@@ -39,6 +39,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from learner.training.config import EWCConfig
 from learner.types import Regularizer
 
 __all__ = ["EWC", "batch_gradient_squared", "fisher_method", "per_example_fisher"]
@@ -55,7 +56,7 @@ class EWC(Regularizer):
         Decay of the accumulated Fisher before a new one is added (1 = plain sum).
     """
 
-    def __init__(self, lam: float = 1000.0, gamma: float = 0.9):
+    def __init__(self, lam: float = EWCConfig.lam, gamma: float = EWCConfig.gamma):
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam!r}")
         if not 0 <= gamma <= 1:
@@ -125,8 +126,8 @@ class EWC(Regularizer):
                    lam: float | None = None, gamma: float | None = None) -> "EWC":
         """Rebuild from :meth:`state_tensors`; ``lam``/``gamma`` override the saved ones."""
         meta = json.loads((metadata or {}).get("ewc", "{}"))
-        ewc = cls(lam=meta.get("lam", 1000.0) if lam is None else lam,
-                  gamma=meta.get("gamma", 0.9) if gamma is None else gamma)
+        ewc = cls(lam=meta.get("lam", EWCConfig.lam) if lam is None else lam,
+                  gamma=meta.get("gamma", EWCConfig.gamma) if gamma is None else gamma)
         ewc.updates = int(meta.get("updates", 0))
         ewc.fisher = {k.split("::", 1)[1]: v for k, v in tensors.items() if k.startswith("fisher::")}
         ewc.anchor = {k.split("::", 1)[1]: v for k, v in tensors.items() if k.startswith("anchor::")}
