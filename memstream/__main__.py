@@ -1,3 +1,5 @@
+"""``python -m memstream``: the command line, as the ``memstream`` script runs it."""
+
 import sys
 
 from memstream.cli import main
