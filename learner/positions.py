@@ -11,7 +11,7 @@ from typing import Any
 from contracts.events import MemoryEvent
 from learner.online import OnlineLearner, Step
 
-__all__ = ["learn_at"]
+__all__ = ["covers", "learn_at"]
 
 
 def learn_at(learner: OnlineLearner, source: str, position: int, event: MemoryEvent | dict[str, Any]) -> Step | None:
@@ -30,7 +30,12 @@ def learn_at(learner: OnlineLearner, source: str, position: int, event: MemoryEv
     >>> learn_at(learner, "file:notes.jsonl", 0, note) is None
     True
     """
-    if position < learner.sources.get(source, 0):
+    if covers(learner, source, position):
         return None
     learner.sources[source] = position + 1
     return learner.learn_one(event)
+
+
+def covers(learner: OnlineLearner, source: str, position: int) -> bool:
+    """Whether the learner's state already holds the event at ``position`` of ``source``."""
+    return position < learner.sources.get(source, 0)

@@ -39,7 +39,7 @@ from typing import Any, Callable
 from contracts.events import InvalidEvent, MemoryEvent
 from learner.store.lock import ProfileLocked
 from learner.online import OnlineLearner
-from learner.positions import learn_at
+from learner.positions import covers, learn_at
 from learner.store.registry import RegistryError
 from learner.training.plan import Plan
 from learner.store.storage import CorruptStateError
@@ -151,11 +151,11 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
         source = self.source_key(topic, partition)
         if source not in learner.sources:
             self._record_source(learner, source)
-        step = learn_at(learner, source, offset, event)
-        if step is None:
+        if covers(learner, source, offset):
             self.counts["redelivered"] += 1  # applied before a crash or rebalance: already counted
             return
-        self.dirty.add(profile)
+        self.dirty.add(profile)  # before learning: whatever the step changes is saved at the next flush
+        step = learn_at(learner, source, offset, event)
         if step.quality is not None:
             self.counts["quality_flagged"] += 1
             if step.dropped:
