@@ -60,6 +60,13 @@ ENV_PREFIX = "MEMSTREAM_"
 
 @dataclass
 class LearnerConfig:
+    """Every section of the learner, each defined beside its component.
+
+    >>> cfg = LearnerConfig.from_dict({"train": {"epochs": 2}})
+    >>> cfg.train.epochs, cfg.model.base, LearnerConfig.from_dict(cfg.to_dict()) == cfg
+    (2, 'smollm2-135m-instruct', True)
+    """
+
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

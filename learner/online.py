@@ -52,7 +52,10 @@ __all__ = ["OnlineLearner", "Step", "STATE_FILE"]
 
 @dataclass
 class Step:
-    """What :meth:`OnlineLearner.learn_one` observed for one event."""
+    """What :meth:`OnlineLearner.learn_one` observed for one event.
+
+    >>> Step(events_seen=3, duplicate=True)
+    Step(events_seen=3, duplicate=True, quality=None, dropped=False, drift=None, trigger=None, consolidation=None)"""
 
     events_seen: int
     duplicate: bool = False

@@ -36,6 +36,16 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 @dataclass
 class KafkaConfig:
+    """The ``[kafka]`` section: where the broker is, topic settings and the client's security.
+
+    >>> KafkaConfig(bootstrap="kafka:9092,kafka2:9092").partitions
+    6
+    >>> KafkaConfig(bootstrap="kafka")
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: kafka.bootstrap = 'kafka': must look like HOST:PORT[,HOST:PORT...]
+    """
+
     bootstrap: str = setting("Broker address(es), HOST:PORT[,HOST:PORT...].", "127.0.0.1:9092")
     topic_prefix: str = setting("Prefix of every topic name.", "memstream.")
     partitions: int = setting("Partitions of each topic created at start-up (profiles shard across them).", 6)
@@ -119,6 +129,16 @@ class KafkaConfig:
 
 @dataclass
 class WorkerConfig:
+    """The ``[worker]`` section: the consumer group, flushing, limits on events and the trainers.
+
+    >>> WorkerConfig().group, WorkerConfig(flush_interval_s=0.5).flush_interval_s
+    ('memstream', 0.5)
+    >>> WorkerConfig(max_event_bytes=10)
+    Traceback (most recent call last):
+    ...
+    learner.fields.ConfigError: worker.max_event_bytes = 10: must be at least 256
+    """
+
     group: str = setting("Consumer group of the workers (workers in one group share the profiles).", "memstream")
     flush_interval_s: float = setting("Save dirty learner states and release their offsets for commit this often.",
                                     1.0)

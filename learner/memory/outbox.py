@@ -16,6 +16,13 @@ class Outbox:
 
     Each entry has a stable ``id`` (also written into the event), so an event resent after a
     crash is recognisably the same and subscribers can drop the copy.
+
+    >>> box = Outbox()
+    >>> box.add("model-updated", "ann", {"profile": "ann", "version": 1}, event_id="ann/run/r1")
+    'ann/run/r1'
+    >>> again = Outbox.restore(box.snapshot())
+    >>> [e["event"]["id"] for e in again.pending()], again.mark_sent(["ann/run/r1"]), len(again)
+    (['ann/run/r1'], 1, 0)
     """
 
     def __init__(self, entries: list[dict[str, Any]] | None = None):

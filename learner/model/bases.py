@@ -84,6 +84,9 @@ class ResolvedBase:
     ``kind`` is ``byte`` (the project's model), ``hf`` (a local Hugging Face folder) or ``gguf``
     (a GGUF file, converted to the cache before use). ``name`` is what the registry records as
     the original base model.
+
+    >>> resolve_base("memstream-byte")
+    ResolvedBase(kind='byte', name='memstream-byte', path=None)
     """
 
     kind: str

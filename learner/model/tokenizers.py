@@ -37,7 +37,11 @@ class Tokenizer(Protocol):
 
 
 class ByteTokenizer:
-    """UTF-8 bytes shifted by 3 (the ByT5 convention); no chat template."""
+    """UTF-8 bytes shifted by 3 (the ByT5 convention); no chat template.
+
+    >>> tok = ByteTokenizer()
+    >>> tok.encode("hé"), tok.decode(tok.encode("hé"))
+    ([107, 198, 172], 'hé')"""
 
     eos_id = EOS_ID
     pad_id = PAD_ID
