@@ -58,7 +58,10 @@ class StateNotSaved(OSError):
 
 @dataclass
 class Handled:
-    """What became of one message: applied (or refused into a dead letter), or parked."""
+    """What became of one message: applied (or refused into a dead letter), or parked.
+
+    >>> Handled(), Handled(parked=True).parked
+    (Handled(parked=False), True)"""
 
     parked: bool = False
 

@@ -34,6 +34,13 @@ __all__ = ["ContinualMetrics", "continual_metrics"]
 
 @dataclass(frozen=True)
 class ContinualMetrics:
+    """The continual-learning measures of one loss matrix (see the module for the formulas).
+
+    >>> m = continual_metrics([[1.0, 3.0], [2.0, 1.5]], initial=[3.0, 3.0])
+    >>> m.final_loss, m.bwt, m.fwt, m.forgetting
+    (1.75, -1.0, 0.0, 1.0)
+    """
+
     final_loss: float
     bwt: float
     fwt: float | None

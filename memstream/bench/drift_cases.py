@@ -14,7 +14,10 @@ __all__ = ["StreamCase", "build_cases"]
 
 @dataclass
 class StreamCase:
-    """One stream: its texts and where (if anywhere) the distribution switches."""
+    """One stream: its texts and where (if anywhere) the distribution switches.
+
+    >>> StreamCase("a->b", "switch", ["a"] * 3 + ["b"] * 3, switches=[3]).switches
+    [3]"""
 
     name: str
     kind: str  # "switch", "gradual", "recurring" or "stationary"

@@ -54,7 +54,10 @@ __all__ = ["STRATEGIES", "Strategy", "check_strategies", "run_forgetting"]
 
 @dataclass(frozen=True)
 class Strategy:
-    """Which of memstream's safeguards a run uses."""
+    """Which of memstream's safeguards a run uses.
+
+    >>> sorted(name for name, s in STRATEGIES.items() if s.ewc)[:2], STRATEGIES["naive"]
+    (['ewc', 'replay+ewc'], Strategy(replay=False, ewc=False, joint=False))"""
 
     replay: bool = False
     ewc: bool = False
