@@ -20,7 +20,10 @@ _MAKE_EVENT = {"drift-alerts": drift_alert_event, "model-updated": model_updated
 
 @dataclass
 class Outgoing:
-    """What to publish: ``(topic kind, key, map, marker)``; the marker goes back to :meth:`IngestCore.sent`."""
+    """What to publish: ``(topic kind, key, map, marker)``; the marker goes back to :meth:`IngestCore.sent`.
+
+    >>> Outgoing([("dead-letters", b"ann", {"reason": "bad"}, ("dead-letter", "d1"))]).messages[0][0]
+    'dead-letters'"""
 
     messages: list[tuple[str, bytes | None, dict[str, Any], Any]] = field(default_factory=list)
 

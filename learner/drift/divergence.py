@@ -26,7 +26,11 @@ __all__ = ["Reference", "kl_divergence", "reference", "smoothed", "surprise"]
 
 
 class Reference(NamedTuple):
-    """A reference distribution, ready for :func:`kl_divergence` and :func:`surprise`."""
+    """A reference distribution, ready for :func:`kl_divergence` and :func:`surprise`.
+
+    >>> ref = reference(np.array([2.0, 0.0]), smoothing=0.1)
+    >>> ref.seen.tolist(), round(float(np.exp(ref.log_q_unseen)), 3)
+    ([1.0, 0.0], 0.05)"""
 
     log_q: np.ndarray  # log of the smoothed reference distribution (0 where the reference has no counts)
     seen: np.ndarray  # 1.0 for the buckets the reference has counts in, else 0.0

@@ -35,7 +35,15 @@ __all__ = [
 
 
 class CorruptStateError(RuntimeError):
-    """A state or checkpoint file that is missing, unreadable or fails its checksum."""
+    """A state or checkpoint file that is missing, unreadable or fails its checksum.
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "state.json"
+    >>> _ = bad.write_text("{not json")
+    >>> read_json(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    learner.store.storage.CorruptStateError: .../state.json: unreadable JSON (...)"""
 
 
 def fsync_dir(path: Path) -> None:
