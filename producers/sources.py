@@ -39,7 +39,10 @@ LEDGER_FILE = ".memstream-published.json"
 
 @dataclass
 class Scan:
-    """What one look at the directory found."""
+    """What one look at the directory found.
+
+    >>> Scan().new, Scan(duplicates=["a.json"]).duplicates
+    ([], ['a.json'])"""
 
     new: list[MemoryEvent] = field(default_factory=list)
     new_files: dict[str, str] = field(default_factory=dict)  # file name -> event id

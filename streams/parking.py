@@ -18,7 +18,10 @@ __all__ = ["Parked", "Parking"]
 
 @dataclass
 class Parked:
-    """One message waiting for its profile's lock, and since when."""
+    """One message waiting for its profile's lock, and since when.
+
+    >>> Parked("memstream.memory-events", 2, 41, b"ann", b"...", since=0.0).offset
+    41"""
 
     topic: str
     partition: int

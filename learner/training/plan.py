@@ -44,6 +44,12 @@ class Plan:
     ``attempt`` is 2 when the new events were refused once already: the run then mixes in more
     replay and uses a lower learning rate (``replay_ratio`` and ``lr_scale`` say how much).
     ``clock`` is the learner's clock (the newest event time) when the run was planned.
+
+    >>> e = MemoryEvent.build({"profile": "ann", "ts": 1.0, "kind": "note", "text": "Odile is my sister."})
+    >>> plan = Plan(trigger="manual", mode="lora", new=[e], replay=[], probe=[], parent_version=None, seed=7,
+    ...             run_id="r1")
+    >>> Plan.from_dict(plan.to_dict()) == plan, [x.text for x in plan.train_events]
+    (True, ['Odile is my sister.'])
     """
 
     trigger: str
