@@ -28,7 +28,6 @@ learner.model.bases.BaseModelError: model.base = 'no/such/dir': not a known mode
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -38,6 +37,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from learner.store.storage import sha256_file
 
 __all__ = [
     "BYTE_BASE",
@@ -132,20 +133,12 @@ def cache_root(configured: str = "") -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "memstream" / "models"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _say(message: str) -> None:
     print(f"memstream: {message}", file=sys.stderr, flush=True)
 
 
 def _cache_dir_for(gguf: Path, root: Path) -> tuple[Path, str]:
-    source_sha = _sha256_file(gguf)
+    source_sha = sha256_file(gguf)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in gguf.stem)[:80]
     return root / f"{stem}-{source_sha[:16]}", source_sha
 
@@ -165,7 +158,7 @@ def cache_problem(directory: Path, source_sha: str) -> str | None:
         file = directory / name
         if not file.is_file():
             return f"{name} is missing"
-        if _sha256_file(file) != expected:
+        if sha256_file(file) != expected:
             return f"{name} fails its sha256 check"
     return None
 
@@ -219,7 +212,7 @@ def _convert(gguf: Path, directory: Path, source_sha: str) -> None:
     try:
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        files = {p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {"format": CACHE_FORMAT, "source": str(gguf), "source_sha256": source_sha, "files": files}
         (tmp / CACHE_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         for file in tmp.iterdir():
