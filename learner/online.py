@@ -5,12 +5,9 @@ A thin facade over one profile's pieces::
     learn_one(event) → state (reservoir, recent, drift, scheduler) → (auto) consolidate()
     consolidate()    → plan → trainer (train + gate) → finish_run: commit a version or record why not
 
-The pieces live in their families: the state (:mod:`learner.memory.state`), planning
-(:mod:`learner.training.planning`), the shared trainer (:mod:`learner.training.trainer`), committing
-(:mod:`learner.store.commit`), the model side (:mod:`learner.model.profile`).
-
-With ``publish=True`` (the stream worker) each ModelUpdated event and drift alert goes to the
-state's outbox, written with the state; the worker sends them and marks them sent.
+The pieces live in their families (:mod:`learner.memory.state`, :mod:`learner.training.planning`,
+:mod:`learner.store.commit`, :mod:`learner.model.profile`). With ``publish=True`` (the worker) each
+ModelUpdated event and drift alert goes to the state's outbox, saved with the state.
 
 Examples
 --------
