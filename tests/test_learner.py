@@ -211,3 +211,23 @@ def test_surprise_replay_prefers_what_the_model_finds_hard(tmp_path, small_strea
     learner.close()
     with pytest.raises(ValueError, match="keep the strategy a profile started with"):
         OnlineLearner.open(tmp_path, "alice", other)
+
+
+def test_a_run_reports_its_tokens_padding_flops_and_where_its_time_went(tmp_path, tiny_config):
+    rng = random.Random(4)
+    words = "tea garden bus sister river piano".split()
+    # notes of 2 to 60 bytes, shuffled: random batches of 16 would be mostly padding
+    texts = [" ".join(rng.choice(words) for _ in range(rng.choice([2, 3, 9, 10]))) for _ in range(300)]
+    events = [{"v": 1, "profile": "alice", "ts": 1000.0 + i, "kind": "note", "text": t} for i, t in enumerate(texts)]
+    learner = OnlineLearner("alice", tiny_config, tmp_path)
+    steps = learner.learn_many(events)
+    report = [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
+    m = report.metrics
+    assert report.accepted, report.reason
+    assert 0 < m["tokens_real"] <= m["tokens_padded"]
+    assert m["padding_share"] == pytest.approx(1 - m["tokens_real"] / m["tokens_padded"], abs=1e-4)
+    assert m["padding_share"] <= 0.10  # batches of close lengths
+    assert m["train_flops"] > 4 * m["tokens_padded"] * 1000  # thousands of weights per token at least
+    parts = ("prepare_s", "evaluate_s", "steps_s", "fisher_s")
+    assert all(m[p] >= 0 for p in parts) and m["steps_s"] > 0
+    assert sum(m[p] for p in parts) <= report.duration_s + 0.01

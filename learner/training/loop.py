@@ -33,6 +33,7 @@ from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
 from learner.model.losses import lm_loss, lm_loss_from_logits, mean_loss
+from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_method, per_example_fisher
 from learner.failpoints import failpoint
@@ -66,14 +67,6 @@ def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_ratio: flo
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _batches(n: int, batch_size: int, epochs: int, rng: random.Random):
-    for _ in range(epochs):
-        order = list(range(n))
-        rng.shuffle(order)
-        for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
 
 
 def run_consolidation(
@@ -111,6 +104,9 @@ def run_consolidation(
     per_step = max(1, round(train_cfg.batch_size * cfg.replay.base_rehearsal / (1 - cfg.replay.base_rehearsal))) \
         if rehearse else 0
     rehearsal_rng = random.Random(plan.seed + 2)
+    rehearsal_groups = length_groups([len(ex["input_ids"]) for ex in rehearsal.pool], per_step, rehearsal_rng) \
+        if rehearse else []
+    clock = _Clock(started)
 
     def evaluate(examples):
         return mean_loss(live.model, examples, pad, device=device, max_tokens=train_cfg.eval_max_tokens,
@@ -131,6 +127,7 @@ def run_consolidation(
         with live.peft_model.disable_adapter():
             probe_origin = evaluate(probe_examples)
     base_before = evaluate(base_examples) if base_examples else math.nan
+    clock.lap("evaluate_s")
 
     params = live.trainable_parameters(full)
     epochs = train_cfg.foundation_epochs if full else train_cfg.epochs
@@ -142,12 +139,14 @@ def run_consolidation(
     penalty_fn = ewc if (ewc.active and not full) else None
 
     model = live.model
+    count = StepCount(*matmul_weights(model))
     model.train()
     loss_sum = torch.zeros((), device=device)  # accumulated on the device: no sync per step
     last_penalty = torch.zeros((), device=device)
     step = 0
     try:
-        for indices in _batches(len(train_examples), train_cfg.batch_size, epochs, rng):
+        lengths = [len(ex["input_ids"]) for ex in train_examples]
+        for indices in length_grouped_batches(lengths, train_cfg.batch_size, epochs, rng):
             if step >= total_steps:
                 break
             if should_stop():
@@ -155,12 +154,14 @@ def run_consolidation(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
             batch = collate([train_examples[i] for i in indices], pad)
+            count.add(batch["attention_mask"])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast():
                 loss = lm_loss(model, batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
-                drawn = rehearsal_rng.sample(rehearsal.pool, min(per_step, len(rehearsal.pool)))
+                drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
+                count.add(base_batch["attention_mask"])
                 base_batch["target_ids"] = torch.cat([ex["target_ids"] for ex in drawn])
                 base_batch["target_logp"] = torch.cat([ex["target_logp"] for ex in drawn])
                 base_batch = {k: v.to(device, non_blocking=True) for k, v in base_batch.items()}
@@ -185,7 +186,8 @@ def run_consolidation(
                 running = loss_sum.item() / step
                 if not math.isfinite(running):
                     raise _NonFinite(f"non-finite training loss at step {step}")
-                log(f"[{profile}] step {step}/{total_steps} loss {running:.3f}")
+                log(f"[{profile}] step {step}/{total_steps} loss {running:.3f}, "
+                    + _progress(count.tokens_real, step, total_steps, time.perf_counter() - clock.last))
         running = loss_sum.item() / max(step, 1)
         if not math.isfinite(running):
             raise _NonFinite(f"non-finite training loss at step {step}")
@@ -197,9 +199,11 @@ def run_consolidation(
         return RunResult.for_plan(plan, profile, status, str(exc), steps=step,
                                   duration_s=round(time.perf_counter() - started, 3))
 
+    steps_s = clock.lap("steps_s")
     model.eval()  # the live model serves inference between runs: no dropout
     probe_after, new_after = evaluate(probe_examples), evaluate(new_examples)
     base_after = evaluate(base_examples) if base_examples else math.nan
+    clock.lap("evaluate_s")
     metrics = {
         "loss_new_before": new_before,
         "loss_new_after": new_after,
@@ -209,6 +213,7 @@ def run_consolidation(
         "train_loss_mean": running,
         "ewc_penalty": float(last_penalty.detach()),
         "loss_unit": "nats/token",
+        **count.metrics(steps_s),
     }
     if base_examples:
         metrics.update(loss_base_before=base_before, loss_base_after=base_after,
@@ -224,6 +229,7 @@ def run_consolidation(
             fisher, method = fisher_after_run(live, train_examples, cfg.ewc.fisher_samples, plan.seed)
             metrics["fisher_method"] = method
             new_ewc = ewc.updated(fisher, {n: p.detach() for n, p in params.items()})
+            clock.lap("fisher_s")
         files = adapter_files(live, plan.mode, new_ewc)
         live.tag = ("trained", plan.run_id)  # what the version will hold once committed
         if full:
@@ -233,8 +239,33 @@ def run_consolidation(
         live.tag, live.base_tag = parent_tag, parent_base_tag
     _settle(live, full)
     status = "accepted" if accepted else "rejected"
+    metrics.update(clock.laps)
     return RunResult.for_plan(plan, profile, status, reason, steps=step, metrics=metrics,
                               duration_s=round(time.perf_counter() - started, 3), files=files)
+
+
+def _progress(tokens: int, step: int, total: int, seconds: float) -> str:
+    """Tokens per second so far and the time the remaining steps should take.
+
+    >>> _progress(1200, 10, 40, 6.0)
+    '200 tokens/s, ETA 18 s'
+    """
+    return f"{tokens / seconds:.0f} tokens/s, ETA {seconds / step * (total - step):.0f} s"
+
+
+class _Clock:
+    """Seconds spent in each part of a run, added up by name (``prepare_s`` is what comes first)."""
+
+    def __init__(self, started: float):
+        self.last = started
+        self.laps: dict[str, float] = {}
+        self.lap("prepare_s")
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 3)
+        self.last = now
+        return self.laps[name]
 
 
 def _settle(live: AdaptedModel, full: bool) -> None:

@@ -1,0 +1,122 @@
+"""Batches that waste little on padding, and the count of what a step computes.
+
+A batch is padded to its longest sequence, so a batch that mixes a 12-token note with a 60-token
+conversation turn computes mostly padding. :func:`length_grouped_batches` shuffles each epoch, sorts
+pools of a few batches by length and cuts them into batches (the order of the batches shuffled
+again): every example is still seen once per epoch, in a seeded random order, but a batch holds
+sequences of about the same length. :func:`length_groups` does the same once for the base
+rehearsal's samples, drawn a group per step.
+
+:class:`StepCount` adds up the tokens a run computed — real and padded — and the floating-point
+operations they cost: a forward pass is ``2·N`` FLOPs per token for ``N`` weights in matrix
+products, the backward pass ``2·N`` more for the activations' gradients, and ``2·N_trainable`` for
+the trainable weights' own gradients (``6·N`` in all for full training, about ``4·N`` for LoRA).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["StepCount", "length_grouped_batches", "length_groups", "matmul_weights"]
+
+#: Batches per pool sorted by length: larger pools pad less and shuffle less.
+POOL_BATCHES = 8
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, epochs: int, rng: random.Random):
+    """Yield lists of indices into ``lengths``: each epoch covers every index once, in batches of
+    ``batch_size`` (the last of an epoch may be smaller) whose lengths are close.
+
+    >>> lengths = [50, 10, 48, 12, 11, 52, 49, 9]
+    >>> batches = list(length_grouped_batches(lengths, 2, 1, random.Random(0)))
+    >>> sorted(i for b in batches for i in b), [sorted(lengths[i] for i in b) for b in batches]
+    ([0, 1, 2, 3, 4, 5, 6, 7], [[9, 10], [48, 49], [11, 12], [50, 52]])
+    """
+    pool = batch_size * POOL_BATCHES
+    for _ in range(epochs):
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), pool):
+            ranked = sorted(order[start:start + pool], key=lambda i: lengths[i])  # stable: ties keep the shuffle
+            batches += [ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size)]
+        full = [b for b in batches if len(b) == batch_size]
+        rng.shuffle(full)
+        yield from full + [b for b in batches if len(b) < batch_size]  # a short batch stays last, as it was
+
+
+def length_groups(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
+    """``lengths``' indices in groups of ``size`` of close lengths (ties in a seeded order); the
+    groups cover every index once, the last may be smaller.
+
+    >>> length_groups([30, 5, 31, 6, 7], 2, random.Random(1))
+    [[1, 3], [4, 0], [2]]
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    ranked = sorted(order, key=lambda i: lengths[i])
+    return [ranked[start:start + size] for start in range(0, len(ranked), size)]
+
+
+def matmul_weights(model) -> tuple[int, int]:
+    """The weights of ``model`` that take part in matrix products per token — every parameter of
+    two or more dimensions but the input embeddings (a lookup; a tied output head counts once,
+    as it is the same tensor) — as ``(frozen, trainable)``.
+
+    >>> import torch.nn as nn
+    >>> m = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3))
+    >>> _ = m[1].weight.requires_grad_(False)
+    >>> matmul_weights(m)
+    (12, 0)
+    """
+    import torch.nn as nn
+
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    heads = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    frozen = trainable = 0
+    for p in model.parameters():
+        if p.dim() < 2 or (id(p) in lookups and id(p) not in heads):
+            continue
+        if p.requires_grad:
+            trainable += p.numel()
+        else:
+            frozen += p.numel()
+    return frozen, trainable
+
+
+@dataclass
+class StepCount:
+    """Tokens and FLOPs of a run's training steps, added up batch by batch.
+
+    >>> import torch
+    >>> count = StepCount(frozen=100, trainable=10)
+    >>> count.add(torch.tensor([[1, 1, 1], [1, 0, 0]]))
+    >>> count.tokens_real, count.tokens_padded, count.flops, round(count.padding_share, 3)
+    (4, 6, 2760, 0.333)
+    """
+
+    frozen: int
+    trainable: int
+    tokens_real: int = 0
+    tokens_padded: int = 0
+
+    def add(self, attention_mask) -> None:
+        """Count one batch (its attention mask: 1 for a real token)."""
+        self.tokens_real += int(attention_mask.sum())
+        self.tokens_padded += attention_mask.numel()
+
+    @property
+    def flops(self) -> int:
+        """What the padded tokens cost: every position is computed, padding or not."""
+        return (4 * self.frozen + 6 * self.trainable) * self.tokens_padded
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.tokens_real / self.tokens_padded if self.tokens_padded else 0.0
+
+    def metrics(self, seconds: float) -> dict[str, float]:
+        """The run's metrics: tokens, padding share, FLOPs and the rate the steps reached."""
+        return {"tokens_real": self.tokens_real, "tokens_padded": self.tokens_padded,
+                "padding_share": round(self.padding_share, 4), "train_flops": self.flops,
+                "train_gflops_per_s": round(self.flops / seconds / 1e9, 2) if seconds > 0 else 0.0}
