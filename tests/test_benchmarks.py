@@ -106,6 +106,11 @@ def test_bench_consolidate_measures_ewc_overhead_fisher_and_flatness(tmp_path):
     assert step["seconds_per_step_bare_peft"] > 0 and step["short_steps"] < step["long_steps"]
     assert math.isfinite(step["memstream_over_bare_ratio"]) and math.isfinite(step["ewc_overhead_ratio"])
     assert data["load_once"]["base_loads_after_two_runs"] == 1
+    assert step["matmul_gflops"] > 0 and "MFU" in output
+    for side in ("ours", "bare"):  # the work both loops did, counted
+        assert 0 < step[f"{side}_tokens_real"] <= step[f"{side}_tokens_padded"] and step[f"{side}_train_flops"] > 0
+        assert 0 < step[f"{side}_mfu_real_tokens"] <= step[f"{side}_mfu"]
+    assert step["ours_padding_share"] <= step["bare_padding_share"]  # length-grouped vs random batches
     assert data["fisher"]["fisher_examples"] == 4
     assert data["flat"]["large_events"] == 1000 and data["flat"]["ratio_large_over_small"] > 0
 

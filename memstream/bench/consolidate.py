@@ -6,7 +6,10 @@
     (``loss = model(**batch).loss; loss.backward(); opt.step()``) on the same adapter and the same
     batches (ratio; target ≤ 1.15). memstream's side is a run of ``long`` steps minus a run of
     ``short`` steps, divided by ``long − short``, so the gate's evaluations cancel out. Alternated
-    ``repeats`` times; medians.
+    ``repeats`` times; medians. Both sides also count their work: tokens (real and padded), FLOPs
+    (:class:`learner.training.batching.StepCount`), and the rate reached as a share of this machine's
+    float32 matrix-product rate measured in the same run (:func:`matmul_gflops`) — the model FLOPs
+    utilisation (MFU), on every computed token and on the real ones.
 ``ewc``
     The same with the EWC penalty on, against memstream without it (ratio).
 ``fisher``
@@ -33,7 +36,8 @@ from typing import Callable
 import torch
 
 from learner.config import LearnerConfig, load_config
-from learner.training.loop import _batches, fisher_after_run, run_consolidation
+from learner.training.batching import StepCount, matmul_weights
+from learner.training.loop import fisher_after_run, run_consolidation
 from learner.model.encoding import collate
 from learner.training.ewc import EWC
 from contracts.events import MemoryEvent
@@ -43,7 +47,7 @@ from memstream.samples.stream import DOMAINS, make_sample_stream
 from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
 
-__all__ = ["bench_step", "bench_fisher", "bench_flat", "bench_load_once", "FLAT_OVERRIDES"]
+__all__ = ["bench_step", "bench_fisher", "bench_flat", "bench_load_once", "matmul_gflops", "FLAT_OVERRIDES"]
 
 FLAT_OVERRIDES = ["model.base=memstream-byte", "scheduler.count=1000000000", "scheduler.interval_s=1e15",
                   "drift.enabled=false", "train.epochs=1", "train.max_steps=20", "model.d_model=64",
@@ -54,6 +58,30 @@ FLAT_OVERRIDES = ["model.base=memstream-byte", "scheduler.count=1000000000", "sc
 def _fixed_steps(config: LearnerConfig, steps: int, ewc: bool = False) -> LearnerConfig:
     train = replace(config.train, max_steps=steps, epochs=10_000, gate_tolerance=1e9, gate_max_forgetting=1e9)
     return replace(config, train=train, ewc=replace(config.ewc, enabled=ewc))
+
+
+def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate (GFLOP/s, torch, its threads): the best of a few
+    square products of each size."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm-up
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def _random_batches(n: int, batch_size: int, steps: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches with no regard to length, epoch after epoch: what a tutorial's loader gives."""
+    batches: list[list[int]] = []
+    while len(batches) < steps:
+        order = list(range(n))
+        rng.shuffle(order)
+        batches += [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return batches[:steps]
 
 
 def _trained(config: LearnerConfig, events: list[MemoryEvent]) -> tuple[Trainer, EWC]:
@@ -75,11 +103,14 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
     examples = [live.encoder.encode(e) for e in new]
     pad = live.tokenizer.pad_id
 
+    counted: dict[str, dict] = {}
+
     def ours(steps: int, with_ewc: bool) -> float:
         live.restore_trainable(before, False)  # every run starts from the same weights
         plan = Plan("manual", LORA, new, [], probe, None, seed=0)
         started = time.perf_counter()
-        run_consolidation(plan, live, _fixed_steps(config, steps), ewc if with_ewc else EWC(0.0))
+        result = run_consolidation(plan, live, _fixed_steps(config, steps), ewc if with_ewc else EWC(0.0))
+        counted["ours"] = result.metrics
         return time.perf_counter() - started
 
     def bare(steps: int) -> float:
@@ -88,17 +119,20 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         model = live.model
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.train.lr)
-        batches = list(_batches(len(examples), config.train.batch_size, 10_000, random.Random(0)))[:steps]
+        batches = _random_batches(len(examples), config.train.batch_size, steps, random.Random(0))
+        count = StepCount(*matmul_weights(model))
         model.train()
         started = time.perf_counter()
         for indices in batches:
             batch = collate([examples[i] for i in indices], pad)
+            count.add(batch["attention_mask"])
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
         model.eval()
+        counted["bare"] = count.metrics(elapsed)
         return elapsed
 
     runs = {"ours": [], "ewc": [], "bare": []}
@@ -110,7 +144,14 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         runs["bare"].append(bare(long - short) / (long - short))
         progress(1)
     plain, penalised, bare_s = (statistics.median(runs[k]) for k in ("ours", "ewc", "bare"))
-    return {"seconds_per_step_memstream": plain, "seconds_per_step_memstream_ewc": penalised,
+    ours(long, False)  # once more, for its count (the last run of each kind is the one reported)
+    peak = matmul_gflops()
+    return {**{f"{side}_{key}": counted[side][key] for side in ("ours", "bare")
+               for key in ("tokens_real", "tokens_padded", "padding_share", "train_flops", "train_gflops_per_s")},
+            **{f"{side}_mfu": counted[side]["train_gflops_per_s"] / peak for side in ("ours", "bare")},
+            **{f"{side}_mfu_real_tokens": counted[side]["train_gflops_per_s"] / peak
+               * (1 - counted[side]["padding_share"]) for side in ("ours", "bare")},
+            "matmul_gflops": peak,"seconds_per_step_memstream": plain, "seconds_per_step_memstream_ewc": penalised,
             "seconds_per_step_bare_peft": bare_s, "memstream_over_bare_ratio": plain / bare_s,
             "ewc_overhead_ratio": penalised / plain, "runs": runs,
             "trainable_parameters": sum(p.numel() for p in live.trainable_parameters(False).values()),
