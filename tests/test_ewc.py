@@ -93,3 +93,32 @@ def test_vmap_that_cannot_trace_raises_instead_of_falling_back():
     with pytest.raises(RuntimeError, match="vmap"):
         per_example_fisher(live.model, examples, untraceable, method="vmap")
     assert fisher_method(live.model, examples[0], untraceable) == "loop"  # the choice is explicit, and said
+
+
+@pytest.mark.parametrize("kind", ["byte", "llama"])
+def test_batched_fisher_equals_one_backward_pass_per_example(tmp_path, kind):
+    """One batched backward pass gives every example's own gradient: the same Fisher as the loop,
+    on examples of different lengths batched together (padding changes nothing)."""
+    from learner.training.loop import fisher_after_run
+
+    live, padded = _lora_model_and_examples()
+    if kind == "llama":
+        from tests.test_hf_models import save_local_model
+
+        live = AdaptedModel(ModelConfig(base=str(save_local_model(tmp_path / "llama", "llama")), lora_r=4))
+        live.start_lora()
+        with torch.no_grad():
+            for name, p in live.model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1)
+    texts = ["the cat sat on the mat", "milk", "stir the soup slowly until it thickens", "zebra quartz jump",
+             "a", "eggs and bread for the week ahead"]
+    events = [MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": 0, "kind": "n", "text": t}) for t in texts]
+    examples = [live.encoder.encode(e) for e in events]
+    batched, method = fisher_after_run(live, examples, len(examples), seed=0)
+    one_by_one = per_example_fisher(live.model, [{k: v for k, v in ex.items()} for ex in examples],
+                                    lm_loss_from_logits, method="loop")
+    assert method == "batched" and set(batched) == set(one_by_one) and all("lora_" in k for k in batched)
+    assert all(v.abs().sum() > 0 for v in batched.values())
+    for k in batched:
+        torch.testing.assert_close(batched[k], one_by_one[k], rtol=1e-4, atol=1e-9)

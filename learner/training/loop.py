@@ -36,6 +36,7 @@ from learner.model.losses import lm_loss, lm_loss_from_logits, mean_loss
 from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_method, per_example_fisher
+from learner.training.per_example import linear_weights, squared_gradient_sums
 from learner.failpoints import failpoint
 from learner.training.plan import Plan, RunResult
 from learner.store.versions import FOUNDATION, LORA, adapter_files
@@ -277,9 +278,21 @@ def _settle(live: AdaptedModel, full: bool) -> None:
 
 def fisher_after_run(live: AdaptedModel, examples, n: int, seed: int) -> tuple[dict[str, torch.Tensor], str]:
     """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (a seeded choice), and
-    the method that computed it (``vmap`` where ``torch.func`` can trace the model, else ``loop``)."""
+    the method that computed it: ``batched`` when every trainable weight is a bias-free linear layer's
+    (LoRA's: :mod:`learner.training.per_example`), else ``vmap`` where ``torch.func`` can trace the
+    model, else ``loop``."""
     rng = random.Random(seed + 1)
     chosen = rng.sample(examples, min(n, len(examples)))
+    layers = linear_weights(live.model)
+    if layers is not None:
+        was_training = live.model.training
+        live.model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
+        try:
+            by_length = sorted(chosen, key=lambda ex: len(ex["input_ids"]))  # batches of close lengths
+            sums = squared_gradient_sums(live.model, layers, by_length, live.tokenizer.pad_id)
+        finally:
+            live.model.train(was_training)
+        return {name: total / len(chosen) for name, total in sums.items()}, "batched"
     width = max(len(ex["input_ids"]) for ex in chosen)
     pad = live.tokenizer.pad_id
     padded = [{k: v[0].to(live.device) for k, v in collate([ex], pad, width).items()} for ex in chosen]
