@@ -35,7 +35,6 @@ from contracts.events import InvalidEvent, MemoryEvent, validate_profile
 from learner.store.lock import ProfileLock
 from learner.policy.quality import QualityGate
 from learner.store.registry import ModelRegistry
-from learner.memory.replay import WeightedReservoirBuffer
 from learner.training.plan import Plan, RunResult
 from learner.training.planning import plan_run
 from learner.model.profile import ProfileModel
@@ -147,18 +146,14 @@ class OnlineLearner(ProfileModel):
         state = self.state
         flagged = self.quality.check(event) if self.quality is not None else None
         if flagged is not None and self.config.quality.mode == "drop":
+            state.memories.observe(event)  # counted as it arrives: a dropped event is not deduplicated
             return Step(events_seen=state.events_seen, quality=flagged, dropped=True)
         if not state.seen_ids.add(event.id):
             state.duplicates += 1  # re-published (ids are content hashes): learned once already
             return Step(events_seen=state.events_seen, duplicate=True)
         surprise = self._surprise(event)
-        state.events_seen += 1
+        state.remember(event, surprise)
         clock = state.advance_clock(event.ts)
-        if isinstance(state.reservoir, WeightedReservoirBuffer):
-            state.reservoir.add(event, weight=max(surprise, 1e-3) if surprise is not None else 1.0)
-        else:
-            state.reservoir.add(event)
-        state.recent.add(event)
         step = Step(events_seen=state.events_seen, quality=flagged)
         if state.drift is not None:
             state.drift.update(event.training_text)

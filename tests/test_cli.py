@@ -204,3 +204,25 @@ def test_sigterm_during_consolidation_saves_state_and_writes_no_version(tmp_path
     assert rest["skipped_already_learned"] == seen
     assert rest["profiles"]["alice"]["events_seen"] == len(small_stream)
     assert rest["consolidations"][0]["mode"] == "lora" and rest["consolidations"][0]["accepted"]
+
+
+def test_stats_reports_lengths_noise_kinds_and_warnings_per_profile_and_run(tmp_path, small_stream):
+    noise = [{"v": 1, "profile": "alice", "ts": 1.0e9 + i, "kind": "conversation", "prompt": "Got the list?",
+              "response": text} for i, text in enumerate(["ok", "thanks!", "um lol", "hmm haha"] * 15)]
+    long_note = {"v": 1, "profile": "alice", "ts": 1.0e9 + 99, "kind": "note", "text": "word " * 120}
+    events = write_jsonl(tmp_path / "events.jsonl", small_stream[:150] + noise + [long_note])
+    state = tmp_path / "state"
+    run_cli("learn", str(events), "--state", str(state), *sets(TINY))
+    [report] = json.loads(run_cli("stats", "--state", str(state), "--json").stdout)
+    counted = report["memories"]
+    assert counted["memories"] == 211  # every event that arrived, the dropped acknowledgements too
+    assert (counted["acknowledgements"], counted["filler"], counted["long"]) == (30, 30, 1)
+    assert counted["kinds"]["conversation"] >= 60 and counted["kinds"]["note"] >= 1
+    assert counted["short"] + counted["medium"] + counted["long"] == 211
+    assert any("acknowledgements or filler" in w for w in counted["warnings"])  # 60 of 211: 28% > 15%
+    runs = [r for r in report["runs"] if r["memories"]]
+    assert runs and all(r["memories"]["memories"] > 0 for r in runs)
+    text = run_cli("stats", "--state", str(state)).stdout
+    assert "profile alice: " in text and "warning: 60 of 211 memories are acknowledgements or filler" in text
+    shown = run_cli("registry", "show", str(runs[-1]["version"]), "--state", str(state)).stdout
+    assert "  memories\n" in shown and "short_share" in shown

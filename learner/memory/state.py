@@ -37,6 +37,7 @@ from contracts.events import MemoryEvent
 from learner.store.registry import ModelRegistry
 from learner.memory.replay import RecentBuffer, ReservoirBuffer, WeightedReservoirBuffer
 from learner.memory.outbox import Outbox
+from learner.memory.curator import MemoryCounts
 from learner.memory.dedupe import SeenIds
 from learner.policy.scheduler import ConsolidationScheduler
 from learner.store.storage import CorruptStateError, atomic_write_json, read_json
@@ -80,6 +81,7 @@ class LearnerState:
         self.alerts: list[dict[str, Any]] = []
         self.outbox = Outbox()
         self.retried: set[str] = set()  # ids of new events a rejected run gave back for one more try
+        self.memories = MemoryCounts()  # what the memories are like (learner.memory.curator)
 
     def new_detector(self) -> KLDriftDetector:
         return KLDriftDetector(**self.config.drift.kl_params())
@@ -88,6 +90,17 @@ class LearnerState:
         """The learner's clock: the newest event time seen (a backfilled event does not move it back)."""
         self.clock = ts if self.clock is None else max(self.clock, ts)
         return self.clock
+
+    def remember(self, event: MemoryEvent, surprise: float | None = None) -> None:
+        """Count a new event and keep it in the buffers (weighted by its ``surprise`` in a weighted
+        reservoir)."""
+        self.events_seen += 1
+        self.memories.observe(event)
+        if isinstance(self.reservoir, WeightedReservoirBuffer):
+            self.reservoir.add(event, weight=max(surprise, 1e-3) if surprise is not None else 1.0)
+        else:
+            self.reservoir.add(event)
+        self.recent.add(event)
 
     def remember_alert(self, alert: dict[str, Any]) -> None:
         self.alerts = (self.alerts + [alert])[-MAX_ALERTS_KEPT:]
@@ -113,6 +126,7 @@ class LearnerState:
             "duplicates": self.duplicates,
             "outbox": self.outbox.snapshot(),
             "retried": sorted(self.retried),
+            "memories": self.memories.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -147,6 +161,7 @@ class LearnerState:
         self.duplicates = int(state.get("duplicates", 0))
         self.outbox = Outbox.restore(state.get("outbox"))
         self.retried = set(state.get("retried", []))
+        self.memories = MemoryCounts(state.get("memories"))
 
 
 def write_state(directory: Path, snapshot: dict[str, Any]) -> Path:

@@ -12,12 +12,14 @@ worker's trainer process all train every profile on the same loaded base.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import Callable
 
 from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig, ModelConfig
 from learner.training.loop import run_consolidation
+from learner.memory.curator import curate
 from learner.model.encoding import Encoder
 from learner.training.rehearsal import Rehearsal
 from learner.store.registry import ModelRegistry
@@ -79,12 +81,15 @@ class Trainer:
             should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = lambda _m: None) -> RunResult:
         """Check out the plan's parent version and its EWC state, then train and gate (the live model keeps
         the new weights when accepted, the parent's otherwise)."""
+        started = time.perf_counter()
         rehearsal = self.rehearsal(config) if plan.mode != "foundation" else None
         live = self.checkout(registry, plan.parent_version, config)
         ewc = load_ewc(registry, plan.parent_version, config)
+        checkout_s = round(time.perf_counter() - started, 3)
         result = run_consolidation(plan, live, config, ewc, profile, should_stop, log, rehearsal)
         self.runs += 1
-        result.metrics.update(base_loads=live.base_loads, trainer_runs=self.runs)
+        result.metrics.update(base_loads=live.base_loads, trainer_runs=self.runs, checkout_s=checkout_s,
+                              memories=curate(plan.new, config.scheduler.min_examples))
         return result
 
 

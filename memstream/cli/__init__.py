@@ -15,6 +15,7 @@ from memstream.cli.generate import generate_command
 from memstream.cli.learn import learn_command
 from memstream.cli.publish import publish_command
 from memstream.cli.registry import registry_group
+from memstream.cli.stats import stats_command
 from memstream.cli.up import broker_command, up_command
 from memstream.cli.watch import watch_command
 from memstream.cli.worker import worker_command
@@ -28,6 +29,7 @@ def cli() -> None:
 
 cli.add_command(learn_command)
 cli.add_command(registry_group)
+cli.add_command(stats_command)
 cli.add_command(generate_command)
 cli.add_command(export_command)
 cli.add_command(config_command)

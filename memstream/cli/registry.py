@@ -94,6 +94,11 @@ def show_command(version: int, state_dir: Path, profile: str | None, as_json: bo
                 "output_model_path"):
         click.echo(f"{key:18} {entry.get(key)}")
     for key, value in sorted(entry.get("metrics", {}).items()):
+        if isinstance(value, dict):  # a report (the run's memories): one line per field
+            click.echo(f"  {key}")
+            for field, inner in value.items():
+                click.echo(f"    {field:20} {inner}")
+            continue
         click.echo(f"  {key:22} {value:.4f}" if isinstance(value, float) else f"  {key:22} {value}")
     for name, digest in sorted(entry["files"].items()):
         click.echo(f"  {name:28} sha256 {digest[:16]}… ok")
