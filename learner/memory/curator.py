@@ -32,7 +32,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 from contracts.events import MemoryEvent
-from learner.policy.quality import ACKNOWLEDGEMENTS
+from learner.policy.quality import is_acknowledgement, letters_or_digits, said_by_author
 
 __all__ = ["MemoryCounts", "LENGTH_CLASSES", "curate", "words_of"]
 
@@ -52,18 +52,9 @@ def words_of(event: MemoryEvent) -> list[str]:
     return text.split()
 
 
-def _said(event: MemoryEvent) -> str:
-    return event.text if event.text is not None else event.response or ""
-
-
-def _is_acknowledgement(event: MemoryEvent) -> bool:
-    said = _said(event)
-    return len(said) <= 40 and " ".join(_PUNCTUATION.sub(" ", said.lower()).split()) in ACKNOWLEDGEMENTS
-
-
-def _is_filler(event: MemoryEvent) -> bool:
-    said = _PUNCTUATION.sub(" ", _said(event).lower()).split()
-    return sum(ch.isalnum() for w in said for ch in w) < MIN_LETTERS or all(w in INTERJECTIONS for w in said)
+def _is_filler(said: str) -> bool:
+    return letters_or_digits(said, MIN_LETTERS) < MIN_LETTERS \
+        or all(w in INTERJECTIONS for w in _PUNCTUATION.sub(" ", said.lower()).split())
 
 
 class MemoryCounts:
@@ -81,9 +72,9 @@ class MemoryCounts:
         self.total += 1
         n = len(words_of(event))
         self.lengths[next(name for name, most in LENGTH_CLASSES if most is None or n <= most)] += 1
-        if _is_acknowledgement(event):
+        if is_acknowledgement(said_by_author(event)):
             self.acknowledgements += 1
-        elif _is_filler(event):
+        elif _is_filler(said_by_author(event)):
             self.filler += 1
         self.kinds[event.kind] += 1
 

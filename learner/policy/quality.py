@@ -21,7 +21,7 @@ from collections import Counter
 from contracts.events import MemoryEvent
 from learner.policy.config import QualityConfig
 
-__all__ = ["QualityGate", "ACKNOWLEDGEMENTS"]
+__all__ = ["QualityGate", "ACKNOWLEDGEMENTS", "is_acknowledgement", "letters_or_digits", "said_by_author"]
 
 #: Whole messages that carry no memory worth learning, compared lower-case without punctuation.
 ACKNOWLEDGEMENTS = frozenset({
@@ -30,6 +30,34 @@ ACKNOWLEDGEMENTS = frozenset({
     "noted", "alright", "all right", "fine", "perfect", "awesome",
 })
 _WORDS = re.compile(r"[^\w\s]+", re.UNICODE)
+
+
+def said_by_author(event: MemoryEvent) -> str:
+    """What the memory's author said, which the gate judges: the text, or a conversation turn's response."""
+    return event.text if event.text is not None else event.response or ""
+
+
+def is_acknowledgement(text: str) -> bool:
+    """Whether the whole of ``text`` is an acknowledgement (case and punctuation aside).
+
+    >>> is_acknowledgement("Thanks!!"), is_acknowledgement("Thanks for the rye flour")
+    (True, False)
+    """
+    return len(text) <= 40 and " ".join(_WORDS.sub(" ", text.lower()).split()) in ACKNOWLEDGEMENTS
+
+
+def letters_or_digits(text: str, enough: int) -> int:
+    """How many letters or digits ``text`` holds, counting no further than ``enough``.
+
+    >>> letters_or_digits("rye 7", 8), letters_or_digits("rye flour", 4)
+    (4, 4)
+    """
+    n = 0
+    for ch in text:  # stop counting once there are enough: this runs for every event
+        n += ch.isalnum()
+        if n >= enough:
+            break
+    return n
 
 
 class QualityGate:
@@ -47,16 +75,12 @@ class QualityGate:
 
     def check(self, event: MemoryEvent) -> str | None:
         """The reason the event fails the gate, or None when it passes (failures are counted)."""
-        text = event.text if event.text is not None else event.response or ""
+        text = said_by_author(event)
         reason = None
-        if len(text) <= 40 and " ".join(_WORDS.sub(" ", text.lower()).split()) in ACKNOWLEDGEMENTS:
+        if is_acknowledgement(text):
             reason = "acknowledgement only"
         else:
-            n = 0
-            for ch in text:  # stop counting once there are enough: this runs for every event
-                n += ch.isalnum()
-                if n >= self.min_chars:
-                    break
+            n = letters_or_digits(text, self.min_chars)
             if n < self.min_chars:
                 reason = f"too short: {n} letters or digits (minimum {self.min_chars})"
         if reason is not None:

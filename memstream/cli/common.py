@@ -92,6 +92,15 @@ def existing_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
+def profiles_in(state_dir: Path) -> list[str]:
+    """Every profile under ``state_dir`` (a directory with a registry), by name; at least one."""
+    existing_state_dir(state_dir)
+    found = sorted(p.name for p in state_dir.iterdir() if (p / REGISTRY_FILE).is_file())
+    if not found:
+        raise click.ClickException(f"no profile found under {str(state_dir)!r} (run `memstream learn` first)")
+    return found
+
+
 def resolve_profile(state_dir: Path, profile: str | None) -> str:
     """The profile named, or the only profile under ``state_dir``."""
     existing_state_dir(state_dir)
@@ -100,9 +109,7 @@ def resolve_profile(state_dir: Path, profile: str | None) -> str:
         if not (state_dir / profile / REGISTRY_FILE).is_file():
             raise click.ClickException(f"profile {profile!r} has no registry under {str(state_dir)!r}")
         return profile
-    found = sorted(p.name for p in state_dir.iterdir() if (p / REGISTRY_FILE).is_file())
-    if not found:
-        raise click.ClickException(f"no profile found under {str(state_dir)!r} (run `memstream learn` first)")
+    found = profiles_in(state_dir)
     if len(found) > 1:
         raise click.ClickException(f"several profiles under {str(state_dir)!r} ({', '.join(found)}): pass --profile")
     return found[0]

@@ -7,22 +7,11 @@ from typing import Any
 
 import click
 
-from memstream.cli.common import echo_json, state_option
-from learner.store.registry import REGISTRY_FILE
+from memstream.cli.common import echo_json, profiles_in, resolve_profile, state_option
 
 
 def _profiles(state_dir: Path, profile: str | None) -> list[str]:
-    if profile is not None:
-        from memstream.cli.common import resolve_profile
-
-        return [resolve_profile(state_dir, profile)]
-    from memstream.cli.common import existing_state_dir
-
-    existing_state_dir(state_dir)
-    found = sorted(p.name for p in state_dir.iterdir() if (p / REGISTRY_FILE).is_file())
-    if not found:
-        raise click.ClickException(f"no profile found under {str(state_dir)!r} (run `memstream learn` first)")
-    return found
+    return [resolve_profile(state_dir, profile)] if profile is not None else profiles_in(state_dir)
 
 
 def profile_stats(state_dir: Path, profile: str, runs: int = 3) -> dict[str, Any]:
