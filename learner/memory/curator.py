@@ -27,12 +27,11 @@ Examples
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any, Iterable
 
 from contracts.events import MemoryEvent
-from learner.policy.quality import is_acknowledgement, letters_or_digits, said_by_author
+from learner.policy.quality import is_acknowledgement, letters_or_digits, plain_words, said_by_author
 
 __all__ = ["MemoryCounts", "LENGTH_CLASSES", "curate", "words_of"]
 
@@ -43,7 +42,6 @@ SHORT_WARNING, NOISE_WARNING = 0.60, 0.15
 INTERJECTIONS = frozenset({"um", "uh", "erm", "hmm", "hm", "lol", "haha", "hahaha", "ha", "oh", "ah", "wow",
                            "meh", "yeah", "yay", "ugh", "omg", "idk", "brb", "xd"})
 MIN_LETTERS = 8
-_PUNCTUATION = re.compile(r"[^\w\s]+", re.UNICODE)
 
 
 def words_of(event: MemoryEvent) -> list[str]:
@@ -54,7 +52,7 @@ def words_of(event: MemoryEvent) -> list[str]:
 
 def _is_filler(said: str) -> bool:
     return letters_or_digits(said, MIN_LETTERS) < MIN_LETTERS \
-        or all(w in INTERJECTIONS for w in _PUNCTUATION.sub(" ", said.lower()).split())
+        or all(w in INTERJECTIONS for w in plain_words(said))
 
 
 class MemoryCounts:
@@ -72,9 +70,10 @@ class MemoryCounts:
         self.total += 1
         n = len(words_of(event))
         self.lengths[next(name for name, most in LENGTH_CLASSES if most is None or n <= most)] += 1
-        if is_acknowledgement(said_by_author(event)):
+        said = said_by_author(event)
+        if is_acknowledgement(said):
             self.acknowledgements += 1
-        elif _is_filler(said_by_author(event)):
+        elif _is_filler(said):
             self.filler += 1
         self.kinds[event.kind] += 1
 

@@ -21,7 +21,7 @@ from collections import Counter
 from contracts.events import MemoryEvent
 from learner.policy.config import QualityConfig
 
-__all__ = ["QualityGate", "ACKNOWLEDGEMENTS", "is_acknowledgement", "letters_or_digits", "said_by_author"]
+__all__ = ["QualityGate", "ACKNOWLEDGEMENTS", "is_acknowledgement", "letters_or_digits", "plain_words", "said_by_author"]
 
 #: Whole messages that carry no memory worth learning, compared lower-case without punctuation.
 ACKNOWLEDGEMENTS = frozenset({
@@ -43,7 +43,16 @@ def is_acknowledgement(text: str) -> bool:
     >>> is_acknowledgement("Thanks!!"), is_acknowledgement("Thanks for the rye flour")
     (True, False)
     """
-    return len(text) <= 40 and " ".join(_WORDS.sub(" ", text.lower()).split()) in ACKNOWLEDGEMENTS
+    return len(text) <= 40 and " ".join(plain_words(text)) in ACKNOWLEDGEMENTS
+
+
+def plain_words(text: str) -> list[str]:
+    """``text``'s words, lower-case, punctuation dropped.
+
+    >>> plain_words("Thanks, Odile!!")
+    ['thanks', 'odile']
+    """
+    return _WORDS.sub(" ", text.lower()).split()
 
 
 def letters_or_digits(text: str, enough: int) -> int:
