@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ from contracts.codec import EventCodec
 from learner.failpoints import failpoint
 from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.metrics import WorkerMetrics
+from streams.rebalance import RebalanceTimer
 from streams.run_pool import RunPool
 from contracts.topics import Topics
 
@@ -40,8 +41,9 @@ class Worker:
         self.log = log or logger.warning
         self.topics = Topics(config.kafka.topic_prefix)
         self.metrics = WorkerMetrics()
-        # a run gets every core: ingest needs little CPU, and training is what takes time
-        threads = run_threads or max(1, (os.cpu_count() or 2) // config.worker.max_parallel_runs)
+        # a run gets every core (or OMP_NUM_THREADS): ingest needs little CPU, and training is what takes time
+        cores = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 2)
+        threads = run_threads or max(1, cores // config.worker.max_parallel_runs)
         self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
                                                                 config.worker.max_parallel_runs, threads,
                                                                 log=self.log),
@@ -50,8 +52,12 @@ class Worker:
         # per partition, in offset order: [stream, event, parked?] — acked only as a settled prefix
         self._pending: dict[tuple[str, int], deque[list]] = defaultdict(deque)
         self._flush_lock = asyncio.Lock()
-        self._seen_counts: dict[str, int] = {}
-        self._outcomes_seen: Counter[str] = Counter()
+        self.rebalances = RebalanceTimer(report=self._report_rebalance)
+
+    def _report_rebalance(self, to_assignment: float, to_first_event: float) -> None:
+        self.metrics.rebalance(to_assignment, to_first_event)
+        self.log(f"rebalance: assigned {to_assignment:.2f} s after the revocation, first event applied "
+                 f"{to_first_event:.2f} s after that")
 
     # -- called from the app -------------------------------------------------------------
     def track(self, stream, event, parked: bool) -> None:
@@ -139,44 +145,7 @@ class Worker:
         self.core.start_runs()
         if self.core.finish_runs():
             await self.flush()
-        self._update_metrics()
-
-    def _update_metrics(self) -> None:
-        m, counts = self.metrics, self.core.counts
-        for name, metric in (("messages", m.events_in), ("learned", m.events_learned),
-                             ("duplicates", m.duplicates), ("redelivered", m.redelivered),
-                             ("quality_flagged", m.quality)):
-            delta = counts[name] - self._seen_counts.get(name, 0)
-            if delta:
-                metric.inc(delta)
-                self._seen_counts[name] = counts[name]
-        for reason, n in self.core.dead_letter_reasons.items():
-            key = f"dl:{reason}"
-            if n - self._seen_counts.get(key, 0):
-                m.dead_letters.labels(reason=reason).inc(n - self._seen_counts.get(key, 0))
-                self._seen_counts[key] = n
-        for outcome, n in self.core.run_outcomes.items():
-            if n > self._outcomes_seen[outcome]:
-                m.consolidations.labels(outcome=outcome).inc(n - self._outcomes_seen[outcome])
-                self._outcomes_seen[outcome] = n
-        for seconds in self.core.run_seconds:
-            m.consolidation_seconds.observe(seconds)
-        self.core.run_seconds.clear()
-        for profile, learner in self.core.learners.items():
-            m.reservoir_size.labels(profile=profile).set(len(learner.reservoir))
-            if learner.drift is not None:
-                m.drift_divergence.labels(profile=profile).set(learner.drift.divergence_)
-        try:
-            consumer = self.app.consumer
-            for tp in consumer.assignment():
-                if tp.topic == self.topics.memory_events:
-                    high = consumer.highwater(tp)
-                    read = consumer._read_offset.get(tp)  # faust's own record of the last offset read
-                    if high is not None:
-                        m.consumer_lag.labels(partition=str(tp.partition)).set(
-                            max(0, high - ((read or -1) + 1)))
-        except Exception:  # noqa: BLE001 - lag is best effort; never let metrics stop ingest
-            pass
+        self.metrics.update(self.core, self.app.consumer, self.topics.memory_events)
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
@@ -241,6 +210,7 @@ def build_app(worker: Worker) -> faust.App:
             handled = worker.core.handle(message.topic, message.partition, message.offset, message.key,
                                          message.value)
             worker.track(manual, event, handled.parked)
+            worker.rebalances.applied(message.partition)
             if worker.pending_count >= config.worker.flush_every:
                 await worker.flush()
 
@@ -250,6 +220,7 @@ def build_app(worker: Worker) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **_kw) -> None:
+        worker.rebalances.revoked()
         await worker.flush()
         lost = {(tp.topic, tp.partition) for tp in revoked}
         gone = worker.core.release_partitions(lost)
@@ -260,6 +231,9 @@ def build_app(worker: Worker) -> faust.App:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
+        worker.rebalances.assigned(mine)
+        given = ", ".join(map(str, sorted(mine))) or "none"
+        worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
         adopted = worker.core.adopt_partitions(topics.memory_events, mine)
         if adopted:
             worker.log(f"rebalance: took over {', '.join(adopted)}")

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "BrokerStartError", "wait_for_broker", "free_port"]
+__all__ = ["EmbeddedBroker", "BrokerStartError", "wait_for_broker", "free_port", "port_in_use"]
 
 
 class BrokerStartError(RuntimeError):
@@ -76,7 +76,7 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> "EmbeddedBroker":
-        if _port_in_use(self.host, self.port):
+        if port_in_use(self.host, self.port):
             raise BrokerStartError(f"port {self.port} on {self.host} is already in use: stop what listens there, "
                                    f"pick another with --port, or use it with --bootstrap {self.bootstrap}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _port_in_use(host: str, port: int) -> bool:
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0

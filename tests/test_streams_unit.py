@@ -17,6 +17,7 @@ from contracts.events import MemoryEvent
 from memstream.samples.stream import make_sample_stream
 from contracts.codec import DecodeError, EventCodec
 from streams.ingest import IngestCore
+from streams.kafka_server import NODE_SETTINGS, compose_name
 from streams.settings import StreamConfig
 from tests.conftest import TINY
 
@@ -165,12 +166,22 @@ def test_a_trigger_starts_one_run_and_its_model_updated_waits_in_the_outbox(core
 
 
 # -- deployment -----------------------------------------------------------------------------
+def kafka_version() -> str:
+    """The Apache Kafka version kafka/pom.xml pins."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    return ET.parse(ROOT / "kafka" / "pom.xml").getroot().find("m:properties/m:kafka.version", ns).text
+
+
 def test_docker_compose_has_what_the_code_expects():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"kafka", "worker"} <= set(services)
     kafka = services["kafka"]
-    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["image"] == f"apache/kafka:{kafka_version()}"  # the version the tests start
+    node = {compose_name(k): v for k, v in NODE_SETTINGS.items()}  # the node's settings in the tests
+    assert {k: kafka["environment"].get(k) for k in node} == node
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     worker = services["worker"]
     env = worker["environment"]

@@ -3,25 +3,38 @@
 Readers (``registry list``, ``generate``, ``export``) take no lock and never delete anything.
 Within one process the lock is re-entrant, so a notebook can open the same profile twice.
 
+Every hold is a *lease* with an id of its own, written down in the profile's ``writers.jsonl``
+when it is taken and when it is given back (a process killed gives nothing back: the next lease
+names the pid it took over from). The registry records the lease that committed each version, so
+who wrote what, and that no two wrote at once, can be checked afterwards.
+
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> with ProfileLock(d):
 ...     with ProfileLock(d):  # same process: fine
 ...         (d / ".writer.lock").exists()
 True
+>>> [sorted(e) for e in read_leases(d)][:2]
+[['acquired', 'host', 'lease', 'pid', 'previous_pid'], ['lease', 'released']]
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import socket
 import threading
+import time
+import uuid
 from pathlib import Path
 
-__all__ = ["ProfileLock", "ProfileLocked"]
+__all__ = ["ProfileLock", "ProfileLocked", "lease_of", "read_leases", "LEASES_FILE"]
 
 LOCK_FILE = ".writer.lock"
-_held: dict[str, tuple[int, int]] = {}  # path -> (fd, holders) for this process
+LEASES_FILE = "writers.jsonl"
+LEASES_KEPT = 2000  # lines kept when the journal is trimmed
+_held: dict[str, tuple[int, int, str]] = {}  # path -> (fd, holders, lease id) for this process
 _guard = threading.Lock()
 
 
@@ -40,7 +53,7 @@ class ProfileLock:
         if self.held:
             return self
         with _guard:
-            fd, holders = _held.get(self.path, (None, 0))
+            fd, holders, lease = _held.get(self.path, (None, 0, ""))
             if fd is None:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -52,9 +65,14 @@ class ProfileLock:
                     raise ProfileLocked(
                         f"{Path(self.path).parent.name!r} is being written by another process (pid {owner})"
                     ) from None
+                previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, str(os.getpid()).encode(), 0)
-            _held[self.path] = (fd, holders + 1)
+                lease = uuid.uuid4().hex[:16]
+                _journal(self.path, {"lease": lease, "pid": os.getpid(), "host": socket.gethostname(),
+                                     "acquired": time.time(),
+                                     "previous_pid": int(previous) if previous.isdigit() else None})
+            _held[self.path] = (fd, holders + 1, lease)
         self.held = True
         return self
 
@@ -62,13 +80,14 @@ class ProfileLock:
         if not self.held:
             return
         with _guard:
-            fd, holders = _held[self.path]
+            fd, holders, lease = _held[self.path]
             if holders == 1:
                 del _held[self.path]
+                _journal(self.path, {"lease": lease, "released": time.time()})
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
             else:
-                _held[self.path] = (fd, holders - 1)
+                _held[self.path] = (fd, holders - 1, lease)
         self.held = False
 
     def __enter__(self) -> "ProfileLock":
@@ -82,3 +101,41 @@ class ProfileLock:
             self.release()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def lease_of(directory: str | os.PathLike[str]) -> str | None:
+    """The id of the lease this process holds on a profile directory (None when it holds none)."""
+    held = _held.get(str(Path(directory) / LOCK_FILE))
+    return held[2] if held else None
+
+
+def read_leases(directory: str | os.PathLike[str]) -> list[dict]:
+    """The journal of a profile's writer leases, oldest first (a torn last line is left out)."""
+    try:
+        lines = (Path(directory) / LEASES_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _journal(lock_path: str, entry: dict) -> None:
+    """Append one line to the lease journal beside the lock (written only while the lock is held)."""
+    path = Path(lock_path).with_name(LEASES_FILE)
+    try:
+        if path.exists() and path.stat().st_size > 200 * LEASES_KEPT:
+            from learner.store.storage import atomic_write_bytes
+
+            kept = path.read_bytes().splitlines(keepends=True)[-LEASES_KEPT // 2:]
+            atomic_write_bytes(path, b"".join(kept))
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        pass  # the journal is evidence, not state: a full disk must not stop the writer

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 from contracts.events import validate_profile
 from learner.failpoints import failpoint
+from learner.store.lock import lease_of
 from learner.store.storage import (
     CorruptStateError,
     atomic_write_json,
@@ -182,6 +184,7 @@ class ModelRegistry:
             "samples_trained": info.get("samples_trained", 0),
             "training_success": False,
             "parent_version": self.current_version,
+            "writer": {"lease": lease_of(self.directory), "pid": os.getpid()},  # whose hold wrote it
         }
         entry.update({k: v for k, v in info.items() if k not in entry or entry[k] is None})
         return entry

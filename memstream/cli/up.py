@@ -15,12 +15,16 @@ from memstream.cli.common import config_options, open_stream_config
               show_default=True, help="Where the broker keeps its topics.")
 @click.option("--port", type=int, default=9092, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def broker_command(data_dir: Path, port: int, host: str) -> None:
-    """Run the embedded Kafka-protocol broker (noida-db) in the foreground until SIGTERM/SIGINT."""
+@click.option("--engine", type=click.Choice(["embedded", "kafka"]), default="embedded", show_default=True,
+              help="embedded: noida-db from PyPI; kafka: Apache Kafka, one KRaft node (Java, ./dev kafka-jars).")
+def broker_command(data_dir: Path, port: int, host: str, engine: str) -> None:
+    """Run a Kafka-protocol broker in the foreground until SIGTERM/SIGINT."""
     from streams.broker import EmbeddedBroker
+    from streams.kafka_server import ApacheKafka
 
-    broker = EmbeddedBroker(data_dir, port, host).start()
-    click.echo(f"broker ready on {broker.bootstrap} (data: {data_dir})", err=True)
+    kind = EmbeddedBroker if engine == "embedded" else ApacheKafka
+    broker = kind(data_dir, port=port, host=host).start()
+    click.echo(f"broker ready on {broker.bootstrap} ({engine}, data: {data_dir})", err=True)
     _wait_for_signal()
     broker.stop()
 

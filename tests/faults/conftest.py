@@ -3,4 +3,4 @@
 ``MEMSTREAM_FAULT_SOAK_S`` sets the length of the soak test (CI: 120 s; the long mode: 3600).
 """
 
-from tests.integration.conftest import bootstrap, stack  # noqa: F401 - pytest fixtures
+from tests.integration.conftest import bootstrap, broker_kind, brokers, stack  # noqa: F401 - pytest fixtures

@@ -9,13 +9,16 @@ import time
 import pytest
 
 from memstream.samples.stream import make_sample_stream
-from streams.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import Stack
+from streams.broker import free_port
+from tests.integration.conftest import Stack, new_broker, require_kafka
 
 
 @pytest.mark.slow
-def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path):
-    broker = EmbeddedBroker(tmp_path / "broker", free_port()).start()
+@pytest.mark.brokers("embedded", "kafka")
+def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path, broker_kind):
+    if broker_kind == "kafka":
+        require_kafka()
+    broker = new_broker(broker_kind, tmp_path / "broker", free_port()).start()
     stack = Stack(broker.bootstrap, tmp_path)
     events = make_sample_stream(n_per_phase=(100, 100), seed=60, profile="out")
     try:
@@ -47,7 +50,7 @@ def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path):
         assert worker.poll() is None, "the worker must not exit while the broker is away"
 
         outage_s = time.monotonic() - outage_started
-        broker = EmbeddedBroker(tmp_path / "broker", broker.port).start()  # same port, same data
+        broker = new_broker(broker_kind, tmp_path / "broker", broker.port).start()  # same port, same data
         with stack.producer() as producer:
             producer.publish_many(events[100:])  # includes the event whose publish failed: ids make it safe
         stack.wait_for(lambda: stack.learner_state("out").get("events_seen") == len(events), 240,

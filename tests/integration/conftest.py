@@ -1,7 +1,15 @@
-"""Integration fixtures: a real Kafka-protocol broker over TCP, real worker processes.
+"""Integration fixtures: real Kafka-protocol brokers over TCP, real worker processes.
 
-The broker is the one ``MEMSTREAM_TEST_BOOTSTRAP`` names (``.ci/run`` starts the embedded
-one and sets it; point it at any cluster), else an embedded noida-db started for the session.
+Every test that talks to a broker runs once per broker kind, ``[embedded]`` (noida-db from PyPI) and
+``[kafka]`` (Apache Kafka, one KRaft node from the jars ``./dev kafka-jars`` collects), each broker
+started once per test process. Which kinds a test runs on: ``@pytest.mark.brokers("kafka")`` (what
+needs rebalances between live members, which the embedded broker never completes), else both for
+tests/integration and the embedded one for tests/faults, where a fault test that is about the broker
+marks itself ``brokers("embedded", "kafka")``.
+
+``MEMSTREAM_TEST_BOOTSTRAP=HOST:PORT`` runs them all on that broker instead, of the kind
+``MEMSTREAM_TEST_BROKER`` names (``embedded`` unless told ``kafka``). Without Apache Kafka's jars its
+tests are skipped, unless ``MEMSTREAM_TEST_REQUIRE_KAFKA=1`` (``./dev test``) makes that an error.
 Every test gets its own topic prefix and consumer group, so tests never see each other's events.
 """
 
@@ -20,23 +28,84 @@ import pytest
 
 from tests.conftest import TINY
 
+BROKER_KINDS = ("embedded", "kafka")
+GIVEN_BOOTSTRAP = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP")
+GIVEN_KIND = os.environ.get("MEMSTREAM_TEST_BROKER", "embedded")
+
 FAST_WORKER = [
     "worker.flush_interval_s=0.5", "worker.session_timeout_s=6", "kafka.partitions=3",
     "kafka.request_timeout_s=10",
 ]
 
 
-@pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory) -> str:
-    given = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    from streams.broker import EmbeddedBroker, free_port
+def broker_kinds_for(item_path: Path, marker) -> tuple[str, ...]:
+    """The broker kinds one test runs on (see the module's docstring)."""
+    wanted = tuple(marker.args) if marker else \
+        BROKER_KINDS if "integration" in item_path.parts else ("embedded",)
+    if GIVEN_BOOTSTRAP:
+        return (GIVEN_KIND,) if GIVEN_KIND in wanted else ()
+    return wanted
 
-    broker = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=free_port()).start()
-    yield broker.bootstrap
-    broker.stop()
+
+@pytest.fixture
+def broker_kind(request) -> str:
+    return request.param
+
+
+class Brokers:
+    """The brokers of this test process, one of each kind, started when first asked for."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.running: dict = {}
+
+    def bootstrap(self, kind: str) -> str:
+        if GIVEN_BOOTSTRAP:
+            return GIVEN_BOOTSTRAP
+        if kind not in self.running:
+            from streams.broker import free_port
+
+            if kind == "kafka":
+                require_kafka()
+            self.running[kind] = new_broker(kind, self.root / kind, free_port()).start()
+        return self.running[kind].bootstrap
+
+    def stop(self) -> None:
+        for broker in self.running.values():
+            broker.stop()
+
+
+@pytest.fixture(scope="session")
+def brokers(tmp_path_factory):
+    started = Brokers(tmp_path_factory.mktemp("brokers"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def bootstrap(brokers, broker_kind) -> str:
+    return brokers.bootstrap(broker_kind)
+
+
+def require_kafka() -> None:
+    """Skip (or, under ``MEMSTREAM_TEST_REQUIRE_KAFKA=1``, fail) when Apache Kafka cannot start here."""
+    from streams.broker import BrokerStartError
+    from streams.kafka_server import kafka_libs
+
+    try:
+        kafka_libs()
+    except BrokerStartError as exc:
+        if os.environ.get("MEMSTREAM_TEST_REQUIRE_KAFKA") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def new_broker(kind: str, data_dir: Path, port: int):
+    """A broker of ``kind`` (not started): the embedded one or Apache Kafka, one KRaft node."""
+    from streams.broker import EmbeddedBroker
+    from streams.kafka_server import ApacheKafka
+
+    return (ApacheKafka if kind == "kafka" else EmbeddedBroker)(data_dir, port=port)
 
 
 class Stack:
