@@ -23,6 +23,41 @@ TINY = [
 ]
 
 
+# The longest files, longest first: with tests in parallel (``./dev test``: a file per process, in
+# collection order) they start at once and the short ones fill in around them.
+LONGEST_FIRST = [
+    "tests/test_real_model.py", "tests/test_end_to_end_byte_model.py", "tests/faults/test_crashes.py",
+    "tests/integration/test_pipeline.py", "tests/faults/test_soak.py", "tests/integration/test_faults.py",
+    "tests/integration/test_scale_out.py", "tests/faults/test_bad_input.py", "tests/faults/test_broker_outage.py",
+    "tests/faults/test_disk.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+
+    def rank(item) -> int:
+        path = Path(str(item.path))
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        return LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: within a file, and among the rest, the collection order stays
+
+
+def pytest_generate_tests(metafunc):
+    """A test that talks to a broker runs once per broker kind it is meant for."""
+    if "broker_kind" not in metafunc.fixturenames:
+        return
+    from tests.integration.conftest import broker_kinds_for
+
+    kinds = broker_kinds_for(Path(str(metafunc.definition.path)), metafunc.definition.get_closest_marker("brokers"))
+    if kinds:
+        metafunc.parametrize("broker_kind", kinds, indirect=True)
+    else:
+        metafunc.parametrize("broker_kind", [pytest.param("none", marks=pytest.mark.skip(
+            reason="not meant for the broker MEMSTREAM_TEST_BOOTSTRAP names"))], indirect=True)
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
