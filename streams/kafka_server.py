@@ -115,10 +115,10 @@ class ApacheKafka:
         return self.data_dir / "kafka.log"
 
     def start(self, timeout_s: float = 90.0) -> "ApacheKafka":
-        libs = kafka_libs(self.libs)
         for port in (self.port, self.controller_port):
             if port_in_use(self.host, port):
                 raise BrokerStartError(f"port {port} on {self.host} is already in use: pick another with --port")
+        libs = kafka_libs(self.libs)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         java = self._java_command(libs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 from memstream.samples.stream import make_sample_stream
@@ -34,6 +35,21 @@ def test_bad_bootstrap_missing_file_unwritable_state(tmp_path):
     line = one_clear_line(memstream("worker", "--state", str(blocker / "state"), "--bootstrap", "127.0.0.1:1",
                                     check=False))
     assert "not writable" in line
+
+
+def test_apache_kafka_without_its_jars_or_on_a_taken_port_is_one_line(tmp_path):
+    from streams.broker import free_port
+
+    missing = memstream("broker", "--engine", "kafka", "--data", str(tmp_path / "k"), "--port", str(free_port()),
+                        env={"MEMSTREAM_KAFKA_LIBS": str(tmp_path / "no-jars")}, check=False)
+    assert "./dev kafka-jars" in one_clear_line(missing) and str(tmp_path / "no-jars") in missing.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_clear_line(memstream("up", "--engine", "kafka", "--state", str(tmp_path / "s"), "--port",
+                                        str(port), check=False))
+    assert f"port {port}" in line and "already in use" in line
 
 
 def test_publish_file_and_watched_directory_once_each(stack, tmp_path):
