@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Callable
 
 import faust
+from faust.types import TP
 
 from contracts.codec import EventCodec
 from learner.failpoints import failpoint
 from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.metrics import WorkerMetrics
+from streams.gaps import APPLY, IGNORE, OffsetGapGuard
 from streams.rebalance import RebalanceTimer
 from streams.run_pool import RunPool
 from contracts.topics import Topics
@@ -53,6 +55,7 @@ class Worker:
         self._pending: dict[tuple[str, int], deque[list]] = defaultdict(deque)
         self._flush_lock = asyncio.Lock()
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
+        self.gaps = OffsetGapGuard()
 
     def _report_rebalance(self, to_assignment: float, to_first_event: float) -> None:
         self.metrics.rebalance(to_assignment, to_first_event)
@@ -207,6 +210,14 @@ def build_app(worker: Worker) -> faust.App:
         manual = stream.noack()
         async for event in manual.events():
             message = event.message
+            verdict = worker.gaps.check(message.topic, message.partition, message.offset)
+            if verdict == IGNORE:
+                continue  # queued past a missed offset: it comes again after the seek
+            if verdict != APPLY:
+                worker.log(f"{message.topic}[{message.partition}]: offset {verdict[1]} never arrived (next: "
+                           f"{message.offset}); reading again from it")
+                await app.consumer.seek(TP(message.topic, message.partition), verdict[1])
+                continue
             handled = worker.core.handle(message.topic, message.partition, message.offset, message.key,
                                          message.value)
             worker.track(manual, event, handled.parked)
@@ -221,6 +232,7 @@ def build_app(worker: Worker) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **_kw) -> None:
         worker.rebalances.revoked()
+        worker.gaps.forget((tp.topic, tp.partition) for tp in revoked)
         await worker.flush()
         lost = {(tp.topic, tp.partition) for tp in revoked}
         gone = worker.core.release_partitions(lost)
@@ -232,6 +244,7 @@ def build_app(worker: Worker) -> faust.App:
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
         worker.rebalances.assigned(mine)
+        worker.gaps.forget((tp.topic, tp.partition) for tp in assigned)
         given = ", ".join(map(str, sorted(mine))) or "none"
         worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
         adopted = worker.core.adopt_partitions(topics.memory_events, mine)

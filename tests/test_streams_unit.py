@@ -197,3 +197,42 @@ def test_docker_compose_has_what_the_code_expects():
     assert "torch==2.13.0" in dockerfile and 'ENTRYPOINT ["memstream"]' in dockerfile
     for package in ("learner", "streams", "producers", "consumers", "memstream"):
         assert f"COPY {package} " in dockerfile
+
+
+# -- offsets in order, none missed ------------------------------------------------------------
+def _read_partition(n: int, dropped: int | None, missing: int | None, queued: int) -> list[int]:
+    """What the worker applies of a partition of ``n`` records (``missing``: one that does not exist) when
+    the client drops record ``dropped`` before it reaches the agent and ``queued`` later ones are already
+    on their way; a seek reads the partition again from the offset asked for. (A dropped record is noticed
+    when the next one arrives; the last one of a partition waits, unacknowledged, for the next event or the
+    next start.)"""
+    from streams.gaps import APPLY, IGNORE, OffsetGapGuard
+
+    guard, applied = OffsetGapGuard(), []
+    exists = [o for o in range(n) if o != missing]
+    incoming = [o for o in exists if o != dropped]
+    while incoming:
+        offset = incoming.pop(0)
+        verdict = guard.check("memory-events", 0, offset)
+        if verdict == APPLY:
+            applied.append(offset)
+        elif verdict != IGNORE:
+            incoming = incoming[:queued] + [o for o in exists if o >= verdict[1]]
+    return applied
+
+
+@given(st.integers(3, 40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_no_record_is_applied_past_one_the_client_dropped(n, data):
+    dropped = data.draw(st.integers(1, n - 2))
+    queued = data.draw(st.integers(0, 5))
+    assert _read_partition(n, dropped, None, queued) == list(range(n))
+
+
+@given(st.integers(3, 40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_a_record_that_does_not_exist_is_skipped_once_read_again(n, data):
+    missing = data.draw(st.integers(1, n - 2))
+    dropped = data.draw(st.one_of(st.none(), st.integers(1, n - 2).filter(lambda o: o != missing)))
+    queued = data.draw(st.integers(0, 5))
+    assert _read_partition(n, dropped, missing, queued) == [o for o in range(n) if o != missing]

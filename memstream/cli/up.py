@@ -11,7 +11,7 @@ from memstream.cli.common import config_options, open_stream_config
 
 
 ENGINE = click.option("--engine", type=click.Choice(["embedded", "kafka"]), default="embedded", show_default=True,
-                      help="embedded: noida-db from PyPI; kafka: Apache Kafka, one KRaft node (Java; ./dev kafka-jars).")
+                      help="embedded: noida-db from PyPI; kafka: Apache Kafka, one KRaft node (Java, ./dev kafka-jars).")
 
 
 def local_broker(engine: str, data_dir: Path, port: int, host: str = "127.0.0.1"):

@@ -1,0 +1,68 @@
+"""No event applied past one that was never delivered.
+
+A profile's saved offset says "everything of this partition below it is applied", so the worker
+must see a partition's messages in offset order with none missing: a message read by the client
+but dropped before it reached the agent (a rebalance that suspends the flow at that moment) and
+then a later one applied would move the offset past it, and the dropped one would be skipped as
+already applied when it came again. The memory-events topic is neither compacted nor written in
+transactions, so within one assignment its offsets are consecutive; a jump means a message
+missed. :class:`OffsetGapGuard` notices the jump; the worker then seeks the partition back to the
+first missed offset and ignores (does not apply, does not acknowledge) what was already queued
+after it until the re-read arrives. A gap that is still there when the partition is read again
+from before it is a real one (a record that does not exist) and is accepted.
+
+Examples
+--------
+>>> guard = OffsetGapGuard()
+>>> [guard.check("t", 0, o) for o in (10, 11)]  # the first offset of an assignment is taken as it comes
+['apply', 'apply']
+>>> guard.check("t", 0, 13)  # 12 never arrived
+('seek', 12)
+>>> guard.check("t", 0, 14), guard.check("t", 0, 12), guard.check("t", 0, 13)  # queued, then the re-read
+('ignore', 'apply', 'apply')
+>>> guard.check("t", 0, 20), guard.check("t", 0, 20)  # 14..19 missing even when read again: accepted
+(('seek', 14), 'apply')
+"""
+
+from __future__ import annotations
+
+__all__ = ["OffsetGapGuard", "APPLY", "IGNORE"]
+
+APPLY = "apply"
+IGNORE = "ignore"
+
+
+class OffsetGapGuard:
+    """Per partition: the last offset applied and, after a jump, the offset being read again."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, int], int] = {}
+        self.resync: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (offset sought, highest seen since)
+        self.seeks = 0
+
+    def check(self, topic: str, partition: int, offset: int) -> str | tuple[str, int]:
+        """``"apply"``, ``"ignore"`` (already queued past a gap: it comes again), or ``("seek", offset)``."""
+        tp = (topic, partition)
+        if tp in self.resync:
+            target, highest = self.resync[tp]
+            if offset < target:
+                return IGNORE
+            if offset > target and offset > highest:  # still the messages queued before the seek
+                self.resync[tp] = (target, offset)
+                return IGNORE
+            del self.resync[tp]  # the re-read: from the offset sought, or from past a real gap
+            self.last[tp] = offset
+            return APPLY
+        last = self.last.get(tp)
+        if last is not None and offset > last + 1:
+            self.resync[tp] = (last + 1, offset)
+            self.seeks += 1
+            return ("seek", last + 1)
+        self.last[tp] = offset  # the next one, or one read again from before (the core skips it as applied)
+        return APPLY
+
+    def forget(self, partitions) -> None:
+        """Partitions assigned anew or taken away: the next offset read is where reading starts."""
+        for tp in partitions:
+            self.last.pop(tp, None)
+            self.resync.pop(tp, None)
