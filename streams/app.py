@@ -163,10 +163,11 @@ class Worker:
 
 
 def build_app(worker: Worker) -> faust.App:
-    from streams.compat import rewind_uncommitted_partitions, throttle_empty_fetches
+    from streams.compat import rewind_uncommitted_partitions, throttle_empty_fetches, tolerate_unpositioned_partitions
 
     throttle_empty_fetches()
     rewind_uncommitted_partitions("earliest")  # the same policy as consumer_auto_offset_reset below
+    tolerate_unpositioned_partitions()
     config = worker.config
     app = faust.App(
         config.worker.group,
