@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "BrokerStartError", "wait_for_broker", "free_port", "port_in_use"]
+__all__ = ["BrokerProcess", "EmbeddedBroker", "BrokerStartError", "wait_for_broker", "free_port", "port_in_use"]
 
 
 class BrokerStartError(RuntimeError):
@@ -54,7 +54,40 @@ def wait_for_broker(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.1)
 
 
-class EmbeddedBroker:
+class BrokerProcess:
+    """A broker run as a child process on ``host:port``: its address, a clean stop, ``with``."""
+
+    host: str
+    port: int
+    process: subprocess.Popen | None = None
+    stop_timeout_s = 10.0  # after SIGTERM, before SIGKILL
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "BrokerProcess":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown), SIGKILL after ``stop_timeout_s``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(BrokerProcess):
     """A noida-db process serving only Kafka, its data under ``data_dir``.
 
     Parameters
@@ -70,10 +103,6 @@ class EmbeddedBroker:
         self.port = port
         self.host = host
         self.process: subprocess.Popen | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> "EmbeddedBroker":
         if port_in_use(self.host, self.port):
@@ -97,21 +126,6 @@ class EmbeddedBroker:
                                    f"(log: {self.data_dir / 'broker.log'})")
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def __enter__(self) -> "EmbeddedBroker":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.broker import BrokerStartError, port_in_use, free_port
+from streams.broker import BrokerProcess, BrokerStartError, free_port, port_in_use
 
 __all__ = ["ApacheKafka", "NODE_SETTINGS", "server_properties", "kafka_libs", "compose_name"]
 
@@ -89,12 +89,14 @@ def kafka_libs(libs: str | Path | None = None) -> Path:
     return folder
 
 
-class ApacheKafka:
+class ApacheKafka(BrokerProcess):
     """One KRaft node in its own process group, its data and ``kafka.log`` under ``data_dir``.
 
     The first start formats the data directory (a new cluster id); later starts reuse it, so
     topics and committed offsets survive a restart.
     """
+
+    stop_timeout_s = 30.0  # a controlled shutdown hands the partitions over first
 
     def __init__(self, data_dir: str | Path, port: int = 9092, host: str = "127.0.0.1",
                  controller_port: int | None = None, libs: str | Path | None = None, heap_mb: int = 512):
@@ -105,10 +107,6 @@ class ApacheKafka:
         self.libs = libs
         self.heap_mb = heap_mb
         self.process: subprocess.Popen | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -131,23 +129,6 @@ class ApacheKafka:
         log.close()
         self._wait_ready(offset, timeout_s)
         return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (a controlled shutdown), SIGKILL after ``timeout_s``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def __enter__(self) -> "ApacheKafka":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _write_config(self) -> Path:
         props = server_properties(self.data_dir, self.port, self.controller_port, self.host)
