@@ -99,7 +99,7 @@ def test_vmap_that_cannot_trace_raises_instead_of_falling_back():
 def test_batched_fisher_equals_one_backward_pass_per_example(tmp_path, kind):
     """One batched backward pass gives every example's own gradient: the same Fisher as the loop,
     on examples of different lengths batched together (padding changes nothing)."""
-    from learner.training.loop import fisher_after_run
+    from learner.training.ewc import fisher_after_run
 
     live, padded = _lora_model_and_examples()
     if kind == "llama":

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from learner.fields import require, setting
 
-__all__ = ["TrainConfig", "EWCConfig"]
+__all__ = ["OBJECTIVES", "TrainConfig", "EWCConfig"]
+
+#: What a LoRA run trains question examples on (:mod:`learner.training.distill`).
+OBJECTIVES = ("ce", "distill", "ce+distill")
 
 
 @dataclass
@@ -22,6 +25,10 @@ class TrainConfig:
     """
 
     epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 10)
+    views: int = setting("Training views per memory about the user (LoRA runs): rewordings and answers to "
+                         "questions about it, made from its text (0 = the memories as they are).", 0)
+    objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
+                             "answer distribution with the memory in its context) or ce+distill.", "ce")
     batch_size: int = setting("Sequences per optimizer step.", 8)
     lr: float = setting("Peak learning rate of LoRA runs.", 3e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
@@ -59,6 +66,9 @@ class TrainConfig:
                "must be in [0, 1)")
         require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")
         require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
+        require(self.objective in OBJECTIVES, "train.objective", self.objective,
+               f"must be one of {', '.join(OBJECTIVES)}")
+        require(self.views >= 0, "train.views", self.views, "must be >= 0")
         require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
         require(self.lr > 0, "train.lr", self.lr, "must be positive")

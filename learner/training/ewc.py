@@ -33,16 +33,20 @@ tensor(1., grad_fn=<DivBackward0>)
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from learner.model.encoding import collate
+from learner.model.losses import lm_loss_from_logits
 from learner.training.config import EWCConfig
+from learner.training.per_example import linear_weights, squared_gradient_sums
 from learner.types import Regularizer
 
-__all__ = ["EWC", "batch_gradient_squared", "fisher_method", "per_example_fisher"]
+__all__ = ["EWC", "batch_gradient_squared", "fisher_after_run", "fisher_method", "per_example_fisher"]
 
 
 class EWC(Regularizer):
@@ -238,3 +242,27 @@ def batch_gradient_squared(
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return {k: (g.float().pow(2) if g is not None else torch.zeros_like(p))
             for (k, p), g in zip(params.items(), grads)}
+
+
+def fisher_after_run(live, examples, n: int, seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (a seeded choice), and
+    the method that computed it: ``batched`` when every trainable weight is a bias-free linear layer's
+    (LoRA's: :mod:`learner.training.per_example`), else ``vmap`` where ``torch.func`` can trace the
+    model, else ``loop``."""
+    rng = random.Random(seed + 1)
+    chosen = rng.sample(examples, min(n, len(examples)))
+    layers = linear_weights(live.model)
+    if layers is not None:
+        was_training = live.model.training
+        live.model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
+        try:
+            by_length = sorted(chosen, key=lambda ex: len(ex["input_ids"]))  # batches of close lengths
+            sums = squared_gradient_sums(live.model, layers, by_length, live.tokenizer.pad_id)
+        finally:
+            live.model.train(was_training)
+        return {name: total / len(chosen) for name, total in sums.items()}, "batched"
+    width = max(len(ex["input_ids"]) for ex in chosen)
+    pad = live.tokenizer.pad_id
+    padded = [{k: v[0].to(live.device) for k, v in collate([ex], pad, width).items()} for ex in chosen]
+    method = fisher_method(live.model, padded[0], lm_loss_from_logits)
+    return per_example_fisher(live.model, padded, lm_loss_from_logits, method=method), method

@@ -32,21 +32,23 @@ import torch
 from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
-from learner.model.losses import lm_loss, lm_loss_from_logits, mean_loss
+from learner.model.losses import lm_loss, mean_loss
 from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
-from learner.training.ewc import EWC, fisher_method, per_example_fisher
-from learner.training.per_example import linear_weights, squared_gradient_sums
+from learner.training.ewc import EWC, fisher_after_run
 from learner.failpoints import failpoint
+from learner.memory.views import with_views
+from learner.training.distill import kl_from_base, memory_loss, question_pairs, teach, with_targets
 from learner.training.plan import Plan, RunResult
 from learner.store.versions import FOUNDATION, LORA, adapter_files
 from learner.policy.gate import judge
 
-__all__ = ["RunStopped", "fisher_after_run", "lr_at", "run_consolidation"]
+__all__ = ["RunStopped", "lr_at", "run_consolidation"]
 
 # loss on the new data is measured on at most this many of them, so that a large batch does not
 # spend more time evaluating than training
 NEW_LOSS_EVAL_CAP = 256
+KL_EVAL_CAP = 64  # ... and the distance from the base (two forward passes each) on at most this many
 
 
 class RunStopped(Exception):
@@ -96,6 +98,8 @@ def run_consolidation(
     device = live.device
     autocast = live.autocast() if train_cfg.autocast else nullcontext  # a context factory either way
     train_examples = [encoder.encode(e) for e in plan.train_events]
+    views, view_counts = with_views(plan.train_events, 0 if full else train_cfg.views)
+    train_examples += [encoder.encode(v) for v in views]  # after the events: new_examples below are the new
     probe_examples = [encoder.encode(e) for e in plan.probe]
     new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
     if not train_examples:
@@ -121,6 +125,10 @@ def run_consolidation(
         live.base_tag = live.tag
     if plan.mode == LORA and not live.has_adapter:
         live.start_lora()
+    distilling = train_cfg.objective != "ce" and not full
+    if distilling:  # the base's answers with each memory in its context: the targets of the question examples
+        taught = teach(live, encoder, question_pairs(plan.train_events, views), train_examples)
+        clock.lap("teach_s")
     before = live.trainable_state(full)
     probe_before, new_before = evaluate(probe_examples), evaluate(new_examples)
     probe_origin = math.nan  # the probe without any adapter: what the old memories cost before they were learned
@@ -154,11 +162,16 @@ def run_consolidation(
                 raise RunStopped("stop requested")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
-            batch = collate([train_examples[i] for i in indices], pad)
+            chosen = [train_examples[i] for i in indices]
+            batch = collate(chosen, pad)
             count.add(batch["attention_mask"])
+            distilled = with_targets(batch, chosen) if distilling else None
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast():
-                loss = lm_loss(model, batch)
+                if distilled is not None:
+                    loss = memory_loss(model, batch, distilled, keep_ce=train_cfg.objective == "ce+distill")
+                else:
+                    loss = lm_loss(model, batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
                 drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
@@ -203,6 +216,7 @@ def run_consolidation(
     steps_s = clock.lap("steps_s")
     model.eval()  # the live model serves inference between runs: no dropout
     probe_after, new_after = evaluate(probe_examples), evaluate(new_examples)
+    moved = kl_from_base(live, new_examples[:KL_EVAL_CAP]) if plan.mode == LORA else math.nan
     base_after = evaluate(base_examples) if base_examples else math.nan
     clock.lap("evaluate_s")
     metrics = {
@@ -211,11 +225,16 @@ def run_consolidation(
         "loss_probe_before": probe_before,
         "loss_probe_after": probe_after,
         "loss_probe_origin": probe_origin,
+        "kl_base_new": moved,
         "train_loss_mean": running,
         "ewc_penalty": float(last_penalty.detach()),
         "loss_unit": "nats/token",
         **count.metrics(steps_s),
     }
+    if train_cfg.views and not full:
+        metrics["views"] = view_counts
+    if distilling:
+        metrics.update(objective=train_cfg.objective, distilled_examples=taught)
     if base_examples:
         metrics.update(loss_base_before=base_before, loss_base_after=base_after,
                        base_rehearsal_per_step=per_step)
@@ -274,27 +293,3 @@ def _settle(live: AdaptedModel, full: bool) -> None:
     live.model.eval()
     if full:
         live.freeze_base()
-
-
-def fisher_after_run(live: AdaptedModel, examples, n: int, seed: int) -> tuple[dict[str, torch.Tensor], str]:
-    """The diagonal Fisher of the trainable parameters on ``n`` of ``examples`` (a seeded choice), and
-    the method that computed it: ``batched`` when every trainable weight is a bias-free linear layer's
-    (LoRA's: :mod:`learner.training.per_example`), else ``vmap`` where ``torch.func`` can trace the
-    model, else ``loop``."""
-    rng = random.Random(seed + 1)
-    chosen = rng.sample(examples, min(n, len(examples)))
-    layers = linear_weights(live.model)
-    if layers is not None:
-        was_training = live.model.training
-        live.model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
-        try:
-            by_length = sorted(chosen, key=lambda ex: len(ex["input_ids"]))  # batches of close lengths
-            sums = squared_gradient_sums(live.model, layers, by_length, live.tokenizer.pad_id)
-        finally:
-            live.model.train(was_training)
-        return {name: total / len(chosen) for name, total in sums.items()}, "batched"
-    width = max(len(ex["input_ids"]) for ex in chosen)
-    pad = live.tokenizer.pad_id
-    padded = [{k: v[0].to(live.device) for k, v in collate([ex], pad, width).items()} for ex in chosen]
-    method = fisher_method(live.model, padded[0], lm_loss_from_logits)
-    return per_example_fisher(live.model, padded, lm_loss_from_logits, method=method), method

@@ -37,7 +37,8 @@ import torch
 
 from learner.config import LearnerConfig, load_config
 from learner.training.batching import StepCount, matmul_weights
-from learner.training.loop import fisher_after_run, run_consolidation
+from learner.training.ewc import fisher_after_run
+from learner.training.loop import run_consolidation
 from learner.model.encoding import collate
 from learner.training.ewc import EWC
 from contracts.events import MemoryEvent
