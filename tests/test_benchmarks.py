@@ -16,9 +16,9 @@ TINY_MODEL = ["--set", "model.base=memstream-byte", "--set", "model.d_model=32",
               "--set", "drift.window=30", "--set", "drift.n_bootstrap=20"]
 
 
-def _invoke(args):
+def _invoke(args, exit_code=0):
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -132,3 +132,18 @@ def test_bench_recall_writes_json_markdown_and_a_plot(tmp_path):
     assert data["strategies"]["memstream"]["phases"][0][0]["status"] in ("accepted", "rejected")
     assert (tmp_path / "plots" / "recall-R.png").read_bytes()[:4] == b"\x89PNG"
     assert "| replay+ewc |" in (tmp_path / "r.md").read_text()
+
+
+def test_bench_recall_tells_the_diary_person_and_reports_the_in_context_ceiling_and_each_runs_cost(tmp_path):
+    out = tmp_path / "r.json"
+    _invoke(["bench", "recall", "--people", "diary", "--strategies", "memstream", "--seeds", "0", "--phases", "4",
+             "--facts-per-phase", "1", "--json", str(out), "--set", "train.epochs=1", "--set", "train.views=2",
+             "--set", "train.objective=ce+distill", *TINY_MODEL])
+    data = json.loads(out.read_text())
+    assert data["setup"]["people"] == "diary" and len(data["setup"]["base_recall_in_context"]) == 4
+    runs = data["strategies"]["memstream"]["phases"][0]
+    assert len(runs) == 4 and runs[1]["tokens"] > 0 and runs[1]["views"] > 0
+    assert runs[1]["kl_base_new"] is None or runs[1]["kl_base_new"] >= 0
+    refused = _invoke(["bench", "recall", "--people", "diary", "--phases", "5", "--seeds", "0", *TINY_MODEL],
+                      exit_code=1)
+    assert "phases must be between 1 and 4" in refused

@@ -46,6 +46,7 @@ from learner.training.loop import run_consolidation
 from learner.model.losses import mean_loss
 from contracts.events import MemoryEvent
 from learner.training.ewc import EWC
+from memstream.samples.diary import make_diary_person
 from memstream.samples.facts import Person, make_person, recalled
 from learner.model.generation import answer
 from learner.memory.replay import ReservoirBuffer
@@ -54,8 +55,10 @@ from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
 from memstream.bench.paraphrase import paraphrased
 
-__all__ = ["STRATEGIES", "run_recall", "general_text"]
+__all__ = ["PEOPLE", "STRATEGIES", "run_recall", "general_text"]
 
+#: The made-up people a run can be told about: the noted-down one and the one who tells a diary.
+PEOPLE = {"facts": make_person, "diary": make_diary_person}
 STRATEGIES = ("naive", "replay", "replay+ewc", "joint", "memstream", "replay+ewc+paraphrase")
 PROFILE = "recall"
 
@@ -98,8 +101,11 @@ class _Asker:
         self.asked = [(f, q) for f in person.facts for q in f.questions]
         self.max_new_tokens = max_new_tokens
 
-    def row(self, live) -> tuple[list[float], list[dict]]:
-        answers = answer(live, [q for _, q in self.asked], max_new_tokens=self.max_new_tokens)
+    def row(self, live, in_context: bool = False) -> tuple[list[float], list[dict]]:
+        """Recall per phase; ``in_context``: each question comes after the fact's own memories (the ceiling
+        a model that learned them perfectly, and answered as with them in view, would reach)."""
+        prompts = [_with_memories(f, q) if in_context else q for f, q in self.asked]
+        answers = answer(live, prompts, max_new_tokens=self.max_new_tokens)
         hits = [[0, 0] for _ in range(self.person.phases)]
         shown = []
         for (fact, question), text in zip(self.asked, answers):
@@ -109,6 +115,18 @@ class _Asker:
             shown.append({"phase": fact.phase, "question": question, "expected": fact.value, "answer": text,
                           "recalled": ok})
         return [h / n for h, n in hits], shown
+
+
+def _with_memories(fact, question: str) -> str:
+    said = [e.get("text") or e["response"] for e in fact.events(PROFILE, 0.0)]
+    return "What you know about me:\n" + "\n".join(f"- {s}" for s in said) + f"\n\n{question}"
+
+
+def _run_costs(result) -> dict:
+    """What a run cost and how far it moved the model: tokens trained, views, KL(base ‖ tuned) on its new memories."""
+    m = result.metrics
+    return {"tokens": m.get("tokens_real"), "views": (m.get("views") or {}).get("views", 0),
+            "kl_base_new": m.get("kl_base_new")}
 
 
 def _general_loss(live, examples) -> float:
@@ -150,7 +168,8 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
         row, shown = asker.row(live)
         R.append(row)
         phases.append({"new": len(new), "rewrites": len(rewrites), "replay": len(replay), "steps": result.steps,
-                       "train_loss": result.metrics.get("train_loss_mean"), "seconds": result.duration_s})
+                       "train_loss": result.metrics.get("train_loss_mean"), "seconds": result.duration_s,
+                       **_run_costs(result)})
         progress(1)
     general_loss = _general_loss(live, general)
     live.tag = ("bench", name)  # trained weights no version has: the next checkout starts from the base
@@ -174,7 +193,7 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
             R.append(row)
             phases.append({"status": result.status, "reason": result.reason, "attempt": result.attempt,
                            "new": result.samples_new, "replay": result.samples_replay, "steps": result.steps,
-                           "seconds": result.duration_s, "version": result.version})
+                           "seconds": result.duration_s, "version": result.version, **_run_costs(result)})
             progress(1)
         general_loss = _general_loss(learner.live, general)
         learner.close()
@@ -236,11 +255,13 @@ def check_strategies(names: list[str]) -> None:
 
 
 def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], phases: int = 3,
-               facts_per_phase: int = 10, max_new_tokens: int = 24, general_events: int = 64,
+               facts_per_phase: int = 10, max_new_tokens: int = 24, general_events: int = 64, people: str = "facts",
                progress: Callable[[int], None] = lambda _n: None,
                log: Callable[[str], None] = lambda _m: None) -> dict:
     """Run the protocol for every strategy and seed; returns the JSON-ready results."""
     check_strategies(strategies)
+    if people not in PEOPLE:
+        raise ValueError(f"unknown people {people!r} (known: {', '.join(PEOPLE)})")
     if not seeds:
         raise ValueError("at least one seed is needed")
     trainer = Trainer(config.model)
@@ -248,13 +269,16 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
     general = [live.encoder.encode(e) for e in general_text(general_events)]
     base_general = _general_loss(live, general)
     runs: dict[str, list[SeedRun]] = {name: [] for name in strategies}
-    base_rows = []
+    base_rows, context_rows = [], []
     for seed in seeds:
-        person = make_person(seed, phases, facts_per_phase)
+        person = PEOPLE[people](seed, phases, facts_per_phase)
         asker = _Asker(person, max_new_tokens)
         base_row, _ = asker.row(trainer.checkout(None, None, config))
+        context_row, _ = asker.row(trainer.checkout(None, None, config), in_context=True)
         base_rows.append(base_row)
-        log(f"seed {seed}: the untrained base recalls {', '.join(f'{x:.0%}' for x in base_row)}")
+        context_rows.append(context_row)
+        log(f"seed {seed}: the untrained base recalls {', '.join(f'{x:.0%}' for x in base_row)}; "
+            f"with each fact's memories in its context {', '.join(f'{x:.0%}' for x in context_row)}")
         for name in strategies:
             if name == "memstream":
                 run = _product_strategy(trainer, person, config, seed, asker, general, progress)
@@ -267,14 +291,15 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
     m = config.model
     results = {
         "strategies": {name: _summary(runs[name], base_general) for name in strategies},
-        "setup": {"base": m.base, "seeds": seeds, "phases": phases, "facts_per_phase": facts_per_phase,
+        "setup": {"base": m.base, "people": people, "seeds": seeds, "phases": phases, "facts_per_phase": facts_per_phase,
                   "events_per_phase": 3 * facts_per_phase, "questions_per_phase": 2 * facts_per_phase,
                   "epochs": config.train.epochs, "lr": config.train.lr, "batch_size": config.train.batch_size,
                   "lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "target_modules": m.target_modules or "all linear",
                   "replay_ratio": config.train.replay_ratio, "ewc_lambda": config.ewc.lam,
                   "max_new_tokens": max_new_tokens,
                   "general_events": len(general), "base_general_loss": base_general,
-                  "base_recall": [statistics.fmean(v) for v in zip(*base_rows)]},
+                  "base_recall": [statistics.fmean(v) for v in zip(*base_rows)],
+                  "base_recall_in_context": [statistics.fmean(v) for v in zip(*context_rows)]},
     }
     results["acceptance"] = acceptance(results)
     return results

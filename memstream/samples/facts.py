@@ -227,7 +227,7 @@ class Fact:
         base = {"profile": profile, "meta": {"domain": f"facts-{self.phase}", "fact": r.slot}}
         tag = f"{id_prefix}{r.slot}"
         return [
-            {**base, "id": f"{tag}-c", "ts": ts, "kind": "conversation", "prompt": r.ask,
+            {**base, "id": f"{tag}-c", "ts": ts, "kind": "conversation", "prompt": r.ask.format(v=v),
              "response": r.answer.format(v=v)},
             {**base, "id": f"{tag}-o", "ts": ts + 1, "kind": "observation", "text": r.observation.format(v=v)},
             {**base, "id": f"{tag}-r", "ts": ts + 2, "kind": "reflection", "text": r.reflection.format(v=v)},
