@@ -2,6 +2,8 @@
 outputs well-formed on tiny settings (the numbers themselves are measured, not asserted: docs/benchmarks.md)."""
 
 import json
+import os
+import stat
 import math
 
 import pytest
@@ -140,6 +142,9 @@ def test_bench_recall_tells_the_diary_person_and_reports_the_in_context_ceiling_
              "--facts-per-phase", "1", "--json", str(out), "--set", "train.epochs=1", "--set", "train.views=2",
              "--set", "train.objective=ce+distill", *TINY_MODEL])
     data = json.loads(out.read_text())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # a report others may read, as a plain open writes it
     assert data["setup"]["people"] == "diary" and len(data["setup"]["base_recall_in_context"]) == 4
     runs = data["strategies"]["memstream"]["phases"][0]
     assert len(runs) == 4 and runs[1]["tokens"] > 0 and runs[1]["views"] > 0

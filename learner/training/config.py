@@ -16,21 +16,21 @@ OBJECTIVES = ("ce", "distill", "ce+distill")
 class TrainConfig:
     """The ``[train]`` section: a run's schedule, batches, replay share and the evaluation gate.
 
-    >>> TrainConfig().epochs, TrainConfig(lr=1e-3).lr
-    (10, 0.001)
+    >>> TrainConfig().epochs, TrainConfig().views, TrainConfig(lr=1e-3).lr
+    (5, 3, 0.001)
     >>> TrainConfig(replay_ratio=1.0)
     Traceback (most recent call last):
     ...
     learner.fields.ConfigError: train.replay_ratio = 1.0: must be in [0, 1)
     """
 
-    epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 10)
+    epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 5)
     views: int = setting("Training views per memory about the user (LoRA runs): rewordings and answers to "
-                         "questions about it, made from its text (0 = the memories as they are).", 0)
+                         "questions about it, made from its text (0 = the memories as they are).", 3)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
     batch_size: int = setting("Sequences per optimizer step.", 8)
-    lr: float = setting("Peak learning rate of LoRA runs.", 3e-3)
+    lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
     max_steps: int = setting("Cap on optimizer steps per consolidation (0 = no cap).", 400)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from learner.store.storage import atomic_write_bytes
+from learner.store.storage import atomic_write_bytes, give_default_mode
 
 __all__ = ["table", "markdown_table", "write_outputs", "plot_forgetting", "forgetting_rows"]
 
@@ -54,11 +54,11 @@ def _targets(acceptance: dict, title: str) -> list[str]:
 
 
 def write_outputs(results: dict, json_out: Path | None, markdown_out: Path | None, markdown: str) -> None:
-    """Write the JSON and Markdown files that were asked for (atomically)."""
-    if json_out is not None:
-        atomic_write_bytes(json_out, (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())
-    if markdown_out is not None:
-        atomic_write_bytes(markdown_out, (markdown.rstrip() + "\n").encode())
+    """Write the JSON and Markdown files that were asked for (atomically, readable as a plain ``open``'s)."""
+    for path, data in ((json_out, json.dumps(results, indent=2, sort_keys=True)), (markdown_out, markdown.rstrip())):
+        if path is not None:
+            atomic_write_bytes(path, (data + "\n").encode())
+            give_default_mode(path)
 
 
 FORGETTING_HEADERS = ["strategy", "forgetting", "±", "plasticity", "±", "final loss", "±", "BWT", "FWT", "seconds"]
@@ -155,12 +155,17 @@ def recall_markdown(results: dict, plots: list[Path], command: str) -> str:
     lines = [
         "# Recall benchmark", "",
         f"Command: `{command}`", "",
-        f"Base {setup['base']}; seeds {setup['seeds']}; {setup['phases']} phases of {setup['facts_per_phase']} facts "
+        f"Base {setup['base']}; people {setup.get('people', 'facts')}; seeds {setup['seeds']}; "
+        f"{setup['phases']} phases of {setup['facts_per_phase']} facts "
         f"({setup['events_per_phase']} memory events, {setup['questions_per_phase']} held-out questions each); "
-        f"{setup['epochs']} epochs, lr {setup['lr']}, batch {setup['batch_size']}, LoRA r={setup['lora_r']} "
+        f"{setup['epochs']} epochs, {setup.get('views', 0)} views per memory, objective "
+        f"{setup.get('objective', 'ce')}, lr {setup['lr']}, batch {setup['batch_size']}, LoRA r={setup['lora_r']} "
         f"alpha={setup['lora_alpha']} on {setup['target_modules']}; replay ratio {setup['replay_ratio']}, "
         f"EWC lambda {setup['ewc_lambda']}. The untrained base recalls "
-        + ", ".join(f"{x:.0%}" for x in setup["base_recall"]) + " of each phase. General-text loss of the base: "
+        + ", ".join(f"{x:.0%}" for x in setup["base_recall"]) + " of each phase"
+        + (", and with each fact's memories in its context " + ", ".join(
+            f"{x:.0%}" for x in setup["base_recall_in_context"]) if setup.get("base_recall_in_context") else "")
+        + ". General-text loss of the base: "
         f"{setup['base_general_loss']:.3f} nats/token on {setup['general_events']} held-out public-stream events.",
         "", markdown_table(RECALL_HEADERS, recall_rows(results)), "",
         *_targets(acc, f"Targets ({acc['judged']}):"),
