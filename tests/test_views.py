@@ -120,3 +120,18 @@ def test_a_lora_run_trains_on_the_views_and_reports_them(tmp_path):
     assert counts["with_views"] + sum(v for k, v in counts.items() if k.startswith("no_view")) == trained
     assert counts["views"] == 3 * counts["with_views"] > 0
     assert runs[3].steps > runs[0].steps  # the views are trained, not just counted
+
+
+def test_a_view_that_cannot_be_made_leaves_its_memory_to_train_as_it_is(monkeypatch):
+    import learner.memory.views as views
+
+    def broken(event, count):
+        if "Kia" in event.text:
+            raise RuntimeError("template failure")
+        return real(event, count)
+
+    real = views.views_of
+    monkeypatch.setattr(views, "views_of", broken)
+    made, counts = views.with_views([note("The user's car is a Kia."), note("The user's cat is Juno.")], 2)
+    assert counts == {"views": 2, "with_views": 1, "no_view: failed (RuntimeError)": 1}
+    assert {v.meta["view_of"] for v in made} == {note("The user's cat is Juno.").id}

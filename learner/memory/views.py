@@ -241,11 +241,14 @@ def with_views(events: Iterable[MemoryEvent], count: int) -> tuple[list[MemoryEv
     views, counts = [], Counter()
     counts.update(views=0, with_views=0)
     for event in events:
-        reason = why_no_view(event) if count > 0 else None
+        try:
+            reason = why_no_view(event) if count > 0 else None
+            made = views_of(event, count) if reason is None else []
+        except Exception as exc:  # a view that cannot be made never costs the run: the memory trains as it is
+            reason, made = f"failed ({type(exc).__name__})", []
         if reason is not None:
             counts[f"no_view: {reason}"] += 1
             continue
-        made = views_of(event, count)
         views += made
         counts["views"] += len(made)
         counts["with_views"] += bool(made)
