@@ -258,3 +258,55 @@ def test_learn_prints_its_summary_for_a_first_run_that_has_no_probe(tmp_path):
     run_line = next(line for line in lines if line.startswith("  [g] end of input: lora (manual) -> v1, accepted"))
     assert "new memories" in run_line and "base text loss" in run_line and "probe loss" not in run_line
     assert lines[-1].startswith("took ")
+
+
+def _llama_cpp_answers(model: Path, adapter: Path | None, questions: list[str], max_tokens: int) -> list[str]:
+    """Greedy answers of llama.cpp (the prebuilt server library), through its chat-completions handler."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model)
+    params.n_ctx, params.n_parallel = 512, 1
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
+    params.sampling.temp, params.sampling.top_k = 0.0, 1
+    if adapter is not None:
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(adapter), 1.0)]
+    server = xllamacpp.Server(params)
+    try:
+        return [server.handle_chat_completions({"messages": [{"role": "user", "content": q}], "max_tokens": max_tokens,
+                                                "temperature": 0})["choices"][0]["message"]["content"]
+                for q in questions]
+    finally:
+        del server
+
+
+def test_the_gguf_adapter_over_the_base_answers_in_llama_cpp_as_transformers_and_peft_do(taught, tmp_path):
+    from click.testing import CliRunner
+
+    from learner.model.export import export_gguf
+    from learner.model.generation import answer
+    from learner.store.registry import ModelRegistry
+    from learner.store.versions import load_model_at
+    from memstream.cli import cli
+
+    state, cfg, _ = taught
+    out = tmp_path / "ann-v1.lora.gguf"
+    result = CliRunner().invoke(cli, ["export", "--state", str(state), "--profile", "ann", "--format", "gguf-lora",
+                                      str(out), *[a for o in FEW_STEPS for a in ("--set", o)]])
+    assert result.exit_code == 0, result.output
+    assert f"ollama create NAME -f {out.with_suffix('.Modelfile')}" in result.output
+    modelfile = out.with_suffix(".Modelfile").read_text().splitlines()
+    assert modelfile[0].startswith("FROM /") and modelfile[0].endswith(".gguf")  # the base's own GGUF
+    assert modelfile[1] == "ADAPTER ./ann-v1.lora.gguf" and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert any("<|im_start|>assistant" in line for line in modelfile)  # the chat template, as a Go template
+    peft_bytes = (state / "ann" / "versions" / "v0001" / "adapter_model.safetensors").stat().st_size
+    assert out.stat().st_size <= 2 * peft_bytes
+
+    live = load_model_at(ModelRegistry.open(state, "ann", "", writer=False), 1, cfg)
+    questions = ["Who is my sister?", "What's my sister's name?", "What is the capital of France?"]
+    expected = answer(live, questions, max_new_tokens=12)
+    live.drop_adapter()
+    base = tmp_path / "base.f16.gguf"  # the base as torch holds it: f16 of the same weights
+    export_gguf(live, base, {"profile": "base"}, quant="f16")
+    assert _llama_cpp_answers(base, out, questions, 12) == expected  # word for word, the learned answer too
+    assert _llama_cpp_answers(base, None, questions[:1], 12) != expected[:1]  # the base alone answers otherwise

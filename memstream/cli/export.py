@@ -1,7 +1,10 @@
-"""``memstream export --state DIR [--format safetensors|gguf] OUT``: a merged model for inference servers.
+"""``memstream export --state DIR [--format safetensors|gguf|gguf-lora] OUT``: a version for inference servers.
 
 The PEFT adapter folder of each version (``STATE/PROFILE/versions/vNNNN/``) loads as it is with
-``peft`` and multi-LoRA servers; ``export`` writes the adapter merged into its base instead.
+``peft`` and multi-LoRA servers; ``export`` writes the adapter merged into its base (a Hugging Face
+folder, or one GGUF file), or the adapter alone as a GGUF adapter that llama.cpp and Ollama apply over
+the base's GGUF. Beside a GGUF goes an Ollama ``Modelfile`` (``OUT`` with the suffix ``.Modelfile``),
+and the ``ollama create`` line that loads it is printed.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from memstream.cli.common import config_options, echo_json, open_config, profile
 @profile_option()
 @config_options
 @click.option("--version", type=int, default=None, help="Version to export (default: current).")
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "gguf"]), default="safetensors", show_default=True,
-              help="A Hugging Face folder, or one GGUF file for llama.cpp / Ollama.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "gguf", "gguf-lora"]), default="safetensors",
+              show_default=True, help="A Hugging Face folder, one GGUF file for llama.cpp / Ollama, or the "
+                                      "version's LoRA adapter alone as a GGUF adapter (over the base's GGUF).")
 @click.option("--quant", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True,
               help="GGUF weights: f16, or q8_0 (8-bit, about half the size).")
 @click.option("--gguf-pre", default=None, help="llama.cpp pre-tokenizer name, for a base that did not come from a GGUF.")
@@ -28,7 +32,10 @@ from memstream.cli.common import config_options, echo_json, open_config, profile
 def export_command(out: Path, state_dir: Path, profile: str | None, config_file, overrides, version: int | None,
                    fmt: str, quant: str, gguf_pre: str | None, as_json: bool) -> None:
     """Write a version with its adapter merged: a Hugging Face folder (safetensors, config, tokenizer) or GGUF."""
+    from learner.model.bases import resolve_base
     from learner.model.export import export_gguf, export_merged
+    from learner.model.gguf_lora import export_gguf_lora
+    from learner.model.modelfile import write_modelfile
     from learner.store.registry import ModelRegistry
     from learner.store.versions import load_model_at, version_config
 
@@ -42,9 +49,19 @@ def export_command(out: Path, state_dir: Path, profile: str | None, config_file,
     lineage = {"profile": name, "version": version, **registry.entry(version)}
     if fmt == "gguf":
         written = export_gguf(model, out, lineage, quant=quant, pre=gguf_pre)
+    elif fmt == "gguf-lora":
+        written = export_gguf_lora(model, out, lineage)
     else:
         written = export_merged(model, out, lineage)
+    create = None
+    if fmt.startswith("gguf"):
+        modelfile = out.with_suffix(".Modelfile")
+        stops = model.tokenizer.hf.convert_ids_to_tokens(list(model.encoder.stop_ids))
+        base = resolve_base(model.base.name).path if fmt == "gguf-lora" else out
+        create = write_modelfile(modelfile, base, out if fmt == "gguf-lora" else None, model.tokenizer, stops)
     if as_json:
-        echo_json({"out": str(out), "format": fmt, "files": written})
+        echo_json({"out": str(out), "format": fmt, "files": written, "ollama_create": create})
     else:
         click.echo(f"exported {name} v{version} to {out} ({fmt}: {', '.join(sorted(written))})")
+        if create:
+            click.echo(f"Ollama: {create}")
