@@ -17,6 +17,7 @@ fixed parts — so the Ollama model is asked in the layout memstream trained in.
 {{ .Content }}</s>
 {{ end }}
 {{- end }}<s>assistant
+<BLANKLINE>
 """
 
 from __future__ import annotations
