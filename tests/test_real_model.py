@@ -23,6 +23,7 @@ from contracts.events import MemoryEvent
 from learner.model.tokenizers import HFTokenizer
 from learner.online import OnlineLearner
 from learner.training.trainer import shared_trainer
+from learner.store.storage import sha256_file
 from tests.conftest import run_cli
 
 FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
@@ -168,6 +169,13 @@ def test_a_consolidation_on_the_real_model_commits_a_peft_adapter(taught):
     assert config["base_model_name_or_path"] == "smollm2-135m-instruct" and config["peft_type"] == "LORA"
     registry = json.loads((state / "ann" / "registry.json").read_text())
     assert registry["original_base_model"] == "smollm2-135m-instruct"
+    # the second output: the adapter as a GGUF adapter, in the manifest, named in the registry and ModelUpdated
+    gguf = result.exports["gguf_lora"]
+    assert gguf["path"] == "ann/versions/v0001/adapter.gguf" and gguf["bytes"] == (state / gguf["path"]).stat().st_size
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["adapter.gguf"] == gguf["sha256"] == sha256_file(state / gguf["path"])
+    assert registry["training_history"][-1]["exports"] == result.exports
+    assert result.report()["exports"] == result.exports and "model.gguf" not in manifest  # registry.gguf is off
 
 
 def test_the_base_is_loaded_once_for_every_run_and_profile(taught):

@@ -21,8 +21,9 @@ from typing import Any
 from learner.model.adapted import AdaptedModel
 from learner.model.export import ExportError, _free_target, _permute
 from learner.store.storage import fsync_dir, give_default_mode, sha256_file
+from learner.store.versions import VERSION_EXPORTS
 
-__all__ = ["export_gguf_lora", "gguf_lora_tensors"]
+__all__ = ["export_gguf_lora", "gguf_lora_tensors", "version_exports"]
 
 
 def gguf_lora_tensors(live: AdaptedModel) -> tuple[dict[str, Any], float]:
@@ -33,9 +34,10 @@ def gguf_lora_tensors(live: AdaptedModel) -> tuple[dict[str, Any], float]:
     if not live.has_adapter:
         raise ExportError("this version has no LoRA adapter (its weights are the base's own): "
                           "export --format gguf instead")
-    config = live.base.model.config
-    if config.model_type != "llama":
-        raise ExportError(f"GGUF adapters are written for Llama-family bases; this one is {config.model_type!r}")
+    config = getattr(live.base.model, "config", None)
+    kind = getattr(config, "model_type", type(live.base.model).__name__)
+    if kind != "llama":
+        raise ExportError(f"GGUF adapters are written for Llama-family bases; this one is {kind!r}")
     lora = live.peft_model.peft_config["default"]
     if getattr(lora, "modules_to_save", None):
         raise ExportError("a GGUF adapter holds LoRA factors only; this adapter also saves whole modules")
@@ -87,3 +89,24 @@ def export_gguf_lora(live: AdaptedModel, out: str | Path, lineage: dict[str, Any
         Path(tmp).unlink(missing_ok=True)
         raise
     return {out.name: sha256_file(out)}
+
+
+def version_exports(live: AdaptedModel, gguf_lora: bool, gguf: str, lineage: dict[str, Any]) -> tuple[dict[str, bytes], str]:
+    """The GGUF files a new version holds beside its adapter (``registry.gguf_lora``, ``registry.gguf``), and
+    why one was not written ("" when all were): a base the writers do not know costs the run nothing."""
+    from learner.model.export import export_gguf
+
+    wanted = [("gguf_lora", lambda out: export_gguf_lora(live, out, lineage))] if gguf_lora and live.has_adapter else []
+    if gguf != "off":
+        wanted.append(("gguf", lambda out: export_gguf(live, out, lineage, quant=gguf)))
+    files, skipped = {}, []
+    with tempfile.TemporaryDirectory(prefix="memstream-export-") as folder:
+        for key, write in wanted:
+            out = Path(folder) / VERSION_EXPORTS[key]
+            try:
+                write(out)
+            except ExportError as exc:
+                skipped.append(f"{VERSION_EXPORTS[key]}: {exc}")
+                continue
+            files[out.name] = out.read_bytes()
+    return files, "; ".join(skipped)

@@ -15,7 +15,7 @@ from learner.drift.kl import DRIFTED
 from learner.memory.state import STATE_FILE, LearnerState, write_state
 from learner.store.registry import ModelRegistry
 from learner.store.storage import sha256_bytes
-from learner.store.versions import history_entry, json_bytes, run_record, weight_file
+from learner.store.versions import VERSION_EXPORTS, history_entry, json_bytes, run_record, weight_file
 from learner.training.plan import Plan, RunResult
 
 if TYPE_CHECKING:
@@ -54,6 +54,10 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
         weights = weight_file(plan.mode)
         result.adapter_path = f"{profile}/versions/v{version:04d}/{weights}"
         result.sha256 = sha256_bytes(result.files[weights])
+        result.exports = {key: {"path": f"{profile}/versions/v{version:04d}/{name}", "sha256": sha256_bytes(data),
+                                "bytes": len(data)}
+                          for key, name in VERSION_EXPORTS.items() if (data := result.files.get(name)) is not None}
+        info["exports"] = result.exports
         _queue_update(state, profile, result, publish)
         files = dict(result.files)
         files["run.json"] = run_record(plan, info, profile, config.learner_config())

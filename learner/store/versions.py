@@ -26,9 +26,13 @@ if TYPE_CHECKING:
     from learner.training.ewc import EWC
     from learner.training.plan import Plan, RunResult
 
-__all__ = ["ARCHITECTURE_KEYS", "FOUNDATION", "LORA", "adapter_files", "check_architecture", "checkout",
+__all__ = ["VERSION_EXPORTS", "ARCHITECTURE_KEYS", "FOUNDATION", "LORA", "adapter_files", "check_architecture", "checkout",
            "ewc_from_bytes", "history_entry", "json_bytes", "load_ewc", "load_model_at", "run_record", "version_config",
            "weight_file"]
+
+#: The GGUF files a version may hold beside its weights, by the names ModelUpdated and the registry give them
+#: (``registry.gguf_lora``, ``registry.gguf``; :mod:`learner.model.gguf_lora`).
+VERSION_EXPORTS = {"gguf_lora": "adapter.gguf", "gguf": "model.gguf"}
 
 FOUNDATION, LORA = "foundation", "lora"
 #: model settings that change the shape of the weights: a version can only be loaded with its own

@@ -32,6 +32,7 @@ import torch
 from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
+from learner.model.gguf_lora import version_exports
 from learner.model.losses import lm_loss, mean_loss
 from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
@@ -251,6 +252,12 @@ def run_consolidation(
             new_ewc = ewc.updated(fisher, {n: p.detach() for n, p in params.items()})
             clock.lap("fisher_s")
         files = adapter_files(live, plan.mode, new_ewc)
+        exported, skipped = version_exports(live, cfg.registry.gguf_lora, cfg.registry.gguf,
+                                            {"profile": profile, "run_id": plan.run_id, "parent": plan.parent_version})
+        files.update(exported)
+        if skipped:
+            metrics["exports_skipped"] = skipped
+        clock.lap("export_s")
         live.tag = ("trained", plan.run_id)  # what the version will hold once committed
         if full:
             live.base_tag = live.tag

@@ -108,6 +108,7 @@ class RunResult:
     base_model: str = ""
     adapter_path: str | None = None
     sha256: str | None = None
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)  # gguf_lora / gguf: path, sha256, bytes
     ts: float = field(default_factory=time.time)
     files: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
 
