@@ -91,14 +91,16 @@ def export_gguf_lora(live: AdaptedModel, out: str | Path, lineage: dict[str, Any
     return {out.name: sha256_file(out)}
 
 
-def version_exports(live: AdaptedModel, gguf_lora: bool, gguf: str, lineage: dict[str, Any]) -> tuple[dict[str, bytes], str]:
-    """The GGUF files a new version holds beside its adapter (``registry.gguf_lora``, ``registry.gguf``), and
-    why one was not written ("" when all were): a base the writers do not know costs the run nothing."""
+def version_exports(live: AdaptedModel, settings, lineage: dict[str, Any]) -> tuple[dict[str, bytes], str]:
+    """The GGUF files a new version holds beside its adapter (``settings``: the ``[registry]`` section's
+    ``gguf_lora`` and ``gguf``), and why one was not written ("" when all were): a base the writers do
+    not know costs the run nothing."""
     from learner.model.export import export_gguf
 
-    wanted = [("gguf_lora", lambda out: export_gguf_lora(live, out, lineage))] if gguf_lora and live.has_adapter else []
-    if gguf != "off":
-        wanted.append(("gguf", lambda out: export_gguf(live, out, lineage, quant=gguf)))
+    wanted = [("gguf_lora", lambda out: export_gguf_lora(live, out, lineage))] \
+        if settings.gguf_lora and live.has_adapter else []
+    if settings.gguf != "off":
+        wanted.append(("gguf", lambda out: export_gguf(live, out, lineage, quant=settings.gguf)))
     files, skipped = {}, []
     with tempfile.TemporaryDirectory(prefix="memstream-export-") as folder:
         for key, write in wanted:

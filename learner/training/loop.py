@@ -177,8 +177,7 @@ def run_consolidation(
                 drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
                 count.add(base_batch["attention_mask"])
-                base_batch["target_ids"] = torch.cat([ex["target_ids"] for ex in drawn])
-                base_batch["target_logp"] = torch.cat([ex["target_logp"] for ex in drawn])
+                with_targets(base_batch, drawn)
                 base_batch = {k: v.to(device, non_blocking=True) for k, v in base_batch.items()}
                 with autocast():
                     kl = distill_loss(model, base_batch)
@@ -252,8 +251,7 @@ def run_consolidation(
             new_ewc = ewc.updated(fisher, {n: p.detach() for n, p in params.items()})
             clock.lap("fisher_s")
         files = adapter_files(live, plan.mode, new_ewc)
-        exported, skipped = version_exports(live, cfg.registry.gguf_lora, cfg.registry.gguf,
-                                            {"profile": profile, "run_id": plan.run_id, "parent": plan.parent_version})
+        exported, skipped = version_exports(live, cfg.registry, {"profile": profile, "run_id": plan.run_id})
         files.update(exported)
         if skipped:
             metrics["exports_skipped"] = skipped

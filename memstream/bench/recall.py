@@ -33,7 +33,6 @@ Strategies
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 import tempfile
@@ -54,6 +53,7 @@ from learner.training.plan import Plan
 from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
 from memstream.bench.paraphrase import paraphrased
+from memstream.bench.recall_summary import acceptance, summary
 
 __all__ = ["PEOPLE", "STRATEGIES", "run_recall", "general_text"]
 
@@ -200,54 +200,6 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
     return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown)
 
 
-def _summary(runs: list[SeedRun], base_general: float) -> dict:
-    T = len(runs[0].R)
-
-    def stat(values):
-        values = list(values)
-        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-    right_after = stat(statistics.fmean(run.R[i][i] for i in range(T)) for run in runs)
-    first_kept = stat(run.R[-1][0] for run in runs)
-    final = stat(statistics.fmean(run.R[-1]) for run in runs)
-    forgetting = stat(statistics.fmean(max(run.R[i][j] for i in range(j, T - 1)) - run.R[-1][j]
-                                       for j in range(T - 1)) if T > 1 else 0.0 for run in runs)
-    ratio = stat(run.general_loss / base_general for run in runs)
-    return {
-        "recall_right_after": right_after[0], "recall_right_after_std": right_after[1],
-        "phase1_at_end": first_kept[0], "phase1_at_end_std": first_kept[1],
-        "final_recall": final[0], "final_recall_std": final[1],
-        "forgetting": forgetting[0], "forgetting_std": forgetting[1],
-        "general_loss_ratio": ratio[0], "general_loss_ratio_std": ratio[1],
-        "R": [[statistics.fmean(run.R[i][j] for run in runs) for j in range(T)] for i in range(T)],
-        "R_per_seed": [run.R for run in runs],
-        "general_loss": statistics.fmean(run.general_loss for run in runs),
-        "seconds": statistics.fmean(run.seconds for run in runs),
-        "phases": [run.phases for run in runs],
-        "answers_last_seed": runs[-1].answers,
-    }
-
-
-def acceptance(results: dict) -> dict:
-    """The benchmark's targets against these results (None where a strategy is missing)."""
-    s = results["strategies"]
-    values, targets = {}, {}
-    ours = s.get("memstream") or s.get("replay+ewc")
-    if ours:
-        values["recall_right_after"] = ours["recall_right_after"]
-        values["phase1_at_end"] = ours["phase1_at_end"]
-        values["general_loss_ratio"] = ours["general_loss_ratio"]
-        targets.update(recall_right_after=(">=", 0.8), phase1_at_end=(">=", 0.7), general_loss_ratio=("<=", 1.05))
-        if "naive" in s:
-            naive = s["naive"]["phase1_at_end"]
-            values["phase1_at_end_vs_naive"] = (ours["phase1_at_end"] / naive if naive > 0
-                                                else (math.inf if ours["phase1_at_end"] > 0 else 0.0))
-            targets["phase1_at_end_vs_naive"] = (">=", 1.5)
-    met = {k: (values[k] >= b if op == ">=" else values[k] <= b) for k, (op, b) in targets.items()}
-    return {"values": values, "targets": {k: f"{op} {b}" for k, (op, b) in targets.items()}, "met": met,
-            "judged": "memstream" if "memstream" in s else "replay+ewc"}
-
-
 def check_strategies(names: list[str]) -> None:
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown or not names:
@@ -290,7 +242,7 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
                 + f"; general loss {run.general_loss:.3f} (base {base_general:.3f}); {run.seconds:.0f} s")
     m = config.model
     results = {
-        "strategies": {name: _summary(runs[name], base_general) for name in strategies},
+        "strategies": {name: summary(runs[name], base_general) for name in strategies},
         "setup": {"base": m.base, "people": people, "seeds": seeds, "phases": phases,
                   "facts_per_phase": facts_per_phase,
                   "events_per_phase": 3 * facts_per_phase, "questions_per_phase": 2 * facts_per_phase,

@@ -1,4 +1,4 @@
-"""``memstream bench forgetting|drift|consolidate|ingest``: numbers on screen, JSON, Markdown, plots."""
+"""``memstream bench forgetting|recall|drift|consolidate|ingest``: numbers on screen, JSON, Markdown, plots."""
 
 from __future__ import annotations
 
@@ -155,18 +155,16 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
 @click.option("--phases", type=int, default=3, show_default=True)
 @click.option("--facts-per-phase", type=int, default=10, show_default=True)
 @click.option("--people", type=click.Choice(["facts", "diary"]), default="facts", show_default=True,
-              help="Who tells the facts: facts (asked about, noted in the third person; 3 themes of 10) or diary "
-                   "(tells them, writes a diary; 4 themes of 8).")
+              help="Who tells the facts: facts (noted down about them; 3 themes of 10) or diary (4 themes of 8).")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write the PNG plot into this directory.")
 @_outputs
 @config_options
-def recall_command(strategies: str, seeds: str, phases: int, facts_per_phase: int, people: str,
-                   plots_dir: Path | None, json_out: Path | None, markdown_out: Path | None, config_file,
-                   overrides) -> None:
+def recall_command(strategies: str, seeds: str, phases: int, facts_per_phase: int, people: str, plots_dir: Path | None,
+                   json_out: Path | None, markdown_out: Path | None, config_file, overrides) -> None:
     """Does it remember what it was told, and keep it? Facts about a made-up person in phases, asked back in
     other words after each phase; recall per phase, retention, and the base's general-text loss."""
-    from memstream.bench.recall import check_strategies, progress_total, run_recall
+    from memstream.bench.recall import PEOPLE, check_strategies, progress_total, run_recall
     from memstream.bench.report import RECALL_HEADERS, plot_recall, recall_markdown, recall_rows, table, \
         write_outputs
 
@@ -174,15 +172,12 @@ def recall_command(strategies: str, seeds: str, phases: int, facts_per_phase: in
     names, seed_list = _names(strategies), _seeds(seeds)
     try:
         check_strategies(names)
+        PEOPLE[people](0, phases, facts_per_phase)  # phases and facts per phase that the people have
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    with tqdm(total=progress_total(names, seed_list, phases), unit="phase", file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        try:
-            results = run_recall(config, names, seed_list, phases, facts_per_phase, progress=bar.update,
-                                 log=bar.write, people=people)
-        except ValueError as exc:  # phases or facts per phase beyond what the people have
-            raise click.ClickException(str(exc)) from None
+    with tqdm(total=progress_total(names, seed_list, phases), unit="phase", file=sys.stderr, dynamic_ncols=True) as bar:
+        results = run_recall(config, names, seed_list, phases, facts_per_phase, progress=bar.update, log=bar.write,
+                             people=people)
     click.echo(table(RECALL_HEADERS, recall_rows(results)))
     acc = results["acceptance"]
     for name, value in acc["values"].items():
