@@ -23,7 +23,7 @@ from learner.model.adapted import AdaptedModel
 from learner.model.bases import resolve_base
 from learner.store.storage import fsync_dir, give_default_mode, sha256_file
 
-__all__ = ["ExportError", "GGUF_QUANTS", "export_gguf", "export_merged"]
+__all__ = ["ExportError", "GGUF_QUANTS", "export_gguf", "export_merged", "write_gguf"]
 
 GGUF_QUANTS = ("f16", "q8_0")
 
@@ -139,15 +139,11 @@ def export_gguf(live: AdaptedModel, out: str | Path, lineage: dict[str, Any], qu
     if config.model_type != "llama":
         raise ExportError(f"GGUF export writes Llama-family models; this one is {config.model_type!r}")
     fields = _tokenizer_fields(live, pre)
-    out = Path(out)
-    _free_target(out)
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, "llama")
+
+    def fill(writer) -> None:
         writer.add_name(f"memstream {lineage.get('profile', '')} v{lineage.get('version', '')}".strip())
         writer.add_description(json.dumps(lineage, sort_keys=True, default=str)[:4000])
         writer.add_context_length(config.max_position_embeddings)
@@ -185,6 +181,21 @@ def export_gguf(live: AdaptedModel, out: str | Path, lineage: dict[str, Any], qu
                 writer.add_tensor(f"{name}.{suffix}", packed, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
             else:
                 writer.add_tensor(f"{name}.{suffix}", data.astype(np.float16))
+
+    return write_gguf(Path(out), fill)
+
+
+def write_gguf(out: Path, fill) -> dict[str, str]:
+    """A llama-architecture GGUF file that ``fill(writer)`` gives its keys and tensors, written beside ``out``
+    and renamed into place (readable as a plain ``open``'s); returns ``{file name: sha256}``."""
+    import gguf
+
+    _free_target(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        fill(writer)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from learner.model.adapted import AdaptedModel
-from learner.model.export import ExportError, _free_target, _permute
-from learner.store.storage import fsync_dir, give_default_mode, sha256_file
+from learner.model.export import ExportError, _permute, write_gguf
 from learner.store.versions import VERSION_EXPORTS
 
 __all__ = ["export_gguf_lora", "gguf_lora_tensors", "version_exports"]
@@ -63,12 +61,8 @@ def export_gguf_lora(live: AdaptedModel, out: str | Path, lineage: dict[str, Any
     import gguf
 
     tensors, alpha = gguf_lora_tensors(live)
-    out = Path(out)
-    _free_target(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, "llama")
+
+    def fill(writer) -> None:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
@@ -76,19 +70,8 @@ def export_gguf_lora(live: AdaptedModel, out: str | Path, lineage: dict[str, Any
         writer.add_description(json.dumps(lineage, sort_keys=True, default=str)[:4000])
         for name, data in sorted(tensors.items()):
             writer.add_tensor(name, data)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        give_default_mode(Path(tmp))
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return {out.name: sha256_file(out)}
+
+    return write_gguf(Path(out), fill)
 
 
 def version_exports(live: AdaptedModel, settings, lineage: dict[str, Any]) -> tuple[dict[str, bytes], str]:

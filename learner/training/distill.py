@@ -15,6 +15,8 @@ memories about the user, :mod:`learner.memory.views`); text examples keep the cr
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
@@ -68,10 +70,7 @@ def teach(live, encoder, pairs: list[tuple[int, MemoryEvent, MemoryEvent]], exam
     asked = [encoder.encode(in_context(question, memory)) for _, question, memory in pairs]
     if not asked:
         return 0
-    if live.has_adapter:
-        with live.peft_model.disable_adapter():
-            taught = base_targets(live, asked, k=k, batch=batch)
-    else:
+    with live.peft_model.disable_adapter() if live.has_adapter else nullcontext():
         taught = base_targets(live, asked, k=k, batch=batch)
     given = 0
     for (index, _, _), teacher in zip(pairs, taught):
