@@ -57,7 +57,9 @@ FLAT_OVERRIDES = ["model.base=memstream-byte", "scheduler.count=1000000000", "sc
 
 
 def _fixed_steps(config: LearnerConfig, steps: int, ewc: bool = False) -> LearnerConfig:
-    train = replace(config.train, max_steps=steps, epochs=10_000, gate_tolerance=1e9, gate_max_forgetting=1e9)
+    # the memories as they are (no views): memstream's loop and the bare PEFT loop train on the same examples
+    train = replace(config.train, max_steps=steps, epochs=10_000, gate_tolerance=1e9, gate_max_forgetting=1e9,
+                    views=0)
     return replace(config, train=train, ewc=replace(config.ewc, enabled=ewc))
 
 
