@@ -21,9 +21,7 @@ False
 
 from __future__ import annotations
 
-import random
-
-from memstream.samples.facts import R, Fact, Person, Relation
+from memstream.samples.facts import R, Person, Relation, make_person
 
 __all__ = ["DIARY_RELATIONS", "make_diary_person"]
 
@@ -201,13 +199,4 @@ DIARY_RELATIONS: tuple[tuple[Relation, ...], ...] = (
 
 def make_diary_person(seed: int = 0, phases: int = 4, facts_per_phase: int = 8) -> Person:
     """The diary person: ``facts_per_phase`` facts per theme, values drawn with ``seed``."""
-    if not 1 <= phases <= len(DIARY_RELATIONS):
-        raise ValueError(f"phases must be between 1 and {len(DIARY_RELATIONS)}, got {phases}")
-    if not 1 <= facts_per_phase <= min(len(t) for t in DIARY_RELATIONS):
-        raise ValueError(f"facts_per_phase must be between 1 and {min(len(t) for t in DIARY_RELATIONS)}")
-    rng = random.Random(seed)
-    facts = []
-    for phase in range(phases):
-        for relation in rng.sample(DIARY_RELATIONS[phase], facts_per_phase):
-            facts.append(Fact(relation, rng.choice(relation.values), phase))
-    return Person(tuple(facts))
+    return make_person(seed, phases, facts_per_phase, relations=DIARY_RELATIONS)

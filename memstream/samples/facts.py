@@ -246,16 +246,17 @@ class Person:
         return max(f.phase for f in self.facts) + 1
 
 
-def make_person(seed: int = 0, phases: int = 3, facts_per_phase: int = 10) -> Person:
-    """A fictional person: ``facts_per_phase`` facts per theme, values drawn with ``seed``."""
-    if not 1 <= phases <= len(RELATIONS):
-        raise ValueError(f"phases must be between 1 and {len(RELATIONS)}, got {phases}")
-    if not 1 <= facts_per_phase <= min(len(t) for t in RELATIONS):
-        raise ValueError(f"facts_per_phase must be between 1 and {min(len(t) for t in RELATIONS)}")
+def make_person(seed: int = 0, phases: int = 3, facts_per_phase: int = 10,
+                relations: tuple[tuple[Relation, ...], ...] = RELATIONS) -> Person:
+    """A fictional person: ``facts_per_phase`` facts per theme of ``relations``, values drawn with ``seed``."""
+    if not 1 <= phases <= len(relations):
+        raise ValueError(f"phases must be between 1 and {len(relations)}, got {phases}")
+    if not 1 <= facts_per_phase <= min(len(t) for t in relations):
+        raise ValueError(f"facts_per_phase must be between 1 and {min(len(t) for t in relations)}")
     rng = random.Random(seed)
     facts = []
     for phase in range(phases):
-        for relation in rng.sample(RELATIONS[phase], facts_per_phase):
+        for relation in rng.sample(relations[phase], facts_per_phase):
             facts.append(Fact(relation, rng.choice(relation.values), phase))
     return Person(tuple(facts))
 
