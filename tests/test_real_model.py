@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -291,7 +293,7 @@ def _llama_cpp_answers(model: Path, adapter: Path | None, questions: list[str], 
 def test_the_gguf_adapter_over_the_base_answers_in_llama_cpp_as_transformers_and_peft_do(taught, tmp_path):
     from click.testing import CliRunner
 
-    from learner.model.export import export_gguf
+    from learner.model.base_gguf import base_gguf
     from learner.model.generation import answer
     from learner.store.registry import ModelRegistry
     from learner.store.versions import load_model_at
@@ -313,8 +315,118 @@ def test_the_gguf_adapter_over_the_base_answers_in_llama_cpp_as_transformers_and
     live = load_model_at(ModelRegistry.open(state, "ann", "", writer=False), 1, cfg)
     questions = ["Who is my sister?", "What's my sister's name?", "What is the capital of France?"]
     expected = answer(live, questions, max_new_tokens=12)
-    live.drop_adapter()
-    base = tmp_path / "base.f16.gguf"  # the base as torch holds it: f16 of the same weights
-    export_gguf(live, base, {"profile": "base"}, quant="f16")
+    base = base_gguf(cfg.model)  # the base as torch holds it: f16 of the same weights, cached once
     assert _llama_cpp_answers(base, out, questions, 12) == expected  # word for word, the learned answer too
     assert _llama_cpp_answers(base, None, questions[:1], 12) != expected[:1]  # the base alone answers otherwise
+
+
+# -- memstream serve: an OpenAI-compatible endpoint over each profile's version ------------------------
+def _serving(state: Path, engine: str, poll_s: float):
+    from consumers.serving import ServeProcess, make_engine
+
+    return ServeProcess(state, ["ann", "ben"], make_engine(engine, threads=1), port=0, poll_s=poll_s)
+
+
+QUESTION = "What is my sister called?"
+
+
+@pytest.fixture(scope="module")
+def expected_answers(taught):
+    """What transformers + PEFT answers to ``QUESTION`` at ann's and ben's version 1, and the base."""
+    from learner.model.generation import answer
+    from learner.store.registry import ModelRegistry
+    from learner.store.versions import load_model_at
+
+    state, cfg, _ = taught
+    out = {}
+    for profile in ("ann", "ben"):
+        live = load_model_at(ModelRegistry.open(state, profile, "", writer=False), 1, cfg)
+        out[profile] = answer(live, [QUESTION], max_new_tokens=12)[0]
+    live.drop_adapter()
+    out["base"] = answer(live, [QUESTION], max_new_tokens=12)[0]
+    assert len(set(out.values())) == 3, out  # each version answers in its own words
+    return out
+
+
+def _ask(client, model: str, question: str, **settings):
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                           max_tokens=settings.pop("max_tokens", 12), temperature=0, **settings)
+    return reply.choices[0].message.content, reply.system_fingerprint
+
+
+def test_serve_answers_an_openai_client_with_each_profiles_version_and_swaps_without_a_failed_request(
+        taught, expected_answers, tmp_path):
+    import concurrent.futures
+
+    import openai
+
+    from learner.store.registry import ModelRegistry
+
+    state = tmp_path / "state"
+    shutil.copytree(taught[0], state)
+    with _serving(state, "llama.cpp", poll_s=0.1) as served:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["ann", "ben"]
+        assert _ask(client, "ann", QUESTION) == (expected_answers["ann"], "ann-v1")  # word for word as torch
+        assert _ask(client, "ben", QUESTION) == (expected_answers["ben"], "ben-v1")  # one base, two adapters
+        stream = client.chat.completions.create(model="ann", messages=[{"role": "user", "content": QUESTION}],
+                                                max_tokens=12, temperature=0, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected_answers["ann"]
+        with pytest.raises(openai.NotFoundError) as missing:
+            _ask(client, "zed", "hi")
+        assert missing.value.body["code"] == "model_not_found"
+
+        registry = ModelRegistry.open(state, "ann", "", writer=True)
+        seen: list[str] = []
+        done = threading.Event()
+
+        def send() -> None:  # until told to stop, and 200 requests at least
+            while not done.is_set() or len(seen) < 200:
+                seen.append(_ask(client, "ann", QUESTION, max_tokens=1)[1])  # a failed request raises
+
+        def until(check) -> None:
+            deadline = time.monotonic() + 60
+            while not check():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            senders = [pool.submit(send) for _ in range(4)]
+            until(lambda: len(seen) >= 40)
+            registry.reset()  # to the base, and back: two new llama.cpp servers started while requests run
+            until(lambda: served.models.served["ann"].version is None)
+            mark = len(seen)
+            until(lambda: len(seen) >= mark + 20)
+            registry.rollback(1)
+            until(lambda: served.models.served["ann"].version == 1)
+            done.set()
+            for sender in senders:
+                sender.result()
+        metrics = served.models.metrics()
+        assert metrics["failures"] == 0 and metrics["requests"] == 3 + len(seen) and metrics["latency_p95_s"] > 0
+        assert "ann-base" in seen and seen[:40] == ["ann-v1"] * 40 and len(seen) >= 200
+        assert metrics["swaps"] == 4 and metrics["serving"] == {"ann": 1, "ben": 1}  # two at start, two swaps
+        assert _ask(client, "ann", QUESTION) == (expected_answers["ann"], "ann-v1")
+
+
+def test_serve_keeps_the_version_it_has_when_a_new_one_fails_its_check(taught, expected_answers, tmp_path, caplog):
+    import openai
+
+    from learner.store.registry import ModelRegistry
+
+    state = tmp_path / "state"
+    shutil.copytree(taught[0], state)
+    registry = ModelRegistry.open(state, "ann", "", writer=True)
+    registry.reset()
+    with _serving(state, "torch", poll_s=3600) as served:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0)
+        before = _ask(client, "ann", QUESTION)
+        assert before == (expected_answers["base"], "ann-base")
+        assert _ask(client, "ben", QUESTION) == (expected_answers["ben"], "ben-v1")  # torch: the same words
+        registry.rollback(1)
+        adapter = state / "ann" / "versions" / "v0001" / "adapter_model.safetensors"
+        adapter.write_bytes(adapter.read_bytes()[:-8] + bytes(8))  # the file no longer matches its sha256
+        assert served.models.refresh() == []
+        assert _ask(client, "ann", QUESTION) == before  # the previous version stays
+        assert "sha256" in served.models.metrics()["refused"]["ann"]
+        assert sum("still serving ann-base" in r.getMessage() for r in caplog.records) == 1

@@ -15,6 +15,7 @@ from memstream.cli.generate import generate_command
 from memstream.cli.learn import learn_command
 from memstream.cli.publish import publish_command
 from memstream.cli.registry import registry_group
+from memstream.cli.serve import serve_command
 from memstream.cli.stats import stats_command
 from memstream.cli.up import broker_command, up_command
 from memstream.cli.watch import watch_command
@@ -35,6 +36,7 @@ cli.add_command(export_command)
 cli.add_command(config_command)
 cli.add_command(publish_command)
 cli.add_command(watch_command)
+cli.add_command(serve_command)
 cli.add_command(worker_command)
 cli.add_command(up_command)
 cli.add_command(broker_command)
