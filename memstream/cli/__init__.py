@@ -12,6 +12,7 @@ from memstream.cli.config_cmd import config_command
 from memstream.cli.demo import demo_command
 from memstream.cli.export import export_command
 from memstream.cli.generate import generate_command
+from memstream.cli.handoff import handoff_group
 from memstream.cli.learn import learn_command
 from memstream.cli.publish import publish_command
 from memstream.cli.registry import registry_group
@@ -37,6 +38,7 @@ cli.add_command(config_command)
 cli.add_command(publish_command)
 cli.add_command(watch_command)
 cli.add_command(serve_command)
+cli.add_command(handoff_group)
 cli.add_command(worker_command)
 cli.add_command(up_command)
 cli.add_command(broker_command)
