@@ -63,7 +63,9 @@ class ServeProcess:
         from contracts.topics import BrokerUnavailable
 
         try:
-            subscriber = ModelUpdateSubscriber(self.kafka)
+            # from the oldest retained event: one published before the first fetch is not missed, and an old
+            # one costs a look at the registry
+            subscriber = ModelUpdateSubscriber(self.kafka, from_beginning=True)
         except BrokerUnavailable as exc:
             logger.warning("%s: following the registries only (every %g s)", exc, self.poll_s)
             return

@@ -83,6 +83,8 @@ class ServedModels:
             for profile in self.profiles:
                 try:
                     one = self._wanted(profile)
+                except FileNotFoundError:
+                    continue  # no registry yet: nothing learned for this profile so far
                 except (CorruptStateError, RegistryError, ConfigError, OSError, KeyError, ValueError) as exc:
                     self._refuse(profile, str(exc))
                     continue

@@ -32,7 +32,7 @@ from memstream.cli.common import config_options, echo_json, open_config, profile
 def export_command(out: Path, state_dir: Path, profile: str | None, config_file, overrides, version: int | None,
                    fmt: str, quant: str, gguf_pre: str | None, as_json: bool) -> None:
     """Write a version with its adapter merged: a Hugging Face folder (safetensors, config, tokenizer) or GGUF."""
-    from learner.model.bases import resolve_base
+    from learner.model.base_gguf import base_gguf
     from learner.model.export import export_gguf, export_merged
     from learner.model.gguf_lora import export_gguf_lora
     from learner.model.modelfile import write_modelfile
@@ -57,7 +57,7 @@ def export_command(out: Path, state_dir: Path, profile: str | None, config_file,
     if fmt.startswith("gguf"):
         modelfile = out.with_suffix(".Modelfile")
         stops = model.tokenizer.hf.convert_ids_to_tokens(list(model.encoder.stop_ids))
-        base = resolve_base(model.base.name).path if fmt == "gguf-lora" else out
+        base = base_gguf(model.cfg) if fmt == "gguf-lora" else out  # the weights it was trained over, in f16
         create = write_modelfile(modelfile, base, out if fmt == "gguf-lora" else None, model.tokenizer, stops)
     if as_json:
         echo_json({"out": str(out), "format": fmt, "files": written, "ollama_create": create})

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.request
 from collections import Counter
 
 from consumers.hot_reload import AdapterHotReloader
+from consumers.serving import ServeProcess
+from consumers.serving.engines import TorchEngine
 from learner.store.registry import ModelRegistry
 from memstream.samples.stream import make_sample_stream
 
@@ -73,10 +77,13 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
     assert reloader.version == newest and reloader.model is not None
 
 
-def test_hot_reloader_refuses_a_tampered_adapter_and_keeps_the_previous(stack):
+def test_serve_and_the_hot_reloader_follow_each_version_and_refuse_a_tampered_adapter(stack):
     events = make_sample_stream(n_per_phase=(150, 150), seed=4, profile="dee")
     stack.start_worker()
-    with stack.subscriber("model-updated") as sub, stack.producer() as producer:
+    # an OpenAI-compatible endpoint that learns of new versions from model-updated events alone
+    serving = ServeProcess(stack.state, ["dee"], TorchEngine(), port=0, poll_s=3600, kafka=stack.config.kafka,
+                           config=stack.config.learner_config())
+    with serving, stack.subscriber("model-updated") as sub, stack.producer() as producer:
         accepted: list[dict] = []
 
         def accepted_versions(n):
@@ -87,8 +94,17 @@ def test_hot_reloader_refuses_a_tampered_adapter_and_keeps_the_previous(stack):
 
         producer.publish_many(events[:150])
         stack.wait_for(accepted_versions(1), 150, "a first version")
+        stack.wait_for(lambda: "dee" in serving.models.served, 60, "serve to follow the first version")
         producer.publish_many(events[150:])
         stack.wait_for(accepted_versions(2), 150, "a second version")
+        second = accepted[1]["version"]
+        stack.wait_for(lambda: serving.models.served["dee"].version == second, 60, "serve to follow the second")
+        reply = json.loads(urllib.request.urlopen(urllib.request.Request(
+            serving.url + "/v1/chat/completions", json.dumps({"model": "dee", "max_tokens": 8, "messages": [
+                {"role": "user", "content": "What did I cook?"}]}).encode(), {"Content-Type": "application/json"}),
+            timeout=60).read())
+        assert reply["system_fingerprint"] == f"dee-v{second}" and reply["choices"][0]["message"]["content"] is not None
+        assert serving.models.metrics()["failures"] == 0
     reloader = AdapterHotReloader(stack.state, "dee", stack.config.learner_config())
     first, second = accepted[0], accepted[1]
     assert reloader.handle(first)
