@@ -51,6 +51,10 @@ class ServeProcess:
         self.ready = threading.Event()
 
     # -- keeping versions current ------------------------------------------------------------
+    def notify(self) -> None:
+        """Look at the registries now (what a model-updated event does), not at the next poll."""
+        self._wake.set()
+
     def _follow_registries(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.poll_s)
@@ -73,7 +77,7 @@ class ServeProcess:
             while not self._stop.is_set():
                 for _kind, event in subscriber.poll(0.5):
                     if event.get("profile") in self.models.profiles and event.get("accepted"):
-                        self._wake.set()  # the registry says what to serve; the event says: look now
+                        self.notify()  # the registry says what to serve; the event says: look now
 
     # -- the HTTP server ---------------------------------------------------------------------
     async def _start_http(self) -> None:

@@ -109,6 +109,7 @@ class LlamaCppEngine:
         params.model.path = str(base)
         params.n_ctx, params.n_parallel = self.n_ctx * self.parallel, self.parallel
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = self.threads
+        params.verbosity = 0  # llama.cpp's errors only, not a line per request
         with_adapter = sorted(p for p, one in served.items() if one.adapter_gguf is not None)
         params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(served[p].adapter_gguf), 0.0)
                                 for p in with_adapter]
@@ -186,7 +187,8 @@ class TorchEngine:
             if self._served.get(profile) == one:
                 continue
             lock = self._locks.setdefault(profile, threading.Lock())
-            registry = ModelRegistry.open(one.registry_dir.parent, profile, "", writer=False)
+            registry = ModelRegistry.open(one.registry_dir.parent, profile, "", writer=False) \
+                if one.version is not None else None
             with lock:  # requests of this profile wait for the checkout
                 live = self._live.get(profile) or AdaptedModel(one.config.model)
                 checkout(live, registry, one.version)

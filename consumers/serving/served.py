@@ -60,7 +60,10 @@ class ServedModels:
         from learner.store.registry import ModelRegistry
         from learner.store.versions import VERSION_EXPORTS, version_config
 
-        registry = ModelRegistry.open(self.state_dir, profile, "", writer=False)
+        try:
+            registry = ModelRegistry.open(self.state_dir, profile, "", writer=False)
+        except FileNotFoundError:  # nothing learned yet: the base answers until the first version
+            return ServedVersion(profile, None, self.config, self.state_dir / profile)
         version = registry.current_version
         config = version_config(registry, version, self.config)
         if version is None:
@@ -83,8 +86,6 @@ class ServedModels:
             for profile in self.profiles:
                 try:
                     one = self._wanted(profile)
-                except FileNotFoundError:
-                    continue  # no registry yet: nothing learned for this profile so far
                 except (CorruptStateError, RegistryError, ConfigError, OSError, KeyError, ValueError) as exc:
                     self._refuse(profile, str(exc))
                     continue

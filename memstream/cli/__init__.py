@@ -7,6 +7,7 @@ import sys
 import click
 
 from memstream.cli.bench import bench_group
+from memstream.cli.bench_serve import serve_bench_command
 from memstream.cli.common import run_cleanly
 from memstream.cli.config_cmd import config_command
 from memstream.cli.demo import demo_command
@@ -43,6 +44,7 @@ cli.add_command(worker_command)
 cli.add_command(up_command)
 cli.add_command(broker_command)
 cli.add_command(demo_command)
+bench_group.add_command(serve_bench_command)
 cli.add_command(bench_group)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from memstream.cli.common import bootstrap_option, config_options, open_stream_config, profiles_in, state_option
+from memstream.cli.common import (bootstrap_option, config_options, existing_state_dir, open_stream_config,
+                                  profiles_in, state_option)
 
 
 @click.command("serve")
@@ -34,13 +35,14 @@ from memstream.cli.common import bootstrap_option, config_options, open_stream_c
 def serve_command(state_dir: Path, profiles: tuple[str, ...], host: str, port: int, engine: str,
                   threads: int | None, poll_s: float, follow: bool, bootstrap: str | None, config_file,
                   overrides) -> None:
-    """Answer OpenAI chat requests with each profile's newest version (/v1/chat/completions, /v1/models)."""
+    """Answer OpenAI chat requests with each profile's newest version (/v1/chat/completions, /v1/models).
+
+    A profile named with --profile that has learned nothing yet is answered by the base until its first version."""
     from consumers.serving import EngineError, ServeProcess, make_engine
 
-    chosen = list(profiles) or profiles_in(state_dir)
-    missing = sorted(set(chosen) - set(profiles_in(state_dir)))
-    if missing:
-        raise click.ClickException(f"no profile {', '.join(map(repr, missing))} under {str(state_dir)!r}")
+    from contracts.events import validate_profile
+
+    chosen = [validate_profile(p) for p in profiles] or profiles_in(existing_state_dir(state_dir))
     config = open_stream_config(config_file, overrides, bootstrap)
     logging.basicConfig(level=logging.WARNING, format="memstream serve: %(message)s")
     try:
