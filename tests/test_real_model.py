@@ -29,7 +29,7 @@ from learner.store.storage import sha256_file
 from tests.conftest import run_cli
 
 FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
-             "ewc.fisher_samples=4", "scheduler.count=100000", "drift.enabled=false"]
+             "train.base_probe_size=4", "ewc.fisher_samples=4", "scheduler.count=100000", "drift.enabled=false"]
 
 
 @pytest.fixture(scope="module")

@@ -207,3 +207,12 @@ def test_an_adapter_vllm_would_refuse_is_not_sent_and_says_why(tmp_path):
     assert "saves whole modules" in why["bo"] and "fails its sha256 check" in why["cy"]
     assert "answered 400" in why["dee"] and "failed to load" in why["dee"]
     assert [body["lora_name"] for _route, body in seen] == ["dee"] and handoff.sent == {}
+
+
+def test_a_base_llama_cpp_cannot_hold_is_one_clear_error_naming_what_to_do(tmp_path):
+    from consumers.serving.engines import EngineError, LlamaCppEngine
+    from learner.config import load_config
+
+    byte = load_config(overrides=["model.base=memstream-byte"], environ={})
+    with pytest.raises(EngineError, match="byte model has no GGUF form.*--engine torch"):
+        LlamaCppEngine().switch({"ann": ServedVersion("ann", None, byte, tmp_path / "ann")})

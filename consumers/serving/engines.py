@@ -94,13 +94,22 @@ class LlamaCppEngine:
                                   "trained): serve it with --engine torch")
         groups: dict[Path, dict[str, ServedVersion]] = {}
         for profile, one in served.items():
-            groups.setdefault(self._base_gguf(one.config), {})[profile] = one
+            groups.setdefault(self._base_file(one), {})[profile] = one
         started = {base: self._start(base, group) for base, group in groups.items()}
         with self._lock:
             old = {id(g): g for g in self._by_profile.values()}
             self._by_profile = {p: gen for gen in started.values() for p in gen.served}
         for gen in old.values():
             self._retire(gen)
+
+    def _base_file(self, one: ServedVersion) -> Path:
+        from learner.model.bases import BaseModelError
+        from learner.model.export import ExportError
+
+        try:
+            return self._base_gguf(one.config)
+        except (ExportError, BaseModelError) as exc:
+            raise EngineError(f"{one.label}: {exc}; serve it with --engine torch") from None
 
     def _start(self, base: Path, served: dict[str, ServedVersion]) -> _Generation:
         import xllamacpp
