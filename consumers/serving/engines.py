@@ -14,6 +14,7 @@ for a profile (:meth:`chat`: the completion, or each chunk to ``on_chunk`` when 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -43,6 +44,24 @@ class ServedVersion:
     @property
     def label(self) -> str:
         return f"{self.profile}-v{self.version}" if self.version is not None else f"{self.profile}-base"
+
+
+@contextlib.contextmanager
+def refusing(one: ServedVersion):
+    """A version whose files fail their manifest, or cannot be read, becomes an EngineError naming it."""
+    from learner.store.registry import RegistryError
+    from learner.store.storage import CorruptStateError
+
+    try:
+        yield
+    except (CorruptStateError, RegistryError, OSError) as exc:
+        raise EngineError(f"version {one.version}: {exc}") from None
+
+
+def registry_of(one: ServedVersion):
+    from learner.store.registry import ModelRegistry
+
+    return ModelRegistry.open(one.registry_dir.parent, one.profile, "", writer=False)
 
 
 def default_engine() -> str:
@@ -88,10 +107,14 @@ class LlamaCppEngine:
 
     def switch(self, served: dict[str, ServedVersion]) -> None:
         """Serve ``served`` (every profile): new servers are started first, then swapped in."""
-        for one in served.values():
-            if one.version is not None and one.adapter_gguf is None:
+        for profile, one in served.items():
+            if one.version is None or self.version_of(profile) == one:
+                continue
+            if one.adapter_gguf is None:
                 raise EngineError(f"{one.label} has no GGUF adapter (registry.gguf_lora was off when it was "
                                   "trained): serve it with --engine torch")
+            with refusing(one):  # llama.cpp reads the files itself: checked here, before they are loaded
+                registry_of(one).verify(one.version)
         groups: dict[Path, dict[str, ServedVersion]] = {}
         for profile, one in served.items():
             groups.setdefault(self._base_file(one), {})[profile] = one
@@ -189,18 +212,15 @@ class TorchEngine:
 
     def switch(self, served: dict[str, ServedVersion]) -> None:
         from learner.model.adapted import AdaptedModel
-        from learner.store.registry import ModelRegistry
         from learner.store.versions import checkout
 
         for profile, one in served.items():
             if self._served.get(profile) == one:
                 continue
             lock = self._locks.setdefault(profile, threading.Lock())
-            registry = ModelRegistry.open(one.registry_dir.parent, profile, "", writer=False) \
-                if one.version is not None else None
-            with lock:  # requests of this profile wait for the checkout
+            with refusing(one), lock:  # requests of this profile wait for the checkout, which verifies first
                 live = self._live.get(profile) or AdaptedModel(one.config.model)
-                checkout(live, registry, one.version)
+                checkout(live, registry_of(one) if one.version is not None else None, one.version)
                 self._live[profile], self._served[profile] = live, one
 
     def version_of(self, profile: str) -> ServedVersion | None:

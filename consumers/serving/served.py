@@ -1,8 +1,8 @@
-"""Which version each profile serves, kept on what its registry says: ``refresh`` reads the registries,
-verifies each new version's files against its manifest (sha256), and hands the engine the new set; a
-version that fails (a bad file, an engine that cannot load it) is not served, the previous stays, one log
-line says why. Model-updated events and a slow poll of the registries both call ``refresh``; it costs a
-read of each registry when nothing changed.
+"""Which version each profile serves, kept on what its registry says: ``refresh`` reads the registries
+and hands the engine the new set, which verifies each new version's files against its manifest (sha256)
+before it loads them; a version that fails (a bad file, an engine that cannot load it) is not served,
+the previous stays, one log line says why. Model-updated events and a slow poll of the registries both
+call ``refresh``; it costs a read of each registry when nothing changed.
 
 Request counts, failures and latency percentiles are kept here too (``metrics``).
 
@@ -61,13 +61,12 @@ class ServedModels:
         except FileNotFoundError:  # nothing learned yet: the base answers until the first version
             return ServedVersion(profile, None, self.config, self.state_dir / profile)
         version = registry.current_version
+        current = self.served.get(profile)
+        if current is not None and current.version == version:
+            return current  # a poll that finds nothing new reads nothing more
         config = version_config(registry, version, self.config)
         if version is None:
             return ServedVersion(profile, None, config, registry.directory)
-        current = self.served.get(profile)
-        if current is not None and current.version == version:
-            return current
-        registry.verify(version)  # every file against the manifest before anything is loaded
         adapter = registry.version_dir(version) / VERSION_EXPORTS["gguf_lora"]
         return ServedVersion(profile, version, config, registry.directory, adapter if adapter.is_file() else None)
 
