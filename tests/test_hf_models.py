@@ -75,3 +75,23 @@ def test_the_base_rehearsal_targets_are_computed_once_and_read_back_the_same(tmp
     third = rehearsal.prepare(live, cfg)
     assert all(torch.equal(a["target_logp"], c["target_logp"]) for a, c in zip(first.pool, third.pool))
     assert saved.read_bytes() != b"not safetensors"
+
+
+def test_the_default_base_rehearses_the_shipped_samples_without_sampling(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from learner.training import rehearsal
+
+    def no_sampling(*_args, **_kwargs):
+        raise AssertionError("the base was sampled although its samples are shipped")
+
+    monkeypatch.setattr(rehearsal, "_generate", no_sampling)
+    said = []
+    live = SimpleNamespace(base=SimpleNamespace(name="smollm2-135m-instruct"))
+    samples = rehearsal.base_samples(live, tmp_path, n=128, seed=0, say=said.append)
+    shipped = rehearsal.packaged_samples("smollm2-135m-instruct", 128, 0)
+    assert [e.text or e.response for e in samples] == [s.get("text") or s["response"] for s in shipped]
+    assert said == [] and len(list(tmp_path.glob("rehearsal-*.json"))) == 1
+    with pytest.raises(AssertionError, match="sampled"):  # other settings than the shipped ones: sampled here
+        rehearsal.base_samples(live, tmp_path, n=64, seed=0, say=said.append)
+    assert said and "sampling 64" in said[0]

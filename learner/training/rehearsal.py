@@ -17,7 +17,10 @@ memstream samples, once per base model:
 
 They are cached beside the model cache (``rehearsal-*.json``, written atomically; a second process
 reads them), and so are the base's next-token targets on them (``rehearsal-targets-*.safetensors``):
-computing those is a forward pass over every sample, which a process then no longer pays at start. Each LoRA step adds a rehearsal batch (``replay.base_rehearsal`` of the examples) whose
+computing those is a forward pass over every sample, which a process then no longer pays at start.
+For the default base, memstream ships the samples its default settings draw
+(``learner/training/data/``, written by ``python -m learner.training.rehearsal``): a first start
+copies them instead of sampling for minutes, and every machine rehearses the same text. Each LoRA step adds a rehearsal batch (``replay.base_rehearsal`` of the examples) whose
 KL, times ``replay.rehearsal_weight``, joins the loss; the gate keeps a held-out part as a probe
 of what the base could do (``train.gate_base_tolerance``).
 """
@@ -29,12 +32,13 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
 from contracts.events import MemoryEvent
 from learner.store.storage import atomic_write_json
 
-__all__ = ["INSTRUCTIONS", "Rehearsal", "base_samples", "base_targets", "cached_targets", "distill_loss", "prepare",
-           "rehearsal_split"]
+__all__ = ["INSTRUCTIONS", "PACKAGED", "Rehearsal", "base_samples", "base_targets", "cached_targets", "distill_loss",
+           "packaged_samples", "prepare", "rehearsal_split", "write_packaged"]
 
 FORMAT = 1
 
@@ -55,9 +59,31 @@ INSTRUCTIONS = (
 )
 
 
+#: Samples drawn once from each base named here, with the default settings, shipped with memstream.
+PACKAGED = Path(__file__).parent / "data"
+
+
 def _cache_file(cache_dir: Path, base_name: str, n: int, seed: int) -> Path:
     key = hashlib.sha256(f"{base_name}|{n}|{seed}|{FORMAT}".encode()).hexdigest()[:16]
     return cache_dir / f"rehearsal-{key}.json"
+
+
+def packaged_samples(base_name: str, n: int, seed: int, packaged: Path = PACKAGED) -> list[dict] | None:
+    """The samples shipped for ``base_name`` when they were drawn with ``n`` and ``seed``; else None.
+
+    >>> len(packaged_samples("smollm2-135m-instruct", 128, 0))
+    128
+    >>> packaged_samples("smollm2-135m-instruct", 64, 0) is None, packaged_samples("memstream-byte", 128, 0) is None
+    (True, True)
+    """
+    path = packaged / f"rehearsal-{base_name}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if (data.get("format"), data.get("base"), data.get("seed"), len(data.get("samples", []))) != (FORMAT, base_name,
+                                                                                                  seed, n):
+        return None
+    return data["samples"]
 
 
 def _generate(live, n: int, seed: int) -> list[dict]:
@@ -91,18 +117,22 @@ def _generate(live, n: int, seed: int) -> list[dict]:
     return samples
 
 
-def base_samples(live, cache_dir: Path, n: int = 128, seed: int = 0) -> list[MemoryEvent]:
-    """The base model's own texts and answers (generated once per base and cached; see the module).
-
-    ``live`` must hold the original base (no adapter) when they are generated."""
+def base_samples(live, cache_dir: Path, n: int = 128, seed: int = 0,
+                 say: Callable[[str], None] = lambda _m: None) -> list[MemoryEvent]:
+    """The base model's own texts and answers (shipped, or generated once per base, and cached; see the
+    module). ``live`` must hold the original base (no adapter) when they are generated."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = _cache_file(cache_dir, live.base.name, n, seed)
     if not path.is_file():
         with open(cache_dir / f".{path.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not path.is_file():
-                atomic_write_json(path, {"format": FORMAT, "base": live.base.name, "seed": seed,
-                                         "samples": _generate(live, n, seed)})
+                samples = packaged_samples(live.base.name, n, seed)
+                if samples is None:
+                    say(f"rehearsal: sampling {n} texts and answers from the base (once per base; a few minutes "
+                        "on a CPU)")
+                    samples = _generate(live, n, seed)
+                atomic_write_json(path, {"format": FORMAT, "base": live.base.name, "seed": seed, "samples": samples})
     data = json.loads(path.read_text(encoding="utf-8"))
     return [MemoryEvent.build({"profile": "base-rehearsal", "ts": 0.0, "kind": "rehearsal", **sample},
                               now=0.0) for sample in data["samples"]]
@@ -165,17 +195,18 @@ def distill_loss(model, batch: dict) -> "torch.Tensor":
     return (p_base * (torch.log(p_base.clamp_min(1e-12)) - logp)).sum(dim=-1).mean()
 
 
-def prepare(live, config) -> Rehearsal | None:
+def prepare(live, config, say: Callable[[str], None] = lambda _m: None) -> Rehearsal | None:
     """The rehearsal a run of ``config`` uses (None for the byte model, or with ``replay.base_rehearsal`` 0).
-    ``live`` must hold the original base: the samples and their targets come from it."""
+    ``live`` must hold the original base: the samples and their targets come from it. ``say`` hears
+    of the work done once per base (sampling, the targets' forward pass) before it starts."""
     if config.model.is_byte_model or config.replay.base_rehearsal <= 0:
         return None
     from learner.model.bases import cache_root
 
     cache = cache_root(config.model.cache_dir)
-    samples = base_samples(live, cache, config.replay.base_samples, config.train.seed)
+    samples = base_samples(live, cache, config.replay.base_samples, config.train.seed, say)
     pool, probe = rehearsal_split([live.encoder.encode(e) for e in samples], config.train.base_probe_size)
-    return Rehearsal(cached_targets(live, pool, cache), probe)
+    return Rehearsal(cached_targets(live, pool, cache, say=say), probe)
 
 
 def _targets_file(cache_dir: Path, live, examples: list[dict], k: int) -> Path:
@@ -187,7 +218,8 @@ def _targets_file(cache_dir: Path, live, examples: list[dict], k: int) -> Path:
     return cache_dir / f"rehearsal-targets-{digest.hexdigest()[:16]}.safetensors"
 
 
-def cached_targets(live, examples: list[dict], cache_dir: Path, k: int = 32) -> list[dict]:
+def cached_targets(live, examples: list[dict], cache_dir: Path, k: int = 32,
+                   say: Callable[[str], None] = lambda _m: None) -> list[dict]:
     """:func:`base_targets`, computed once per base and examples and then read from ``cache_dir``
     (safetensors, written atomically; a file that does not match the examples is computed again).
     ``live`` must hold the original base when they are computed."""
@@ -207,8 +239,29 @@ def cached_targets(live, examples: list[dict], cache_dir: Path, k: int = 32) -> 
             return [{**ex, "target_ids": i, "target_logp": lp} for ex, i, lp in zip(examples, ids, logp)]
     except (OSError, SafetensorError, KeyError):
         pass  # not there yet, or unreadable: computed again below
+    say(f"rehearsal: the base's next-token targets on {len(examples)} samples (once per base)")
     out = base_targets(live, examples, k)
     atomic_write_bytes(path, save({"positions": torch.tensor(positions, dtype=torch.int64),
                                    "ids": torch.cat([ex["target_ids"] for ex in out]).to(torch.int32).contiguous(),
                                    "logp": torch.cat([ex["target_logp"] for ex in out]).contiguous()}))
     return out
+
+
+def write_packaged(base: str, packaged: Path = PACKAGED) -> Path:
+    """Sample ``base`` with the default settings and write what :func:`packaged_samples` ships for it."""
+    from learner.config import load_config
+    from learner.model.adapted import AdaptedModel
+
+    config = load_config(overrides=[f"model.base={base}"], environ={})
+    live = AdaptedModel(config.model)
+    n, seed = config.replay.base_samples, config.train.seed
+    path = packaged / f"rehearsal-{live.base.name}.json"
+    atomic_write_json(path, {"format": FORMAT, "base": live.base.name, "seed": seed,
+                             "samples": _generate(live, n, seed)})
+    return path
+
+
+if __name__ == "__main__":  # python -m learner.training.rehearsal [BASE]: (re)write the shipped samples
+    import sys
+
+    print(write_packaged(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m-instruct"))

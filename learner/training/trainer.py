@@ -51,16 +51,17 @@ class Trainer:
         self.runs = 0
         self._rehearsal: dict[tuple, Rehearsal] = {}
 
-    def rehearsal(self, config: LearnerConfig) -> Rehearsal | None:
+    def rehearsal(self, config: LearnerConfig, say: Callable[[str], None] = lambda _m: None) -> Rehearsal | None:
         """The base model's own text to rehearse and to probe (:mod:`learner.training.rehearsal`); None for the
-        byte model or when ``replay.base_rehearsal`` is 0. Sampled once per base (then read from the cache)."""
+        byte model or when ``replay.base_rehearsal`` is 0. Sampled once per base (then read from the cache);
+        ``say`` hears of that work before it starts."""
         if config.model.is_byte_model or config.replay.base_rehearsal <= 0:
             return None
         key = (config.replay.base_samples, config.train.base_probe_size, config.train.seed, config.model.max_seq_len)
         if key not in self._rehearsal:
             from learner.training.rehearsal import prepare
 
-            self._rehearsal[key] = prepare(self.checkout(None, None, config), config)
+            self._rehearsal[key] = prepare(self.checkout(None, None, config), config, say)
         return self._rehearsal[key]
 
     def use_settings(self, model_cfg: ModelConfig) -> AdaptedModel:
@@ -82,7 +83,7 @@ class Trainer:
         """Check out the plan's parent version and its EWC state, then train and gate (the live model keeps
         the new weights when accepted, the parent's otherwise)."""
         started = time.perf_counter()
-        rehearsal = self.rehearsal(config) if plan.mode != "foundation" else None
+        rehearsal = self.rehearsal(config, lambda m: log(f"[{profile}] {m}")) if plan.mode != "foundation" else None
         live = self.checkout(registry, plan.parent_version, config)
         ewc = load_ewc(registry, plan.parent_version, config)
         checkout_s = round(time.perf_counter() - started, 3)

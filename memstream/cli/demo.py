@@ -30,7 +30,7 @@ def _demo_config() -> Path:
     from memstream.samples.stream import sample_stream_path
 
     return sample_stream_path().parent / "demo.toml"
-PROGRESS_WORDS = ("consolidating", "step ", "version ", "run ", "second attempt")
+PROGRESS_WORDS = ("consolidating", "rehearsal:", "step ", "version ", "run ", "second attempt")
 
 
 def _state(profiles: Path, profile: str) -> dict:
