@@ -8,6 +8,7 @@ file follows. A crash between the two leaves a version whose own snapshot the le
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -68,9 +69,10 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
         if committed != version:
             raise RuntimeError(f"the registry committed version {committed}, expected {version}")
         write_state(registry.directory, snapshot)
-        from learner.training.trainer import adopt_trained_weights  # torch: only once a run was trained
-
-        adopt_trained_weights(config.model, registry, plan, committed)
+        trainer = sys.modules.get("learner.training.trainer")
+        if trainer is not None:  # a trainer in this process (memstream learn, a notebook) holds these weights:
+            # say so; a process that trains elsewhere (the stream worker) never imports torch for it
+            trainer.adopt_trained_weights(config.model, registry, plan, committed)
         log(f"[{profile}] version {committed} accepted: {result.reason}")
     else:
         registry.record_run(info, result.status)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 from consumers.hot_reload import AdapterHotReloader
 from consumers.serving import ServeProcess
@@ -49,6 +50,8 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
         stack.wait_for(lambda: all(stack.learner_state(p).get("events_seen") == per_profile[p] for p in PROFILES),
                        120, "every event counted")
     assert worker.poll() is None, "the worker must not have restarted or died"
+    # training happens in the trainer process: committing its versions never loads torch on the event loop
+    assert "libtorch" not in Path(f"/proc/{worker.pid}/maps").read_text(), "the worker process imported torch"
 
     for profile in PROFILES:
         state = stack.learner_state(profile)
