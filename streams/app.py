@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import faust
 from faust.types import TP
@@ -31,6 +32,7 @@ from contracts.topics import Topics
 __all__ = ["build_app", "Worker"]
 
 logger = logging.getLogger("memstream.worker")
+T = TypeVar("T")
 
 
 class Worker:
@@ -123,7 +125,7 @@ class Worker:
             if notices.messages:
                 await self.publish(notices)
             try:
-                self.core.flush()
+                self.holding("state save", self.core.flush)
             except StateNotSaved as exc:  # not durable: nothing published, nothing acked; retried next tick
                 self.metrics.state_write_failures.inc()
                 self.log(f"{exc}; offsets held back, retrying every {self.config.worker.flush_interval_s:g} s")
@@ -142,13 +144,25 @@ class Worker:
                     n -= 1
                     await stream.ack(event)
 
+    def holding(self, part: str, call: Callable[[], T]) -> T:
+        """Run ``call`` on the event loop, timed: its seconds go to ``memstream_event_loop_held_seconds``,
+        and a hold longer than ``worker.loop_hold_warn_s`` is logged (heartbeats and ingest wait that long)."""
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            held = time.perf_counter() - started
+            self.metrics.loop_held.labels(part=part).observe(held)
+            if held > self.config.worker.loop_hold_warn_s:
+                self.log(f"event loop held {held:.2f} s by {part}")
+
     async def tick(self) -> None:
-        self.settle(self.core.retry_parked())
+        self.settle(self.holding("parked retry", self.core.retry_parked))
         await self.flush()
-        self.core.start_runs()
-        if self.core.finish_runs():
+        self.holding("run start", self.core.start_runs)
+        if self.holding("run commit", self.core.finish_runs):
             await self.flush()
-        self.metrics.update(self.core, self.app.consumer, self.topics.memory_events)
+        self.holding("metrics", lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it

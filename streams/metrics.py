@@ -50,6 +50,10 @@ class WorkerMetrics:
             ["span"], buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
         self.consumer_lag = Gauge("memstream_consumer_lag", "Messages not yet read, per partition.",
                                   ["partition"], registry=r)
+        self.loop_held = Histogram(
+            "memstream_event_loop_held_seconds", "Synchronous work on the worker's event loop (nothing else "
+            "runs meanwhile: no heartbeat, no ingest), by part.", ["part"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
 
         self._seen: Tally[str] = Tally()  # the core's totals already counted here
 

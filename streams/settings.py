@@ -155,6 +155,9 @@ class WorkerConfig:
     session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)
     web_port: int = setting("Port of faust's own web server (0: off).", 0)
+    loop_hold_warn_s: float = setting("Log synchronous work that holds the event loop (state saves, version "
+                                    "commits) longer than this; every hold is in memstream_event_loop_held_seconds.",
+                                    0.1)
     instance_id: str | None = setting("Static group membership id (KIP-345): a worker restarted with the same id "
                                     "takes its partitions back at once instead of waiting for a rebalance.", None)
 
@@ -167,6 +170,7 @@ class WorkerConfig:
         require(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
                "must be at least 1")
         require(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")
+        require(self.loop_hold_warn_s > 0, "worker.loop_hold_warn_s", self.loop_hold_warn_s, "must be positive")
         require(self.session_timeout_s >= 1, "worker.session_timeout_s", self.session_timeout_s,
                "must be at least 1 second")
 
