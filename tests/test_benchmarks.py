@@ -152,3 +152,28 @@ def test_bench_recall_tells_the_diary_person_and_reports_the_in_context_ceiling_
     refused = _invoke(["bench", "recall", "--people", "diary", "--phases", "5", "--seeds", "0", *TINY_MODEL],
                       exit_code=1)
     assert "phases must be between 1 and 4" in refused
+
+
+def test_bench_idle_counts_the_cpu_of_a_whole_process_tree():
+    """A parent that sleeps over a child that spins: the tree's CPU is the child's, and the sleeper's is near 0."""
+    import subprocess
+    import sys
+
+    from memstream.bench.idle import measure, process_tree
+
+    spin = "import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', 'while True: pass']); c.wait()"
+    parent = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        for _ in range(100):  # the child has started
+            if len(process_tree(parent.pid)) == 2:
+                break
+            __import__("time").sleep(0.05)
+        result = measure(parent.pid, 1.5)
+    finally:
+        for pid in reversed(process_tree(parent.pid)):
+            os.kill(pid, 9)
+        parent.wait()
+    sleeper, spinner = result["processes"]
+    assert sleeper["pid"] == parent.pid and sleeper["cpu_percent"] < 10
+    assert spinner["cpu_percent"] > 20 and result["cpu_percent"] == pytest.approx(
+        sleeper["cpu_percent"] + spinner["cpu_percent"], abs=0.02)
