@@ -226,3 +226,40 @@ def test_stats_reports_lengths_noise_kinds_and_warnings_per_profile_and_run(tmp_
     assert "profile alice: " in text and "warning: 60 of 211 memories are acknowledgements or filler" in text
     shown = run_cli("registry", "show", str(runs[-1]["version"]), "--state", str(state)).stdout
     assert "  memories\n" in shown and "short_share" in shown
+
+
+def test_a_demo_stopped_by_sigterm_stops_its_worker_and_broker(tmp_path):
+    import re
+
+    demo = subprocess.Popen([sys.executable, "-m", "memstream", "demo", "--state", str(tmp_path / "demo"),
+                             "--set", "model.base=memstream-byte"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    started, children = [], []
+    try:
+        for line in demo.stdout:
+            started += re.findall(r"worker started \(pid (\d+)", line)
+            if started:
+                break
+        assert started, "the demo never started its worker"
+        worker = int(started[0])
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(90) == 128 + signal.SIGTERM
+        for pid in {worker, *children}:
+            deadline = time.monotonic() + 60
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # exited, not yet reaped by its parent
+                time.sleep(0.2)
+            assert not os.path.exists(f"/proc/{pid}") or \
+                open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", f"process {pid} outlived the demo"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        for pid in [int(p) for p in started] + children:  # what a failed check above left running
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -86,6 +86,8 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     from streams.broker import EmbeddedBroker, free_port
     from streams.topics import ensure_topics
 
+    # stopped by a signal (kill, a closed terminal): the worker, its runs and the broker stop with the demo
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     config_file = config_file or _demo_config()
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
