@@ -5,13 +5,20 @@ publishes what they hold to publish (outboxes, dead letters) and waits for the b
 then acks the offsets they cover — per partition, only a prefix in which no message is parked
 (faust commits acked offsets); it also starts due consolidations in the trainer process and
 records those that finished. Durable state lives in the state directory, not in faust tables.
+
+The core is used by one task at a time. What writes files — state saves, version commits, taking
+over and handing back partitions — runs in a thread while the task holds the core: ingest waits
+for it, the event loop does not, so heartbeats, timers and publishing go on during a commit
+(``memstream_event_loop_held_seconds`` times what still runs on the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import threading
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -56,6 +63,10 @@ class Worker:
         # per partition, in offset order: [stream, event, parked?] — acked only as a settled prefix
         self._pending: dict[tuple[str, int], deque[list]] = defaultdict(deque)
         self._flush_lock = asyncio.Lock()
+        # one task at a time uses the core (tasks queue on core_lock); its long synchronous work runs in a
+        # thread, which holds _core_held until it returns, even when the task that started it was cancelled
+        self.core_lock = asyncio.Lock()
+        self._core_held = threading.Lock()
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
         self.gaps = OffsetGapGuard()
 
@@ -121,20 +132,20 @@ class Worker:
         """Make states durable, publish what they hold to publish, then release the offsets they cover."""
         async with self._flush_lock:
             covered = {tp: len(entries) for tp, entries in self._pending.items()}
-            notices = self.core.take_notices()
+            notices = await self.on_core("notices", self.core.take_notices)
             if notices.messages:
                 await self.publish(notices)
             try:
-                self.holding("state save", self.core.flush)
+                await self.off_loop("state save", self.core.flush)
             except StateNotSaved as exc:  # not durable: nothing published, nothing acked; retried next tick
                 self.metrics.state_write_failures.inc()
                 self.log(f"{exc}; offsets held back, retrying every {self.config.worker.flush_interval_s:g} s")
                 return
             failpoint("state.saved")
-            out = self.core.outgoing()
+            out = await self.on_core("outbox", self.core.outgoing)
             if out.messages:
                 acknowledged = await self.publish(out)
-                self.core.sent(acknowledged)
+                await self.on_core("outbox", lambda: self.core.sent(acknowledged))
                 if len(acknowledged) < len(out.messages):
                     return  # something was not acknowledged: the offsets wait with it (resent next flush)
             for tp, n in covered.items():
@@ -144,32 +155,58 @@ class Worker:
                     n -= 1
                     await stream.ack(event)
 
-    def holding(self, part: str, call: Callable[[], T]) -> T:
-        """Run ``call`` on the event loop, timed: its seconds go to ``memstream_event_loop_held_seconds``,
-        and a hold longer than ``worker.loop_hold_warn_s`` is logged (heartbeats and ingest wait that long)."""
-        started = time.perf_counter()
-        try:
-            return call()
-        finally:
-            held = time.perf_counter() - started
-            self.metrics.loop_held.labels(part=part).observe(held)
-            if held > self.config.worker.loop_hold_warn_s:
-                self.log(f"event loop held {held:.2f} s by {part}")
+    @contextlib.asynccontextmanager
+    async def using_core(self):
+        """Hold the core for work done on the event loop (waits its turn; never interleaves with a thread)."""
+        async with self.core_lock:
+            with self._core_held:
+                yield self.core
+
+    async def on_core(self, part: str, call: Callable[[], T]) -> T:
+        """Run ``call`` (short work on the core) on the event loop, holding the core, timed: its seconds go to
+        ``memstream_event_loop_held_seconds``, and a hold over ``worker.loop_hold_warn_s`` is logged."""
+        async with self.using_core():
+            started = time.perf_counter()
+            try:
+                return call()
+            finally:
+                held = time.perf_counter() - started
+                self.metrics.loop_held.labels(part=part).observe(held)
+                if held > self.config.worker.loop_hold_warn_s:
+                    self.log(f"event loop held {held:.2f} s by {part}")
+
+    async def off_loop(self, part: str, call: Callable[[], T]) -> T:
+        """Run ``call`` (work on the core that writes files: state saves, version commits, adoptions) in a
+        thread, holding the core: ingest waits for it, the event loop does not (heartbeats, timers and
+        publishing go on). Its seconds go to ``memstream_core_work_seconds``."""
+
+        def held_call() -> T:
+            with self._core_held:
+                return call()
+
+        async with self.core_lock:
+            started = time.perf_counter()
+            try:
+                return await asyncio.to_thread(held_call)
+            finally:
+                self.metrics.core_work.labels(part=part).observe(time.perf_counter() - started)
 
     async def tick(self) -> None:
-        self.settle(self.holding("parked retry", self.core.retry_parked))
+        self.settle(await self.on_core("parked retry", self.core.retry_parked))
         await self.flush()
-        self.holding("run start", self.core.start_runs)
-        if self.holding("run commit", self.core.finish_runs):
+        await self.on_core("run start", self.core.start_runs)
+        if await self.off_loop("run commit", self.core.finish_runs):
             await self.flush()
-        self.holding("metrics", lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
+        await self.on_core("metrics",
+                           lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
         covers; leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
         await self.flush()
-        stats = self.core.stats()
-        self.core.close()
+        async with self.using_core() as core:
+            stats = core.stats()
+            core.close()
         from learner.store.storage import atomic_write_json
 
         (self.state_root / "_worker").mkdir(exist_ok=True)
@@ -233,8 +270,8 @@ def build_app(worker: Worker) -> faust.App:
                            f"{message.offset}); reading again from it")
                 await app.consumer.seek(TP(message.topic, message.partition), verdict[1])
                 continue
-            handled = worker.core.handle(message.topic, message.partition, message.offset, message.key,
-                                         message.value)
+            async with worker.using_core() as core:
+                handled = core.handle(message.topic, message.partition, message.offset, message.key, message.value)
             worker.track(manual, event, handled.parked)
             worker.rebalances.applied(message.partition)
             if worker.pending_count >= config.worker.flush_every:
@@ -250,7 +287,7 @@ def build_app(worker: Worker) -> faust.App:
         worker.gaps.forget((tp.topic, tp.partition) for tp in revoked)
         await worker.flush()
         lost = {(tp.topic, tp.partition) for tp in revoked}
-        gone = worker.core.release_partitions(lost)
+        gone = await worker.off_loop("partition release", lambda: worker.core.release_partitions(lost))
         worker.forget(lost)
         if gone:
             worker.log(f"rebalance: released {', '.join(sorted(gone))}")
@@ -262,7 +299,8 @@ def build_app(worker: Worker) -> faust.App:
         worker.gaps.forget((tp.topic, tp.partition) for tp in assigned)
         given = ", ".join(map(str, sorted(mine))) or "none"
         worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
-        adopted = worker.core.adopt_partitions(topics.memory_events, mine)
+        adopted = await worker.off_loop("partition adoption",
+                                        lambda: worker.core.adopt_partitions(topics.memory_events, mine))
         if adopted:
             worker.log(f"rebalance: took over {', '.join(adopted)}")
 

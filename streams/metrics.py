@@ -54,6 +54,9 @@ class WorkerMetrics:
             "memstream_event_loop_held_seconds", "Synchronous work on the worker's event loop (nothing else "
             "runs meanwhile: no heartbeat, no ingest), by part.", ["part"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+        self.core_work = Histogram(
+            "memstream_core_work_seconds", "Work on the learner states in a thread (ingest waits for it, the event "
+            "loop does not), by part.", ["part"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
 
         self._seen: Tally[str] = Tally()  # the core's totals already counted here
 

@@ -236,3 +236,41 @@ def test_a_record_that_does_not_exist_is_skipped_once_read_again(n, data):
     dropped = data.draw(st.one_of(st.none(), st.integers(1, n - 2).filter(lambda o: o != missing)))
     queued = data.draw(st.integers(0, 5))
     assert _read_partition(n, dropped, missing, queued) == [o for o in range(n) if o != missing]
+
+
+def test_state_saves_and_version_commits_leave_the_event_loop_free(tmp_path, monkeypatch):
+    """The worker's tick saves states and commits versions in a thread: while they work, the event loop
+    runs (heartbeats, timers). Each stand-in below returns only once the loop has run after it began."""
+    import asyncio
+    import threading
+
+    from streams.app import Worker
+
+    cfg = load_config(overrides=TINY, environ={}, root=StreamConfig)
+    worker = Worker(cfg, tmp_path, log=lambda _m: None)
+    waiting: list[threading.Event] = []
+    worked = []
+
+    def needs_the_loop(part):
+        def work(*_args, **_kwargs):
+            loop_ran = threading.Event()
+            waiting.append(loop_ran)
+            assert loop_ran.wait(10), f"the event loop was held while the {part} worked"
+            worked.append(part)
+            return 0
+        return work
+
+    monkeypatch.setattr(worker.core, "flush", needs_the_loop("state save"))
+    monkeypatch.setattr(worker.core, "finish_runs", needs_the_loop("version commit"))
+    monkeypatch.setattr(worker.metrics, "update", lambda *_args: None)  # no consumer: the app is not started
+
+    async def scenario():
+        ticking = asyncio.ensure_future(worker.tick())
+        while not ticking.done():  # what the loop does for a heartbeat: wake up now and then
+            for event in waiting:
+                event.set()
+            await asyncio.sleep(0.01)
+        await ticking
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert worked == ["state save", "version commit"]
