@@ -240,8 +240,14 @@ def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, t
     ids = torch.tensor([live.encoder.prompt_ids("Who is my sister?")])
     settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 2}
     with torch.no_grad():
-        expected = merged.generate(ids, **settings)
-        assert from_gguf.generate(ids, **settings).tolist() == expected.tolist()
+        answer = merged.generate(ids, **settings)  # the merged model's greedy answer, then both read it
+        ours, theirs = (m(answer).logits[0, ids.shape[1] - 1:-1] for m in (merged, from_gguf))
+    # the GGUF holds the weights in f16: its logits stay within that rounding of the merged model's, and it
+    # picks the same next token wherever the merged model's choice is not a near-tie
+    torch.testing.assert_close(theirs, ours, atol=0.05, rtol=0.0)
+    best = ours.topk(2).values
+    clear = best[:, 0] - best[:, 1] > 0.1
+    assert torch.equal(theirs.argmax(-1)[clear], ours.argmax(-1)[clear]) and clear.sum() >= len(clear) - 1
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf")
