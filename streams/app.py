@@ -6,23 +6,18 @@ then acks the offsets they cover — per partition, only a prefix in which no me
 (faust commits acked offsets); it also starts due consolidations in the trainer process and
 records those that finished. Durable state lives in the state directory, not in faust tables.
 
-The core is used by one task at a time. What writes files — state saves, version commits, taking
-over and handing back partitions — runs in a thread while the task holds the core: ingest waits
-for it, the event loop does not, so heartbeats, timers and publishing go on during a commit
-(``memstream_event_loop_held_seconds`` times what still runs on the loop).
+The core is used by one task at a time; what writes files runs in a thread meanwhile, so the event
+loop stays free during a commit (:mod:`streams.core_guard`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import threading
-import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 import faust
 from faust.types import TP
@@ -30,6 +25,7 @@ from faust.types import TP
 from contracts.codec import EventCodec
 from learner.failpoints import failpoint
 from streams.ingest import IngestCore, Outgoing, StateNotSaved
+from streams.core_guard import CoreGuard
 from streams.metrics import WorkerMetrics
 from streams.gaps import APPLY, IGNORE, OffsetGapGuard
 from streams.rebalance import RebalanceTimer
@@ -39,7 +35,6 @@ from contracts.topics import Topics
 __all__ = ["build_app", "Worker"]
 
 logger = logging.getLogger("memstream.worker")
-T = TypeVar("T")
 
 
 class Worker:
@@ -63,10 +58,7 @@ class Worker:
         # per partition, in offset order: [stream, event, parked?] — acked only as a settled prefix
         self._pending: dict[tuple[str, int], deque[list]] = defaultdict(deque)
         self._flush_lock = asyncio.Lock()
-        # one task at a time uses the core (tasks queue on core_lock); its long synchronous work runs in a
-        # thread, which holds _core_held until it returns, even when the task that started it was cancelled
-        self.core_lock = asyncio.Lock()
-        self._core_held = threading.Lock()
+        self.guard = CoreGuard(self.metrics, config.worker.loop_hold_warn_s, self.log)
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
         self.gaps = OffsetGapGuard()
 
@@ -132,20 +124,20 @@ class Worker:
         """Make states durable, publish what they hold to publish, then release the offsets they cover."""
         async with self._flush_lock:
             covered = {tp: len(entries) for tp, entries in self._pending.items()}
-            notices = await self.on_core("notices", self.core.take_notices)
+            notices = await self.guard.on_loop("notices", self.core.take_notices)
             if notices.messages:
                 await self.publish(notices)
             try:
-                await self.off_loop("state save", self.core.flush)
+                await self.guard.off_loop("state save", self.core.flush)
             except StateNotSaved as exc:  # not durable: nothing published, nothing acked; retried next tick
                 self.metrics.state_write_failures.inc()
                 self.log(f"{exc}; offsets held back, retrying every {self.config.worker.flush_interval_s:g} s")
                 return
             failpoint("state.saved")
-            out = await self.on_core("outbox", self.core.outgoing)
+            out = await self.guard.on_loop("outbox", self.core.outgoing)
             if out.messages:
                 acknowledged = await self.publish(out)
-                await self.on_core("outbox", lambda: self.core.sent(acknowledged))
+                await self.guard.on_loop("outbox", lambda: self.core.sent(acknowledged))
                 if len(acknowledged) < len(out.messages):
                     return  # something was not acknowledged: the offsets wait with it (resent next flush)
             for tp, n in covered.items():
@@ -155,58 +147,22 @@ class Worker:
                     n -= 1
                     await stream.ack(event)
 
-    @contextlib.asynccontextmanager
-    async def using_core(self):
-        """Hold the core for work done on the event loop (waits its turn; never interleaves with a thread)."""
-        async with self.core_lock:
-            with self._core_held:
-                yield self.core
-
-    async def on_core(self, part: str, call: Callable[[], T]) -> T:
-        """Run ``call`` (short work on the core) on the event loop, holding the core, timed: its seconds go to
-        ``memstream_event_loop_held_seconds``, and a hold over ``worker.loop_hold_warn_s`` is logged."""
-        async with self.using_core():
-            started = time.perf_counter()
-            try:
-                return call()
-            finally:
-                held = time.perf_counter() - started
-                self.metrics.loop_held.labels(part=part).observe(held)
-                if held > self.config.worker.loop_hold_warn_s:
-                    self.log(f"event loop held {held:.2f} s by {part}")
-
-    async def off_loop(self, part: str, call: Callable[[], T]) -> T:
-        """Run ``call`` (work on the core that writes files: state saves, version commits, adoptions) in a
-        thread, holding the core: ingest waits for it, the event loop does not (heartbeats, timers and
-        publishing go on). Its seconds go to ``memstream_core_work_seconds``."""
-
-        def held_call() -> T:
-            with self._core_held:
-                return call()
-
-        async with self.core_lock:
-            started = time.perf_counter()
-            try:
-                return await asyncio.to_thread(held_call)
-            finally:
-                self.metrics.core_work.labels(part=part).observe(time.perf_counter() - started)
-
     async def tick(self) -> None:
-        self.settle(await self.on_core("parked retry", self.core.retry_parked))
+        self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
-        await self.on_core("run start", self.core.start_runs)
-        if await self.off_loop("run commit", self.core.finish_runs):
+        await self.guard.on_loop("run start", self.core.start_runs)
+        if await self.guard.off_loop("run commit", self.core.finish_runs):
             await self.flush()
-        await self.on_core("metrics",
+        await self.guard.on_loop("metrics",
                            lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
         covers; leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
         await self.flush()
-        async with self.using_core() as core:
-            stats = core.stats()
-            core.close()
+        async with self.guard.using():
+            stats = self.core.stats()
+            self.core.close()
         from learner.store.storage import atomic_write_json
 
         (self.state_root / "_worker").mkdir(exist_ok=True)
@@ -270,8 +226,9 @@ def build_app(worker: Worker) -> faust.App:
                            f"{message.offset}); reading again from it")
                 await app.consumer.seek(TP(message.topic, message.partition), verdict[1])
                 continue
-            async with worker.using_core() as core:
-                handled = core.handle(message.topic, message.partition, message.offset, message.key, message.value)
+            async with worker.guard.using():
+                handled = worker.core.handle(message.topic, message.partition, message.offset, message.key,
+                                             message.value)
             worker.track(manual, event, handled.parked)
             worker.rebalances.applied(message.partition)
             if worker.pending_count >= config.worker.flush_every:
@@ -287,7 +244,7 @@ def build_app(worker: Worker) -> faust.App:
         worker.gaps.forget((tp.topic, tp.partition) for tp in revoked)
         await worker.flush()
         lost = {(tp.topic, tp.partition) for tp in revoked}
-        gone = await worker.off_loop("partition release", lambda: worker.core.release_partitions(lost))
+        gone = await worker.guard.off_loop("partition release", lambda: worker.core.release_partitions(lost))
         worker.forget(lost)
         if gone:
             worker.log(f"rebalance: released {', '.join(sorted(gone))}")
@@ -299,7 +256,7 @@ def build_app(worker: Worker) -> faust.App:
         worker.gaps.forget((tp.topic, tp.partition) for tp in assigned)
         given = ", ".join(map(str, sorted(mine))) or "none"
         worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
-        adopted = await worker.off_loop("partition adoption",
+        adopted = await worker.guard.off_loop("partition adoption",
                                         lambda: worker.core.adopt_partitions(topics.memory_events, mine))
         if adopted:
             worker.log(f"rebalance: took over {', '.join(adopted)}")

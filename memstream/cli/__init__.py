@@ -7,6 +7,7 @@ import sys
 import click
 
 from memstream.cli.bench import bench_group
+from memstream.cli.bench_idle import idle_bench_command
 from memstream.cli.bench_serve import serve_bench_command
 from memstream.cli.common import run_cleanly
 from memstream.cli.config_cmd import config_command
@@ -45,6 +46,7 @@ cli.add_command(up_command)
 cli.add_command(broker_command)
 cli.add_command(demo_command)
 bench_group.add_command(serve_bench_command)
+bench_group.add_command(idle_bench_command)
 cli.add_command(bench_group)
 
 

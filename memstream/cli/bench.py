@@ -1,4 +1,4 @@
-"""``memstream bench forgetting|recall|drift|consolidate|ingest|idle``: numbers on screen, JSON, Markdown, plots."""
+"""``memstream bench forgetting|recall|drift|consolidate|ingest``: numbers on screen, JSON, Markdown, plots."""
 
 from __future__ import annotations
 
@@ -82,26 +82,6 @@ def ingest_command(n: int, profiles: int, json_out: Path | None, markdown_out: P
     click.echo(summary)
     markdown = "\n".join(["# Ingest benchmark", "", f"Command: `{_command_line()}`", "",
                           markdown_table(headers, rows), "", summary])
-    write_outputs(results, json_out, markdown_out, markdown)
-
-
-@bench_group.command("idle")
-@click.option("--seconds", type=float, default=60.0, show_default=True, help="How long to measure.")
-@_outputs
-def idle_command(seconds: float, json_out: Path | None, markdown_out: Path | None) -> None:
-    """CPU of an idle `memstream up` (embedded broker + worker, no events), in percent of one core."""
-    from memstream.bench.idle import bench_idle
-    from memstream.bench.report import markdown_table, table, write_outputs
-
-    results = bench_idle(seconds)
-    headers = ["process", "% of a core"]
-    rows = [[p["command"], p["cpu_percent"]] for p in results["processes"]]
-    summary = (f"idle memstream up: {results['cpu_percent']:.2f}% of one core over {results['seconds']:g} s "
-               f"(target <= {results['target_percent']:g}%: {'met' if results['met'] else 'not met'})")
-    click.echo(table(headers, rows))
-    click.echo(summary)
-    markdown = "\n".join(["# Idle cost", "", f"Command: `{_command_line()}`", "", markdown_table(headers, rows), "",
-                          summary])
     write_outputs(results, json_out, markdown_out, markdown)
 
 
