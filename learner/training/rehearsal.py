@@ -68,6 +68,11 @@ def _cache_file(cache_dir: Path, base_name: str, n: int, seed: int) -> Path:
     return cache_dir / f"rehearsal-{key}.json"
 
 
+def _write_samples(path: Path, base_name: str, seed: int, samples: list[dict]) -> None:
+    """One samples file, in the cache or shipped (atomic)."""
+    atomic_write_json(path, {"format": FORMAT, "base": base_name, "seed": seed, "samples": samples})
+
+
 def packaged_samples(base_name: str, n: int, seed: int, packaged: Path = PACKAGED) -> list[dict] | None:
     """The samples shipped for ``base_name`` when they were drawn with ``n`` and ``seed``; else None.
 
@@ -132,7 +137,7 @@ def base_samples(live, cache_dir: Path, n: int = 128, seed: int = 0,
                     say(f"rehearsal: sampling {n} texts and answers from the base (once per base; a few minutes "
                         "on a CPU)")
                     samples = _generate(live, n, seed)
-                atomic_write_json(path, {"format": FORMAT, "base": live.base.name, "seed": seed, "samples": samples})
+                _write_samples(path, live.base.name, seed, samples)
     data = json.loads(path.read_text(encoding="utf-8"))
     return [MemoryEvent.build({"profile": "base-rehearsal", "ts": 0.0, "kind": "rehearsal", **sample},
                               now=0.0) for sample in data["samples"]]
@@ -256,8 +261,7 @@ def write_packaged(base: str, packaged: Path = PACKAGED) -> Path:
     live = AdaptedModel(config.model)
     n, seed = config.replay.base_samples, config.train.seed
     path = packaged / f"rehearsal-{live.base.name}.json"
-    atomic_write_json(path, {"format": FORMAT, "base": live.base.name, "seed": seed,
-                             "samples": _generate(live, n, seed)})
+    _write_samples(path, live.base.name, seed, _generate(live, n, seed))
     return path
 
 
