@@ -19,6 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["WorkerMetrics"]
 
+#: Seconds of work on the core, held on the event loop or done in a thread.
+HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
 
 class WorkerMetrics:
     """The worker's counters, gauges and histograms."""
@@ -53,10 +56,10 @@ class WorkerMetrics:
         self.loop_held = Histogram(
             "memstream_event_loop_held_seconds", "Synchronous work on the worker's event loop (nothing else "
             "runs meanwhile: no heartbeat, no ingest), by part.", ["part"],
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+            buckets=HOLD_BUCKETS, registry=r)
         self.core_work = Histogram(
             "memstream_core_work_seconds", "Work on the learner states in a thread (ingest waits for it, the event "
-            "loop does not), by part.", ["part"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+            "loop does not), by part.", ["part"], buckets=HOLD_BUCKETS, registry=r)
 
         self._seen: Tally[str] = Tally()  # the core's totals already counted here
 

@@ -155,9 +155,9 @@ class WorkerConfig:
     session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)
     web_port: int = setting("Port of faust's own web server (0: off).", 0)
-    loop_hold_warn_s: float = setting("Log synchronous work that holds the event loop (state saves, version "
-                                    "commits) longer than this; every hold is in memstream_event_loop_held_seconds.",
-                                    0.1)
+    loop_hold_warn_s: float = setting("Log work that holds the event loop (outbox, run starts, metrics; state saves "
+                                    "and commits run in a thread) longer than this; every hold is in "
+                                    "memstream_event_loop_held_seconds.", 0.1)
     instance_id: str | None = setting("Static group membership id (KIP-345): a worker restarted with the same id "
                                     "takes its partitions back at once instead of waiting for a rebalance.", None)
 
