@@ -4,11 +4,13 @@
     Seconds per LoRA optimizer step of memstream's loop (:func:`learner.training.loop.run_consolidation`:
     batching, LR schedule, selected-position loss, clipping) against a bare PEFT training loop
     (``loss = model(**batch).loss; loss.backward(); opt.step()``) on the same adapter and the same
-    batches (ratio; target ≤ 1.15). memstream's side is a run of ``long`` steps minus a run of
-    ``short`` steps, divided by ``long − short``, so the gate's evaluations cancel out. Alternated
-    ``repeats`` times; medians. Both sides also count their work: tokens (real and padded), FLOPs
+    batches (ratio; target ≤ 1.15), both on the model's device (on a GPU the clock is read once its
+    queue is done). memstream's side is a run of ``long`` steps minus a run of ``short`` steps, divided
+    by ``long − short``, so the gate's evaluations cancel out. Alternated ``repeats`` times; medians.
+    Both sides also count their work: tokens (real and padded), FLOPs
     (:class:`learner.training.batching.StepCount`), and the rate reached as a share of this machine's
-    float32 matrix-product rate measured in the same run (:func:`matmul_gflops`) — the model FLOPs
+    matrix-product rate measured in the same run, on the same device and in the dtype the step computes
+    in (:func:`matmul_gflops`: float32 on a CPU, bf16 under CUDA autocast) — the model FLOPs
     utilisation (MFU), on every computed token and on the real ones.
 ``ewc``
     The same with the EWC penalty on, against memstream without it (ratio).
@@ -26,6 +28,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import tempfile
@@ -63,16 +66,38 @@ def _fixed_steps(config: LearnerConfig, steps: int, ewc: bool = False) -> Learne
     return replace(config, train=train, ewc=replace(config.ewc, enabled=ewc))
 
 
-def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
-    """This machine's float32 matrix-product rate (GFLOP/s, torch, its threads): the best of a few
-    square products of each size."""
+def finish(device: torch.device) -> None:
+    """Wait for the work queued on ``device``: a GPU's kernels run after the call that launched them returns."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compute_dtype(live, config: LearnerConfig) -> torch.dtype:
+    """The dtype a step's matrix products run in: bf16 under CUDA autocast, else the weights' own."""
+    if live.device.type == "cuda" and config.train.autocast:
+        return torch.bfloat16
+    return next(live.model.parameters()).dtype
+
+
+def matmul_gflops(device: torch.device | None = None, dtype: torch.dtype = torch.float32,
+                  sizes: tuple[int, ...] = (), repeats: int = 5) -> float:
+    """This machine's matrix-product rate (GFLOP/s, torch) on ``device`` in ``dtype``: the best of a few
+    square products of each size (1024² and 2048² on a CPU, its threads; 4096² and 8192² on a GPU).
+
+    >>> matmul_gflops(sizes=(64,), repeats=1) > 0
+    True
+    """
+    device = device or torch.device("cpu")
+    sizes = sizes or ((1024, 2048) if device.type == "cpu" else (4096, 8192))
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         a @ b  # warm-up
+        finish(device)
         for _ in range(repeats):
             started = time.perf_counter()
             a @ b
+            finish(device)
             best = max(best, 2 * n ** 3 / (time.perf_counter() - started) / 1e9)
     return best
 
@@ -113,6 +138,7 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         plan = Plan("manual", LORA, new, [], probe, None, seed=0)
         started = time.perf_counter()
         result = run_consolidation(plan, live, _fixed_steps(config, steps), ewc if with_ewc else EWC(0.0))
+        finish(live.device)
         if steps == long and not with_ewc:
             counted["ours"] = result.metrics  # the plain long run's count is the one reported
         return time.perf_counter() - started
@@ -125,15 +151,19 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         optimizer = torch.optim.AdamW(params, lr=config.train.lr)
         batches = _random_batches(len(examples), config.train.batch_size, steps, random.Random(0))
         count = StepCount(*matmul_weights(model))
+        autocast = live.autocast() if config.train.autocast else contextlib.nullcontext
         model.train()
+        finish(live.device)
         started = time.perf_counter()
         for indices in batches:
             batch = collate([examples[i] for i in indices], pad)
             count.add(batch["attention_mask"])
-            loss = model(**batch).loss
+            with autocast():
+                loss = model(**{k: v.to(live.device) for k, v in batch.items()}).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        finish(live.device)
         elapsed = time.perf_counter() - started
         model.eval()
         counted["bare"] = count.metrics(elapsed)
@@ -148,13 +178,14 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         runs["bare"].append(bare(long - short) / (long - short))
         progress(1)
     plain, penalised, bare_s = (statistics.median(runs[k]) for k in ("ours", "ewc", "bare"))
-    peak = matmul_gflops()
+    peak = matmul_gflops(live.device, compute_dtype(live, config))
     return {**{f"{side}_{key}": counted[side][key] for side in ("ours", "bare")
                for key in ("tokens_real", "tokens_padded", "padding_share", "train_flops", "train_gflops_per_s")},
             **{f"{side}_mfu": counted[side]["train_gflops_per_s"] / peak for side in ("ours", "bare")},
             **{f"{side}_mfu_real_tokens": counted[side]["train_gflops_per_s"] / peak
                * (1 - counted[side]["padding_share"]) for side in ("ours", "bare")},
-            "matmul_gflops": peak,"seconds_per_step_memstream": plain, "seconds_per_step_memstream_ewc": penalised,
+            "matmul_gflops": peak, "matmul_dtype": str(compute_dtype(live, config)).removeprefix("torch."),
+            "device": str(live.device), "seconds_per_step_memstream": plain, "seconds_per_step_memstream_ewc": penalised,
             "seconds_per_step_bare_peft": bare_s, "memstream_over_bare_ratio": plain / bare_s,
             "ewc_overhead_ratio": penalised / plain, "runs": runs,
             "trainable_parameters": sum(p.numel() for p in live.trainable_parameters(False).values()),
@@ -172,6 +203,7 @@ def bench_fisher(config: LearnerConfig, events: list[MemoryEvent], repeats: int 
     for i in range(repeats):
         started = time.perf_counter()
         _, method = fisher_after_run(live, examples, n, i)
+        finish(live.device)
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
     return {"fisher_seconds": seconds, "fisher_examples": n, "fisher_seconds_per_example": seconds / n,

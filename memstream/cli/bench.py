@@ -286,8 +286,8 @@ def consolidate_command(repeats: int, small: int, large: int, batch_new: int, sk
             [f"Fisher seconds ({fisher['fisher_examples']} examples, {fisher['fisher_method']})",
              fisher["fisher_seconds"], None, None, "-"],
             ["base loads after two runs of two profiles", once["base_loads_after_two_runs"], None, None, "1"],
-            [f"LoRA step MFU, share of this machine's {step['matmul_gflops']:.0f} GFLOP/s matmul rate "
-             "(memstream vs bare)", step["ours_mfu"], step["bare_mfu"], None, ">= 0.50"],
+            [f"LoRA step MFU, share of the {step['matmul_gflops']:.0f} GFLOP/s {step['matmul_dtype']} matmul rate "
+             f"on {step['device']} (memstream vs bare)", step["ours_mfu"], step["bare_mfu"], None, ">= 0.50"],
             ["padded share of the tokens computed (memstream vs bare)", step["ours_padding_share"],
              step["bare_padding_share"], None, "<= 0.10"]]
     if "flat" in results:
