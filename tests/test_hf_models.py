@@ -95,3 +95,42 @@ def test_the_default_base_rehearses_the_shipped_samples_without_sampling(tmp_pat
     with pytest.raises(AssertionError, match="sampled"):  # other settings than the shipped ones: sampled here
         rehearsal.base_samples(live, tmp_path, n=64, seed=0, say=said.append)
     assert said and "sampling 64" in said[0]
+
+
+def test_a_folded_adapter_keeps_what_it_learned_in_the_weights_and_the_next_run_starts_a_fresh_one(tmp_path):
+    from learner.model.adapted import AdaptedModel
+
+    path = save_local_model(tmp_path / "llama", "llama")
+    live = AdaptedModel(load_config(overrides=[f"model.base={path}", "model.max_seq_len=64"], environ={}).model)
+    before = live.base_state()
+    live.start_lora()
+    with torch.no_grad():
+        for name, p in live.peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ids = torch.tensor([[1, 70, 80, 90]])
+    with torch.no_grad():
+        adapted = live.model(input_ids=ids).logits
+        live.fold_adapter("folded")
+        folded = live.model(input_ids=ids).logits
+    assert not live.has_adapter and live.base_tag == "folded"
+    torch.testing.assert_close(folded, adapted, rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(before[k], v) for k, v in live.base_state().items())
+    live.start_lora()  # B = 0: the folded weights alone decide the output
+    with torch.no_grad():
+        torch.testing.assert_close(live.model(input_ids=ids).logits, folded)
+
+
+def test_progressive_adapters_in_the_recall_bench_leave_the_base_as_it_was_for_the_next_strategy(tmp_path):
+    from memstream.bench.recall import run_recall
+
+    path = save_local_model(tmp_path / "llama", "llama")
+    cfg = load_config(overrides=TINY + [f"model.base={path}", f"model.cache_dir={tmp_path / 'cache'}",
+                                        "train.epochs=1", "replay.base_samples=8", "train.base_probe_size=2"],
+                      environ={})
+    both = run_recall(cfg, ["replay+progressive", "naive"], [0], phases=2, facts_per_phase=1, max_new_tokens=4,
+                      general_events=4)
+    alone = run_recall(cfg, ["naive"], [0], phases=2, facts_per_phase=1, max_new_tokens=4, general_events=4)
+    progressive = both["strategies"]["replay+progressive"]
+    assert all(run["steps"] > 0 for run in progressive["phases"][0])
+    assert both["strategies"]["naive"]["general_loss_ratio"] == alone["strategies"]["naive"]["general_loss_ratio"]

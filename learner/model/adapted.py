@@ -117,6 +117,16 @@ class AdaptedModel:
             self.peft_model = None
             self.base.model.eval()
 
+    def fold_adapter(self, tag: Any) -> None:
+        """Merge the adapter into the base weights, in place, and take it off: what it learned stays,
+        frozen, and the next run starts a fresh adapter on top (progressive adapters). ``tag`` names the
+        weights the base now holds."""
+        if self.peft_model is not None:
+            self.base.model = self.peft_model.merge_and_unload()
+            self.peft_model = None
+            self.base.model.eval()
+            self.base_tag = tag
+
     def start_lora(self, config: dict[str, Any] | None = None) -> None:
         """Wrap the base with a fresh LoRA adapter (B = 0: outputs unchanged), with ``config`` (a stored
         ``adapter_config.json``) or these settings; an adapter of another shape is replaced."""

@@ -24,6 +24,10 @@ Strategies
     ``memstream``    the product path: an :class:`learner.online.OnlineLearner` that learns the events and
                      consolidates at the end of each phase, **with** its evaluation gate and retry policy
                      (the others run with the gate off: they measure the learning rule, not the safety net).
+    ``replay+progressive``
+                     replay + base rehearsal, and after each run its adapter is merged into the weights and
+                     frozen: every run trains a fresh adapter on top of the ones before (no EWC: nothing
+                     trained earlier can move). Merged, the adapters cost nothing at inference.
     ``replay+ewc+paraphrase``
                      replay+ewc, and before each run the current model rewrites every new memory
                      twice (sampled; a rewrite that loses a capitalised word or a number of the
@@ -59,7 +63,7 @@ __all__ = ["PEOPLE", "STRATEGIES", "run_recall", "general_text"]
 
 #: The made-up people a run can be told about: the noted-down one and the one who tells a diary.
 PEOPLE = {"facts": make_person, "diary": make_diary_person}
-STRATEGIES = ("naive", "replay", "replay+ewc", "joint", "memstream", "replay+ewc+paraphrase")
+STRATEGIES = ("naive", "replay", "replay+ewc", "joint", "memstream", "replay+progressive", "replay+ewc+paraphrase")
 PROFILE = "recall"
 
 
@@ -138,6 +142,8 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
     uses_ewc = name.startswith("replay+ewc")
     cfg = _gate_off(config, uses_ewc)
     live = trainer.checkout(None, None, cfg)  # the original base, no adapter
+    progressive = name.endswith("+progressive")
+    original = live.base_state() if progressive else None  # merged adapters change the base: put it back after
     ewc = EWC(cfg.ewc.lam if uses_ewc else 0.0, cfg.ewc.gamma)
     reservoir = ReservoirBuffer(cfg.replay.capacity, seed=seed)
     rng = random.Random(seed)
@@ -163,6 +169,8 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
             raise RuntimeError(f"{name}, phase {phase}: {result.status} ({result.reason})")
         if uses_ewc:
             ewc = ewc_from_bytes(result.files["ewc.safetensors"], cfg)
+        if progressive:
+            live.fold_adapter(("bench", name, seed, phase))
         for event in _phase_events(person, phase, seed):
             reservoir.add(event)
         row, shown = asker.row(live)
@@ -173,6 +181,8 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
         progress(1)
     general_loss = _general_loss(live, general)
     live.tag = ("bench", name)  # trained weights no version has: the next checkout starts from the base
+    if original is not None:
+        live.load_base_state(original, "original")
     return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown)
 
 

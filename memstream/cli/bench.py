@@ -150,7 +150,7 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
 
 @bench_group.command("recall")
 @click.option("--strategies", default="naive,replay,replay+ewc,joint,memstream", show_default=True,
-              help="Comma-separated: naive, replay, replay+ewc, joint, memstream, replay+ewc+paraphrase.")
+              help="Comma-separated: naive, replay, replay+ewc, joint, memstream, replay+progressive, replay+ewc+paraphrase.")
 @click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds: one made-up person each.")
 @click.option("--phases", type=int, default=3, show_default=True)
 @click.option("--facts-per-phase", type=int, default=10, show_default=True)
