@@ -286,6 +286,7 @@ def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None
         worker.metrics.serve(config.worker.metrics_port)
         worker.log(f"metrics on http://0.0.0.0:{config.worker.metrics_port}/metrics")
     faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    faust_worker.spinner = None  # its terminal spinner writes cursor codes into the log, terminal or not
     try:
         faust_worker.execute_from_commandline()
     except SystemExit as exc:

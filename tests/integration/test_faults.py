@@ -136,6 +136,7 @@ def test_sigterm_abandons_the_run_saves_state_and_leaves(stack):
     assert worker.wait(60) == 0
     log = worker.log_path.read_text(errors="replace")
     assert "runs in progress abandoned, state saved" in log
+    assert "\x1b[" not in log, "a worker's log is plain text: no terminal control codes"
     assert stack.learner_state("gus")["events_seen"] == len(events)
     registry = ModelRegistry.open(stack.state, "gus", "", writer=False)
     assert registry.current_version is None  # no partial version
