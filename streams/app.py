@@ -170,12 +170,13 @@ class Worker:
 
 
 def build_app(worker: Worker) -> faust.App:
-    from streams.compat import rewind_uncommitted_partitions, throttle_empty_fetches, tolerate_unpositioned_partitions
+    from streams import compat
 
-    throttle_empty_fetches()
-    rewind_uncommitted_partitions("earliest")  # the same policy as consumer_auto_offset_reset below
-    tolerate_unpositioned_partitions()
     config = worker.config
+    compat.throttle_empty_fetches()
+    compat.rewind_uncommitted_partitions("earliest")  # the same policy as consumer_auto_offset_reset below
+    compat.tolerate_unpositioned_partitions()
+    compat.bound_commit_on_stop(config.worker.stop_commit_timeout_s)
     app = faust.App(
         config.worker.group,
         **config.kafka.faust_options(),

@@ -27,6 +27,15 @@ the broker outage test (tests/faults/test_broker_outage.py). ``rewind_uncommitte
 makes that seek put a partition committed at 0 at 0, and one with no commit where the
 consumer's reset policy says (which the worker passes in: it is the worker's own setting);
 re-read events are recognised by the ingest core and not learned twice.
+
+The last commit on stop. A stopping faust consumer commits what it has acknowledged; aiokafka's
+commit looks for the group coordinator until it finds one, so with the broker gone a worker told
+to stop (SIGTERM) never left — measured: still running 60 s after the signal, its state long saved
+(tests/faults/test_broker_outage.py). ``bound_commit_on_stop`` gives that commit a deadline; past it
+the worker leaves with those offsets uncommitted, and their events are read again and skipped by id.
+Then aiokafka's fetcher, closing, cancels its fetch in flight and awaits it; a fetch cancelled while it
+backs off from an unreachable broker raises the cancel into ``close()`` and the consumer's thread died
+with it, the worker waiting for it for good: the throttled fetch returns quietly once the fetcher is closed.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import asyncio
 import inspect
 import time
 
-__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "check_patch_points", "rewind_uncommitted_partitions",
+__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "bound_commit_on_stop", "check_patch_points", "rewind_uncommitted_partitions",
            "throttle_empty_fetches", "seek_to_committed_or_reset", "split_committed",
            "tolerate_unpositioned_partitions"]
 
@@ -101,7 +110,12 @@ def throttle_empty_fetches(pause_s: float = EMPTY_FETCH_PAUSE_S) -> None:
 
     async def proc_fetch_request(self, assignment, node_id, request):
         started = time.monotonic()
-        result = await original(self, assignment, node_id, request)
+        try:
+            result = await original(self, assignment, node_id, request)
+        except asyncio.CancelledError:
+            if getattr(self, "_closed", False):  # close() awaits this task: a cancel raised here kills the thread
+                return False
+            raise
         if not records_arrived(self._records, request):
             remaining = pause_s - (time.monotonic() - started)
             if remaining > 0:
@@ -172,3 +186,25 @@ def tolerate_unpositioned_partitions() -> None:
 
     verify_event_path.memstream_patched = True
     AIOKafkaConsumerThread.verify_event_path = verify_event_path
+
+
+def bound_commit_on_stop(seconds: float) -> None:
+    """Let a stopping faust consumer spend at most ``seconds`` on its last commit (see the module docstring)."""
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.on_stop
+    if getattr(original, "memstream_patched", False):
+        return
+
+    async def on_stop(self):
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(original(self), seconds)
+        except asyncio.TimeoutError:
+            pass
+        if time.monotonic() - started >= seconds:  # a commit that swallows the cancel ends the wait as well
+            self.log.warning("last commit not done in %g s (broker unreachable?): leaving without it; "
+                             "its events are read again and skipped", seconds)
+
+    on_stop.memstream_patched = True
+    Consumer.on_stop = on_stop

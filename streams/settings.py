@@ -154,6 +154,9 @@ class WorkerConfig:
     metrics_port: int = setting("Port of the Prometheus /metrics endpoint (0: off).", 0)
     session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)
+    stop_commit_timeout_s: float = setting("On stop, how long the last offset commit may take; past it (the broker "
+                                         "is unreachable) the worker leaves without it, and those events are read "
+                                         "again and skipped by id.", 5.0)
     web_port: int = setting("Port of faust's own web server (0: off).", 0)
     loop_hold_warn_s: float = setting("Log work that holds the event loop (outbox, run starts, metrics; state saves "
                                     "and commits run in a thread) longer than this; every hold is in "
@@ -163,6 +166,8 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         require(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")
+        require(self.stop_commit_timeout_s > 0, "worker.stop_commit_timeout_s", self.stop_commit_timeout_s,
+                "must be positive")
         require(self.flush_every >= 1, "worker.flush_every", self.flush_every, "must be at least 1")
         require(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
         require(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")

@@ -4,6 +4,7 @@ reconnects on its own and loses nothing."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -61,6 +62,32 @@ def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path, broker_kin
         assert worker.poll() is None, "the worker reconnected by itself"
         print(f"outage {outage_s:.0f} s; publish during it failed after {waited:.1f} s "
               f"with {type(raised).__name__}: {raised}; {state['events_seen']} of {len(events)} counted")
+    finally:
+        stack.stop_all()
+        broker.stop()
+
+
+@pytest.mark.brokers("embedded", "kafka")
+def test_a_worker_whose_broker_went_away_still_stops_promptly_on_sigterm_with_its_state_saved(tmp_path, broker_kind):
+    if broker_kind == "kafka":
+        require_kafka()
+    broker = new_broker(broker_kind, tmp_path / "broker", free_port()).start()
+    stack = Stack(broker.bootstrap, tmp_path)
+    events = make_sample_stream(n_per_phase=(60,), seed=61, profile="gone")
+    try:
+        worker = stack.start_worker()
+        with stack.producer() as producer:
+            producer.publish_many(events)
+        stack.wait_for(lambda: stack.learner_state("gone").get("events_seen") == len(events), 120, "every event")
+        broker.stop()
+        time.sleep(2)  # the clients notice: their connections are gone
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(60)
+        stopped_s = time.monotonic() - started
+        print(f"stopped {stopped_s:.1f} s after SIGTERM with the broker away; exit code {code}")
+        assert code == 0 and stopped_s < 15, f"exit code {code} after {stopped_s:.1f} s"
+        assert stack.learner_state("gone")["events_seen"] == len(events)
     finally:
         stack.stop_all()
         broker.stop()
