@@ -177,6 +177,7 @@ def build_app(worker: Worker) -> faust.App:
     compat.rewind_uncommitted_partitions("earliest")  # the same policy as consumer_auto_offset_reset below
     compat.tolerate_unpositioned_partitions()
     compat.bound_commit_on_stop(config.worker.stop_commit_timeout_s)
+    compat.report_seeks()
     app = faust.App(
         config.worker.group,
         **config.kafka.faust_options(),
@@ -250,11 +251,12 @@ def build_app(worker: Worker) -> faust.App:
         if gone:
             worker.log(f"rebalance: released {', '.join(sorted(gone))}")
 
+    app.memstream_on_seek = lambda committed: worker.gaps.sought(committed)  # where reading starts again
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
         worker.rebalances.assigned(mine)
-        worker.gaps.forget((tp.topic, tp.partition) for tp in assigned)
         given = ", ".join(map(str, sorted(mine))) or "none"
         worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
         adopted = await worker.guard.off_loop("partition adoption",

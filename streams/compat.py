@@ -28,6 +28,12 @@ makes that seek put a partition committed at 0 at 0, and one with no commit wher
 consumer's reset policy says (which the worker passes in: it is the worker's own setting);
 re-read events are recognised by the ingest core and not learned twice.
 
+Where reading starts again. faust seeks every assigned partition to its committed offset when a
+rebalance ends, and again when it drops a batch; the worker's offset-gap guard
+(:mod:`streams.gaps`) took the first message after an assignment as it came, so a message missed
+right there went unnoticed. ``report_seeks`` hands the offsets sought to the app
+(``app.memstream_on_seek``), and the guard then treats a first message past them as a gap.
+
 The last commit on stop. A stopping faust consumer commits what it has acknowledged; aiokafka's
 commit looks for the group coordinator until it finds one, so with the broker gone a worker told
 to stop (SIGTERM) never left — measured: still running 60 s after the signal, its state long saved
@@ -44,7 +50,7 @@ import asyncio
 import inspect
 import time
 
-__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "bound_commit_on_stop", "check_patch_points", "rewind_uncommitted_partitions",
+__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "bound_commit_on_stop", "check_patch_points", "report_seeks", "rewind_uncommitted_partitions",
            "throttle_empty_fetches", "seek_to_committed_or_reset", "split_committed",
            "tolerate_unpositioned_partitions"]
 
@@ -208,3 +214,23 @@ def bound_commit_on_stop(seconds: float) -> None:
 
     on_stop.memstream_patched = True
     Consumer.on_stop = on_stop
+
+
+def report_seeks() -> None:
+    """After faust's consumer seeks its partitions to their committed offsets, call its app's
+    ``memstream_on_seek({TP: offset or None})`` when it has one (None: no commit, read by the reset policy)."""
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    original = ThreadDelegateConsumer.seek_to_committed
+    if getattr(original, "memstream_patched", False):
+        return
+
+    async def seek_to_committed(self):
+        committed = await original(self)
+        hook = getattr(self.app, "memstream_on_seek", None)
+        if hook is not None:
+            hook(dict(committed))
+        return committed
+
+    seek_to_committed.memstream_patched = True
+    ThreadDelegateConsumer.seek_to_committed = seek_to_committed

@@ -6,15 +6,16 @@ but dropped before it reached the agent (a rebalance that suspends the flow at t
 then a later one applied would move the offset past it, and the dropped one would be skipped as
 already applied when it came again. The memory-events topic is neither compacted nor written in
 transactions, so within one assignment its offsets are consecutive; a jump means a message
-missed. :class:`OffsetGapGuard` notices the jump; the worker then seeks the partition back to the
-first missed offset and ignores (does not apply, does not acknowledge) what was already queued
-after it until the re-read arrives. A gap that is still there when the partition is read again
+missed, and so does a first message past the offset the client was sought to (its committed
+offset, at an assignment or after a rebalance dropped a batch). :class:`OffsetGapGuard` notices
+the jump; the worker then seeks the partition back to the first missed offset and ignores (does
+not apply, does not acknowledge) what was already queued after it until the re-read arrives. A gap that is still there when the partition is read again
 from before it is a real one (a record that does not exist) and is accepted.
 
 Examples
 --------
 >>> guard = OffsetGapGuard()
->>> [guard.check("t", 0, o) for o in (10, 11)]  # the first offset of an assignment is taken as it comes
+>>> [guard.check("t", 0, o) for o in (10, 11)]  # with no offset sought, the first is taken as it comes
 ['apply', 'apply']
 >>> guard.check("t", 0, 13)  # 12 never arrived
 ('seek', 12)
@@ -60,6 +61,26 @@ class OffsetGapGuard:
             return ("seek", last + 1)
         self.last[tp] = offset  # the next one, or one read again from before (the core skips it as applied)
         return APPLY
+
+    def restart(self, topic: str, partition: int, offset: int) -> None:
+        """Reading of a partition starts again at ``offset`` (the client sought it to its committed offset: an
+        assignment, or a batch dropped by a rebalance): a first message past it means one was missed.
+
+        >>> guard = OffsetGapGuard()
+        >>> guard.restart("t", 0, 5)
+        >>> guard.check("t", 0, 7), guard.check("t", 0, 5)  # 5 and 6 never came: read again from 5
+        (('seek', 5), 'apply')
+        """
+        tp = (topic, partition)
+        self.resync.pop(tp, None)
+        self.last[tp] = offset - 1
+
+    def sought(self, committed) -> None:
+        """The client sought its partitions to their committed offsets (``{tp: offset or None}``, a ``tp``
+        with ``topic`` and ``partition``; None: no commit, read from where the reset policy says)."""
+        for tp, offset in committed.items():
+            if offset is not None:
+                self.restart(tp.topic, tp.partition, offset)
 
     def forget(self, partitions) -> None:
         """Partitions assigned anew or taken away: the next offset read is where reading starts."""

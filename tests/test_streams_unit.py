@@ -200,16 +200,22 @@ def test_docker_compose_has_what_the_code_expects():
 
 
 # -- offsets in order, none missed ------------------------------------------------------------
-def _read_partition(n: int, dropped: int | None, missing: int | None, queued: int) -> list[int]:
+def _read_partition(n: int, dropped: int | None, missing: int | None, queued: int, sought: int | None = None) -> list[int]:
     """What the worker applies of a partition of ``n`` records (``missing``: one that does not exist) when
     the client drops record ``dropped`` before it reaches the agent and ``queued`` later ones are already
-    on their way; a seek reads the partition again from the offset asked for. (A dropped record is noticed
-    when the next one arrives; the last one of a partition waits, unacknowledged, for the next event or the
-    next start.)"""
+    on their way; a seek reads the partition again from the offset asked for. ``sought``: reading starts
+    there, at the committed offset the client was sought to (else at 0, taken as it comes). (A dropped
+    record is noticed when the next one arrives; the last one of a partition waits, unacknowledged, for the
+    next event or the next start.)"""
+    from collections import namedtuple
+
     from streams.gaps import APPLY, IGNORE, OffsetGapGuard
 
     guard, applied = OffsetGapGuard(), []
-    exists = [o for o in range(n) if o != missing]
+    if sought is not None:
+        tp = namedtuple("TP", "topic partition")
+        guard.sought({tp("memory-events", 0): sought, tp("memory-events", 1): None})
+    exists = [o for o in range(sought or 0, n) if o != missing]
     incoming = [o for o in exists if o != dropped]
     while incoming:
         offset = incoming.pop(0)
@@ -227,6 +233,14 @@ def test_no_record_is_applied_past_one_the_client_dropped(n, data):
     dropped = data.draw(st.integers(1, n - 2))
     queued = data.draw(st.integers(0, 5))
     assert _read_partition(n, dropped, None, queued) == list(range(n))
+
+
+@given(st.integers(3, 40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_no_record_is_applied_past_one_dropped_right_where_reading_restarts(n, data):
+    sought = data.draw(st.integers(0, n - 2))
+    queued = data.draw(st.integers(0, 5))
+    assert _read_partition(n, sought, None, queued, sought=sought) == list(range(sought, n))
 
 
 @given(st.integers(3, 40), st.data())
