@@ -14,13 +14,18 @@ from streams.broker import free_port
 from tests.integration.conftest import Stack, new_broker, require_kafka
 
 
-@pytest.mark.slow
-@pytest.mark.brokers("embedded", "kafka")
-def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path, broker_kind):
+def _own_broker(tmp_path, broker_kind):
+    """A broker that the test stops and starts itself, and a stack on it."""
     if broker_kind == "kafka":
         require_kafka()
     broker = new_broker(broker_kind, tmp_path / "broker", free_port()).start()
-    stack = Stack(broker.bootstrap, tmp_path)
+    return broker, Stack(broker.bootstrap, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.brokers("embedded", "kafka")
+def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path, broker_kind):
+    broker, stack = _own_broker(tmp_path, broker_kind)
     events = make_sample_stream(n_per_phase=(100, 100), seed=60, profile="out")
     try:
         worker = stack.start_worker()
@@ -69,10 +74,7 @@ def test_worker_rides_out_a_broker_outage_and_loses_nothing(tmp_path, broker_kin
 
 @pytest.mark.brokers("embedded", "kafka")
 def test_a_worker_whose_broker_went_away_still_stops_promptly_on_sigterm_with_its_state_saved(tmp_path, broker_kind):
-    if broker_kind == "kafka":
-        require_kafka()
-    broker = new_broker(broker_kind, tmp_path / "broker", free_port()).start()
-    stack = Stack(broker.bootstrap, tmp_path)
+    broker, stack = _own_broker(tmp_path, broker_kind)
     events = make_sample_stream(n_per_phase=(60,), seed=61, profile="gone")
     try:
         worker = stack.start_worker()
