@@ -29,19 +29,20 @@ consumer's reset policy says (which the worker passes in: it is the worker's own
 re-read events are recognised by the ingest core and not learned twice.
 
 Where reading starts again. faust seeks every assigned partition to its committed offset when a
-rebalance ends, and again when it drops a batch; the worker's offset-gap guard
-(:mod:`streams.gaps`) took the first message after an assignment as it came, so a message missed
-right there went unnoticed. ``report_seeks`` hands the offsets sought to the app
-(``app.memstream_on_seek``), and the guard then treats a first message past them as a gap.
+rebalance ends, and again when it drops a batch. The worker's offset-gap guard
+(:mod:`streams.gaps`) can only tell that the first message after such a seek comes past a missed
+one if it knows where the seek put reading: ``report_seeks`` hands the offsets sought to the app
+(``app.memstream_on_seek``), and the guard treats a first message past them as a gap.
 
 The last commit on stop. A stopping faust consumer commits what it has acknowledged; aiokafka's
 commit looks for the group coordinator until it finds one, so with the broker gone a worker told
-to stop (SIGTERM) never left — measured: still running 60 s after the signal, its state long saved
-(tests/faults/test_broker_outage.py). ``bound_commit_on_stop`` gives that commit a deadline; past it
-the worker leaves with those offsets uncommitted, and their events are read again and skipped by id.
-Then aiokafka's fetcher, closing, cancels its fetch in flight and awaits it; a fetch cancelled while it
-backs off from an unreachable broker raises the cancel into ``close()`` and the consumer's thread died
-with it, the worker waiting for it for good: the throttled fetch returns quietly once the fetcher is closed.
+to stop (SIGTERM) does not leave: measured, still running 60 s after the signal, its state long
+saved (tests/faults/test_broker_outage.py). ``bound_commit_on_stop`` gives that commit a deadline;
+past it the worker leaves with those offsets uncommitted, and their events are read again and
+skipped by id. Then aiokafka's fetcher, closing, cancels its fetch in flight and awaits it; a fetch
+cancelled while it backs off from an unreachable broker raises the cancel into ``close()``, which
+kills the consumer's thread and leaves the worker waiting for it: the throttled fetch returns
+quietly once the fetcher is closed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ import asyncio
 import inspect
 import time
 
-__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "bound_commit_on_stop", "check_patch_points", "report_seeks", "rewind_uncommitted_partitions",
+__all__ = ["CompatError", "EMPTY_FETCH_PAUSE_S", "bound_commit_on_stop", "check_patch_points", "report_seeks",
+           "rewind_uncommitted_partitions",
            "throttle_empty_fetches", "seek_to_committed_or_reset", "split_committed",
            "tolerate_unpositioned_partitions"]
 
@@ -68,6 +70,7 @@ def check_patch_points() -> None:
     import aiokafka
     from aiokafka.consumer.consumer import AIOKafkaConsumer
     from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     problems = []
@@ -83,6 +86,10 @@ def check_patch_points() -> None:
     for name in ("seek_to_committed", "call_thread", "_ensure_consumer"):
         if not callable(getattr(AIOKafkaConsumerThread, name, None)):
             problems.append(f"faust AIOKafkaConsumerThread.{name}")
+    if not inspect.iscoroutinefunction(getattr(ThreadDelegateConsumer, "seek_to_committed", None)):
+        problems.append("faust ThreadDelegateConsumer.seek_to_committed")
+    if not inspect.iscoroutinefunction(getattr(Consumer, "on_stop", None)):
+        problems.append("faust Consumer.on_stop")
     if problems:
         raise CompatError(f"memstream patches aiokafka 0.14.0 / faust-streaming 0.15.3 internals, and the installed "
                           f"aiokafka {aiokafka.__version__} lacks {', '.join(problems)}: install the versions "
@@ -196,6 +203,7 @@ def tolerate_unpositioned_partitions() -> None:
 
 def bound_commit_on_stop(seconds: float) -> None:
     """Let a stopping faust consumer spend at most ``seconds`` on its last commit (see the module docstring)."""
+    check_patch_points()
     from faust.transport.consumer import Consumer
 
     original = Consumer.on_stop
@@ -219,6 +227,7 @@ def bound_commit_on_stop(seconds: float) -> None:
 def report_seeks() -> None:
     """After faust's consumer seeks its partitions to their committed offsets, call its app's
     ``memstream_on_seek({TP: offset or None})`` when it has one (None: no commit, read by the reset policy)."""
+    check_patch_points()
     from faust.transport.consumer import ThreadDelegateConsumer
 
     original = ThreadDelegateConsumer.seek_to_committed

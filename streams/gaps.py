@@ -83,7 +83,8 @@ class OffsetGapGuard:
                 self.restart(tp.topic, tp.partition, offset)
 
     def forget(self, partitions) -> None:
-        """Partitions assigned anew or taken away: the next offset read is where reading starts."""
+        """Partitions taken away: if they come back, the first offset read is taken as it comes unless a seek
+        says where reading starts (:meth:`sought`)."""
         for tp in partitions:
             self.last.pop(tp, None)
             self.resync.pop(tp, None)
