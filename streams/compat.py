@@ -183,22 +183,29 @@ def rewind_uncommitted_partitions(reset: str = "earliest") -> None:
     _rewind_installed = True
 
 
+def _wrap_once(owner, name: str, wrap) -> None:
+    """Replace ``owner.name`` by ``wrap(original)``, unless it is already replaced."""
+    original = getattr(owner, name)
+    if getattr(original, "memstream_patched", False):
+        return
+    replacement = wrap(original)
+    replacement.memstream_patched = True
+    setattr(owner, name, replacement)
+
+
 def tolerate_unpositioned_partitions() -> None:
     """Let faust's livelock detector skip a partition whose position is not fetched yet (see above)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    original = AIOKafkaConsumerThread.verify_event_path
-    if getattr(original, "memstream_patched", False):
-        return
+    def wrap(original):
+        def verify_event_path(self, now, tp):
+            try:
+                return original(self, now, tp)
+            except AssertionError:  # aiokafka: "assert self._position is not None" just after an assignment
+                return None
+        return verify_event_path
 
-    def verify_event_path(self, now, tp):
-        try:
-            return original(self, now, tp)
-        except AssertionError:  # aiokafka: "assert self._position is not None" just after an assignment
-            return None
-
-    verify_event_path.memstream_patched = True
-    AIOKafkaConsumerThread.verify_event_path = verify_event_path
+    _wrap_once(AIOKafkaConsumerThread, "verify_event_path", wrap)
 
 
 def bound_commit_on_stop(seconds: float) -> None:
@@ -206,22 +213,19 @@ def bound_commit_on_stop(seconds: float) -> None:
     check_patch_points()
     from faust.transport.consumer import Consumer
 
-    original = Consumer.on_stop
-    if getattr(original, "memstream_patched", False):
-        return
+    def wrap(original):
+        async def on_stop(self):
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(original(self), seconds)
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() - started >= seconds:  # a commit that swallows the cancel ends the wait as well
+                self.log.warning("last commit not done in %g s (broker unreachable?): leaving without it; "
+                                 "its events are read again and skipped", seconds)
+        return on_stop
 
-    async def on_stop(self):
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(original(self), seconds)
-        except asyncio.TimeoutError:
-            pass
-        if time.monotonic() - started >= seconds:  # a commit that swallows the cancel ends the wait as well
-            self.log.warning("last commit not done in %g s (broker unreachable?): leaving without it; "
-                             "its events are read again and skipped", seconds)
-
-    on_stop.memstream_patched = True
-    Consumer.on_stop = on_stop
+    _wrap_once(Consumer, "on_stop", wrap)
 
 
 def report_seeks() -> None:
@@ -230,16 +234,13 @@ def report_seeks() -> None:
     check_patch_points()
     from faust.transport.consumer import ThreadDelegateConsumer
 
-    original = ThreadDelegateConsumer.seek_to_committed
-    if getattr(original, "memstream_patched", False):
-        return
+    def wrap(original):
+        async def seek_to_committed(self):
+            committed = await original(self)
+            hook = getattr(self.app, "memstream_on_seek", None)
+            if hook is not None:
+                hook(dict(committed))
+            return committed
+        return seek_to_committed
 
-    async def seek_to_committed(self):
-        committed = await original(self)
-        hook = getattr(self.app, "memstream_on_seek", None)
-        if hook is not None:
-            hook(dict(committed))
-        return committed
-
-    seek_to_committed.memstream_patched = True
-    ThreadDelegateConsumer.seek_to_committed = seek_to_committed
+    _wrap_once(ThreadDelegateConsumer, "seek_to_committed", wrap)

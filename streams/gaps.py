@@ -9,8 +9,9 @@ transactions, so within one assignment its offsets are consecutive; a jump means
 missed, and so does a first message past the offset the client was sought to (its committed
 offset, at an assignment or after a rebalance dropped a batch). :class:`OffsetGapGuard` notices
 the jump; the worker then seeks the partition back to the first missed offset and ignores (does
-not apply, does not acknowledge) what was already queued after it until the re-read arrives. A gap that is still there when the partition is read again
-from before it is a real one (a record that does not exist) and is accepted.
+not apply, does not acknowledge) what was already queued after it until the re-read arrives. A gap
+that is still there when the partition is read again from before it is a real one (a record that
+does not exist) and is accepted.
 
 Examples
 --------
