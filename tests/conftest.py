@@ -13,6 +13,10 @@ import pytest
 from learner.config import load_config
 from memstream.samples.stream import make_sample_stream
 
+# The suite's numbers must not depend on the CPU it runs on: float32 weights wherever "auto" would pick
+# bf16 for a CPU with bf16 matrix instructions (tests of that path ask for bf16 by name).
+os.environ.setdefault("MEMSTREAM_CPU_BF16", "0")
+
 TINY = [
     "model.base=memstream-byte",
     "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_seq_len=64",

@@ -70,9 +70,11 @@ class AdaptedModel:
         return self.peft_model is not None
 
     def autocast(self) -> Callable[[], Any]:
-        """A context factory: bf16 autocast on CUDA (``train.autocast``), nothing elsewhere."""
-        if self.device.type == "cuda":
-            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        """A context factory: bf16 autocast on CUDA, and on a CPU when the base's weights are bf16 (the
+        float32 adapters' products then run in bf16 too); nothing for float32 weights on a CPU."""
+        device = self.device
+        if device.type == "cuda" or next(self.base.model.parameters()).dtype == torch.bfloat16:
+            return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
         return nullcontext
 
     # -- base weights ---------------------------------------------------------------------

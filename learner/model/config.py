@@ -40,8 +40,9 @@ class ModelConfig:
     lora_dropout: float = setting("LoRA dropout.", 0.0)
     target_modules: list[str] = setting("LoRA target module names; empty = every linear layer but the output head.", [])
     device: str = setting("'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU).", "auto")
-    dtype: str = setting("Weights' dtype: 'float32', 'bfloat16' or 'auto' (bf16 on CUDA, fp32 on CPU). float16 is "
-                       "refused: it trains only with a loss scaler.", "auto")
+    dtype: str = setting("Weights' dtype: 'float32', 'bfloat16' or 'auto' (bf16 on CUDA and on CPUs with bf16 matrix "
+                       "instructions, AVX512-BF16 or AMX; fp32 elsewhere and for the byte model; LoRA adapters "
+                       "train in fp32 either way). float16 is refused: it trains only with a loss scaler.", "auto")
     gradient_checkpointing: bool = setting("Recompute activations in the backward pass (less memory, ~30% more time).",
                                          False)
 
@@ -51,7 +52,7 @@ class ModelConfig:
         require(self.lora_r >= 1, "model.lora_r", self.lora_r, "must be at least 1")
         require(self.max_seq_len >= 8, "model.max_seq_len", self.max_seq_len, "must be at least 8")
         require(self.dtype != "float16", "model.dtype", self.dtype,
-               "float16 training needs a loss scaler, which memstream does not run: use 'bfloat16' (CUDA) or "
+               "float16 training needs a loss scaler, which memstream does not run: use 'bfloat16' or "
                "'float32'")
         require(self.dtype in ("float32", "bfloat16", "auto"), "model.dtype", self.dtype,
                "must be one of float32, bfloat16, auto")

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from learner.model.bases import BYTE_BASE, BaseModelError, cache_root, ensure_gg
 from learner.config import ModelConfig
 from learner.model.tokenizers import EOS_ID, PAD_ID, VOCAB_SIZE, ByteTokenizer, HFTokenizer
 
-__all__ = ["BaseModel", "build_default_model", "context_length", "find_lora_targets", "load_base", "lora_config", "resolve_device", "resolve_dtype"]
+__all__ = ["BaseModel", "build_default_model", "context_length", "find_lora_targets", "load_base", "lora_config", "resolve_device", "resolve_dtype",
+           "attention_for", "cpu_computes_bf16"]
 
 
 
@@ -47,11 +49,45 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` means bfloat16 on CUDA, float32 on CPU."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX), where a bf16
+    matrix product runs several times faster than a float32 one.
+
+    ``MEMSTREAM_CPU_BF16=0`` (or ``1``) overrides the detection: the test suite sets it, so that its
+    numbers do not depend on the CPU it runs on."""
+    forced = os.environ.get("MEMSTREAM_CPU_BF16", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe is not None and probe() for probe in probes)
+
+
+def resolve_dtype(name: str, device: torch.device, trains_all_weights: bool = False) -> torch.dtype:
+    """``auto`` means bfloat16 where the device computes it natively — CUDA, or a CPU with bf16 matrix
+    instructions (:func:`cpu_computes_bf16`) — for a base that LoRA trains (its adapters stay float32);
+    float32 elsewhere, and for the byte model, whose foundation run trains every weight.
+
+    >>> resolve_dtype("bfloat16", torch.device("cpu")), resolve_dtype("auto", torch.device("cuda"))
+    (torch.bfloat16, torch.bfloat16)
+    >>> resolve_dtype("auto", torch.device("cuda"), trains_all_weights=True)
+    torch.float32
+    """
+    if name != "auto":
+        return getattr(torch, name)
+    if trains_all_weights:
+        return torch.float32
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_computes_bf16())
+    return torch.bfloat16 if native else torch.float32
+
+
+def attention_for(device: torch.device, dtype: torch.dtype) -> str:
+    """The attention implementation: PyTorch's fused SDPA, but plain matrix products for bf16 on a CPU,
+    where SDPA's backward pass is slower than the products (docs/benchmarks.md, "bf16 on the CPU").
+
+    >>> attention_for(torch.device("cpu"), torch.bfloat16), attention_for(torch.device("cpu"), torch.float32)
+    ('eager', 'sdpa')
+    """
+    return "eager" if device.type == "cpu" and dtype == torch.bfloat16 else "sdpa"
 
 
 def default_model_config(cfg: ModelConfig):
@@ -111,15 +147,15 @@ def context_length(config) -> int | None:
 def load_base(cfg: ModelConfig) -> BaseModel:
     """Load the configured base model on the configured device and dtype (see :mod:`learner.model.bases`)."""
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
     resolved = resolve_base(cfg.base)
+    dtype = resolve_dtype(cfg.dtype, device, trains_all_weights=resolved.kind == "byte")
     if resolved.kind == "byte":
         model = build_default_model(cfg)
         return BaseModel(model.to(device=device, dtype=dtype), ByteTokenizer(), BYTE_BASE, True)
     folder = resolved.path
     if resolved.kind == "gguf":
         folder = ensure_gguf_cache(resolved.path, cache_root(cfg.cache_dir))
-    model = _load_hf_folder(folder, cfg, dtype)
+    model = _load_hf_folder(folder, cfg, dtype, attention_for(device, dtype))
     context = context_length(model.config)
     if context is not None and cfg.max_seq_len > context:
         raise BaseModelError(f"model.max_seq_len = {cfg.max_seq_len} is longer than the context of "
@@ -130,7 +166,7 @@ def load_base(cfg: ModelConfig) -> BaseModel:
     return BaseModel(model.to(device), tokenizer, resolved.name, False)
 
 
-def _load_hf_folder(folder: Path, cfg: ModelConfig, dtype: torch.dtype) -> nn.Module:
+def _load_hf_folder(folder: Path, cfg: ModelConfig, dtype: torch.dtype, attention: str) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -147,7 +183,7 @@ def _load_hf_folder(folder: Path, cfg: ModelConfig, dtype: torch.dtype) -> nn.Mo
                              "language model")
     try:
         return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                    dtype=dtype, attn_implementation="sdpa")
+                                                    dtype=dtype, attn_implementation=attention)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise BaseModelError(f"model.base = {cfg.base!r}: a {config.model_type!r} model is not a causal "

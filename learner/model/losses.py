@@ -115,7 +115,7 @@ def mean_loss(model: nn.Module, examples: list[dict[str, torch.Tensor]], pad_id:
     """Token-weighted mean loss (nats per target token) over ``examples``, in evaluation mode.
 
     Batches hold at most ``max_tokens`` tokens (memory stays bounded whatever the model's size);
-    ``autocast`` is an optional context factory (bf16 on CUDA)."""
+    ``autocast`` is an optional context factory (:meth:`learner.model.adapted.AdaptedModel.autocast`)."""
     if not examples:
         return math.nan
     was_training = model.training

@@ -53,7 +53,8 @@ class TrainConfig:
                                       0.6)
     retry_lr_scale: float = setting("... and the learning rate times this.", 0.5)
     eval_max_tokens: int = setting("Tokens per evaluation batch (bounds the memory of the gate's evaluations).", 4096)
-    autocast: bool = setting("Run forward passes under bf16 autocast on CUDA (ignored on CPU).", True)
+    autocast: bool = setting("Run forward passes under bf16 autocast on CUDA, and on a CPU whose base weights are bf16.",
+                             True)
     foundation_epochs: int = setting("Passes over the data in the byte model's first, full-parameter run.", 20)
     foundation_lr: float = setting("Peak learning rate of the byte model's foundation run.", 4e-3)
     foundation_min_events: int = setting("Automatic triggers wait for this many events before the byte model's "

@@ -10,7 +10,8 @@
     Both sides also count their work: tokens (real and padded), FLOPs
     (:class:`learner.training.batching.StepCount`), and the rate reached as a share of this machine's
     matrix-product rate measured in the same run, on the same device and in the dtype the step computes
-    in (:func:`matmul_gflops`: float32 on a CPU, bf16 under CUDA autocast) — the model FLOPs
+    in (:func:`matmul_gflops`: bf16 under CUDA autocast, else the base weights' dtype: bf16 on a CPU that
+    computes it natively, float32 on others) — the model FLOPs
     utilisation (MFU), on every computed token and on the real ones.
 ``ewc``
     The same with the EWC penalty on, against memstream without it (ratio).
@@ -73,7 +74,7 @@ def finish(device: torch.device) -> None:
 
 
 def compute_dtype(live, config: LearnerConfig) -> torch.dtype:
-    """The dtype a step's matrix products run in: bf16 under CUDA autocast, else the weights' own."""
+    """The dtype a step's matrix products run in: bf16 under CUDA autocast, else the base weights' own."""
     if live.device.type == "cuda" and config.train.autocast:
         return torch.bfloat16
     return next(live.model.parameters()).dtype

@@ -1,0 +1,75 @@
+"""bf16 on a CPU: where "auto" picks it, and that the real model learns and predicts in it as in float32.
+
+The suite pins ``MEMSTREAM_CPU_BF16=0`` (tests/conftest.py); the tests here ask for bf16 by name, so
+they run the same on a CPU with bf16 matrix instructions (fast) and on one without (emulated, slower).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from learner.config import load_config
+from learner.model.adapted import AdaptedModel
+from learner.model.loading import cpu_computes_bf16, resolve_dtype
+from learner.online import OnlineLearner
+from memstream.samples.stream import sample_stream
+
+CPU = torch.device("cpu")
+FEW_STEPS = ["train.epochs=2", "train.batch_size=4", "train.max_steps=4", "train.probe_size=4",
+             "train.base_probe_size=4", "ewc.fisher_samples=4", "scheduler.count=100000", "drift.enabled=false"]
+
+
+@pytest.mark.parametrize("forced, expected", [("1", torch.bfloat16), ("0", torch.float32)])
+def test_auto_picks_bf16_only_on_a_cpu_that_multiplies_it_natively(monkeypatch, forced, expected):
+    monkeypatch.setenv("MEMSTREAM_CPU_BF16", forced)
+    assert cpu_computes_bf16() is (forced == "1")
+    assert resolve_dtype("auto", CPU) == expected
+    assert resolve_dtype("auto", CPU, trains_all_weights=True) == torch.float32  # the byte model's foundation
+    assert resolve_dtype("float32", CPU) == torch.float32 and resolve_dtype("bfloat16", CPU) == torch.bfloat16
+
+
+@pytest.fixture(scope="module")
+def bases():
+    """The default model loaded twice: float32 and bf16 weights."""
+    return {name: AdaptedModel(load_config(overrides=FEW_STEPS + [f"model.dtype={name}"], environ={}).model)
+            for name in ("float32", "bfloat16")}
+
+
+def _next_token_logp(live: AdaptedModel, texts: list[str]) -> torch.Tensor:
+    ids = [live.tokenizer.encode(t) for t in texts]
+    width = max(map(len, ids))
+    batch = torch.tensor([row + [live.tokenizer.pad_id] * (width - len(row)) for row in ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+    with torch.no_grad(), live.autocast()():
+        logits = live.model(input_ids=batch, attention_mask=mask).logits.float()
+    return torch.log_softmax(logits, -1)[mask.bool()]
+
+
+def test_a_bf16_base_on_the_cpu_predicts_the_next_token_as_the_float32_base(bases):
+    full, half = bases["float32"], bases["bfloat16"]
+    assert {p.dtype for p in half.base.model.parameters()} == {torch.bfloat16}
+    assert half.base.model.config._attn_implementation == "eager"  # SDPA's CPU backward is slower in bf16
+    assert full.base.model.config._attn_implementation == "sdpa"
+    texts = [e.get("response") or e.get("text") for e in sample_stream()[:12]]
+    reference, approx = _next_token_logp(full, texts), _next_token_logp(half, texts)
+    top = reference.argmax(-1)
+    agreement = (approx.argmax(-1) == top).float().mean().item()
+    drift = (approx.gather(1, top[:, None]) - reference.gather(1, top[:, None])).abs().mean().item()
+    assert agreement >= 0.9 and drift < 0.1, (agreement, drift)
+
+
+def test_a_bf16_base_on_the_cpu_trains_float32_adapters_that_learn(tmp_path):
+    cfg = load_config(overrides=FEW_STEPS + ["model.dtype=bfloat16"], environ={})
+    learner = OnlineLearner("ann", cfg, tmp_path)
+    for i in range(8):
+        learner.learn_one({"profile": "ann", "ts": 1.0 + i, "kind": "conversation", "id": f"ann-{i}",
+                           "prompt": f"Question {i}: what is my sister called?", "response": "Your sister is Odile."})
+    result = learner.consolidate("manual")
+    assert result.accepted, result.reason
+    assert result.metrics["loss_new_after"] < result.metrics["loss_new_before"]
+    assert {p.dtype for p in learner.live.model.parameters() if p.requires_grad} == {torch.float32}
+    adapter = load_file(tmp_path / "ann" / "versions" / "v0001" / "adapter_model.safetensors")
+    assert {t.dtype for t in adapter.values()} == {torch.float32}
+    learner.close()
