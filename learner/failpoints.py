@@ -11,6 +11,7 @@ faults on and off while a worker runs (spawned run processes inherit the variabl
 Actions
     ``crash``    SIGKILL this process at the failpoint (a power cut, as far as the files know).
     ``oserror``  raise ``OSError(errno, strerror)`` (``ENOSPC``: disk full; ``EROFS``: read-only).
+    ``delay``    sleep ``seconds`` there, then go on (a slow disk).
     anything else is returned to the caller, which decides (``nan``: the training loss becomes NaN).
 
 ``after`` skips that many hits first; ``match`` only fires when the failpoint's detail (a
@@ -32,6 +33,7 @@ import errno as errno_codes
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 __all__ = ["failpoint", "ENV"]
@@ -76,4 +78,6 @@ def failpoint(name: str, detail: str = "") -> str | None:
     if action == "oserror":
         code = getattr(errno_codes, str(rule.get("errno", "EIO")), errno_codes.EIO)
         raise OSError(code, os.strerror(code), detail or name)
+    if action == "delay":
+        time.sleep(float(rule.get("seconds", 1.0)))
     return action

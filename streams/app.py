@@ -4,7 +4,8 @@ One agent reads ``memory-events`` with manual acks; a timer makes the learner st
 publishes what they hold to publish (outboxes, dead letters) and waits for the broker, and only
 then acks the offsets they cover — per partition, only a prefix in which no message is parked
 (faust commits acked offsets); it also starts due consolidations in the trainer process and
-records those that finished. Durable state lives in the state directory, not in faust tables.
+records those that finished (in a task of its own, beside the timer: a commit takes seconds). Durable
+state lives in the state directory, not in faust tables.
 
 The core is used by one task at a time; what writes files runs in a thread meanwhile, so the event
 loop stays free during a commit (:mod:`streams.core_guard`).
@@ -61,6 +62,7 @@ class Worker:
         self.guard = CoreGuard(self.metrics, config.worker.loop_hold_warn_s, self.log)
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
         self.gaps = OffsetGapGuard()
+        self._committing: asyncio.Future | None = None  # finished runs being committed, beside the timer
 
     def _report_rebalance(self, to_assignment: float, to_first_event: float) -> None:
         self.metrics.rebalance(to_assignment, to_first_event)
@@ -148,17 +150,38 @@ class Worker:
                     await stream.ack(event)
 
     async def tick(self) -> None:
+        """One beat of the timer. Committing finished runs writes whole versions (seconds): it runs as a
+        task of its own, and beats that come meanwhile return at once, so that a beat never outlasts
+        the timer's interval; its error stops the worker at the next beat, as the beat's own would."""
+        if self._committing is not None:
+            if not self._committing.done():
+                return
+            committing, self._committing = self._committing, None
+            committing.result()
         self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
         await self.guard.on_loop("run start", self.core.start_runs)
-        if await self.guard.off_loop("run commit", self.core.finish_runs):
-            await self.flush()
         await self.guard.on_loop("metrics",
                            lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
+        self._committing = asyncio.ensure_future(self._commit_finished_runs())
+
+    async def committed(self) -> None:
+        """Wait until the finished runs the last beat found are committed (raises what that raised)."""
+        if self._committing is not None:
+            committing, self._committing = self._committing, None
+            await committing
+
+    async def _commit_finished_runs(self) -> None:
+        if await self.guard.off_loop("run commit", self.core.finish_runs):
+            await self.flush()
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
         covers; leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
+        try:
+            await self.committed()
+        except Exception as exc:  # noqa: BLE001 - stopping anyway: what it left uncommitted is rerun
+            self.log(f"committing finished runs failed while stopping ({type(exc).__name__}: {exc})")
         await self.flush()
         async with self.guard.using():
             stats = self.core.stats()
@@ -271,27 +294,3 @@ def build_app(worker: Worker) -> faust.App:
 
     return app
 
-
-def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None = None,
-               loglevel: str = "warn") -> int:
-    """Create the topics when missing, then run a worker until SIGTERM/SIGINT; returns the exit code."""
-    from streams.topics import ensure_topics, topic_id
-
-    state_root = Path(state_root)
-    state_root.mkdir(parents=True, exist_ok=True)
-    created = ensure_topics(config.kafka)
-    source = Topics(config.kafka.topic_prefix).memory_events
-    tid = topic_id(config.kafka, source)
-    worker = Worker(config, state_root, log=log, topic_ids={source: tid} if tid else None)
-    if created:
-        worker.log(f"created topics: {', '.join(created)}")
-    if config.worker.metrics_port:
-        worker.metrics.serve(config.worker.metrics_port)
-        worker.log(f"metrics on http://0.0.0.0:{config.worker.metrics_port}/metrics")
-    faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    faust_worker.spinner = None  # its terminal spinner writes cursor codes into the log, terminal or not
-    try:
-        faust_worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0

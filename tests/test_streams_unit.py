@@ -253,7 +253,7 @@ def test_a_record_that_does_not_exist_is_skipped_once_read_again(n, data):
 
 
 def test_state_saves_and_version_commits_leave_the_event_loop_free(tmp_path, monkeypatch):
-    """The worker's tick saves states and commits versions in a thread: while they work, the event loop
+    """The worker's timer saves states and commits versions in a thread: while they work, the event loop
     runs (heartbeats, timers). Each stand-in below returns only once the loop has run after it began."""
     import asyncio
     import threading
@@ -278,13 +278,17 @@ def test_state_saves_and_version_commits_leave_the_event_loop_free(tmp_path, mon
     monkeypatch.setattr(worker.core, "finish_runs", needs_the_loop("version commit"))
     monkeypatch.setattr(worker.metrics, "update", lambda *_args: None)  # no consumer: the app is not started
 
-    async def scenario():
-        ticking = asyncio.ensure_future(worker.tick())
-        while not ticking.done():  # what the loop does for a heartbeat: wake up now and then
+    async def beating(work):  # what the loop does for a heartbeat while ``work`` runs: wake up now and then
+        running = asyncio.ensure_future(work)
+        while not running.done():
             for event in waiting:
                 event.set()
             await asyncio.sleep(0.01)
-        await ticking
+        await running
+
+    async def scenario():
+        await beating(worker.tick())
+        await beating(worker.committed())  # the beat hands the commit to a task of its own
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert worked == ["state save", "version commit"]

@@ -60,7 +60,7 @@ def up_command(state_dir: Path, bootstrap: str | None, port: int, engine: str, c
 
     Then publish with `memstream publish FILE.jsonl` and follow with `memstream watch`.
     """
-    from streams.app import run_worker
+    from streams.launch import run_worker
 
     broker = None
     if bootstrap is None:

@@ -21,7 +21,7 @@ def worker_command(state_dir: Path, bootstrap: str | None, config_file, override
     Several workers with the same [worker] group share the profiles; SIGTERM stops one cleanly
     (a run in progress is abandoned without a partial version, state is saved, the group is left).
     """
-    from streams.app import run_worker
+    from streams.launch import run_worker
 
     config = open_stream_config(config_file, overrides, bootstrap)
     _check_writable(state_dir)

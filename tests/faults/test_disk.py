@@ -51,3 +51,23 @@ def test_checkpoint_on_a_full_or_read_only_disk_fails_cleanly_and_recovers(stack
     stack.stop_all()
     check_state_dir(stack.state, ["dee"], {"dee": len(events)}, {"dee": first["version"]})
     assert stack.learner_state("dee")["events_seen"] == len(events)
+
+
+@pytest.mark.slow
+def test_a_slow_checkpoint_keeps_the_workers_timer_on_its_beat(stack, monkeypatch):
+    """Committing a version writes whole files (seconds on a slow disk): it must not hold up the timer
+    that flushes, acks and starts runs — faust warns of a beat that outlasts its interval."""
+    events = make_sample_stream(n_per_phase=(150,), seed=31, profile="eve")
+    faults = stack.root / "faults.json"
+    set_faults(faults, {"registry.commit": {"action": "delay", "seconds": 3}})
+    monkeypatch.setenv("MEMSTREAM_FAULTS", str(faults))
+    worker = stack.start_worker()
+    with stack.subscriber("model-updated") as sub, stack.producer() as producer:
+        producer.publish_many(events)
+        stack.wait_for(lambda: [e for _k, e in sub.poll(1.0) if e["accepted"]], 150, "a version, committed slowly")
+    stack.wait_for(lambda: stack.learner_state("eve").get("events_seen") == len(events), 60, "every event counted")
+    stack.stop_all()
+    log = worker.log_path.read_text(errors="replace")
+    assert "committing finished runs failed" not in log
+    assert "is overlapping" not in log, [line for line in log.splitlines() if "overlapping" in line]
+    check_state_dir(stack.state, ["eve"], {"eve": len(events)}, {"eve": 1})

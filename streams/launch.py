@@ -1,0 +1,38 @@
+"""Starting a worker: its topics, its metrics endpoint, and faust's worker around :mod:`streams.app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import faust
+
+from contracts.topics import Topics
+from streams.app import Worker
+
+__all__ = ["run_worker"]
+
+
+def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None = None,
+               loglevel: str = "warn") -> int:
+    """Create the topics when missing, then run a worker until SIGTERM/SIGINT; returns the exit code."""
+    from streams.topics import ensure_topics, topic_id
+
+    state_root = Path(state_root)
+    state_root.mkdir(parents=True, exist_ok=True)
+    created = ensure_topics(config.kafka)
+    source = Topics(config.kafka.topic_prefix).memory_events
+    tid = topic_id(config.kafka, source)
+    worker = Worker(config, state_root, log=log, topic_ids={source: tid} if tid else None)
+    if created:
+        worker.log(f"created topics: {', '.join(created)}")
+    if config.worker.metrics_port:
+        worker.metrics.serve(config.worker.metrics_port)
+        worker.log(f"metrics on http://0.0.0.0:{config.worker.metrics_port}/metrics")
+    faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    faust_worker.spinner = None  # its terminal spinner writes cursor codes into the log, terminal or not
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
