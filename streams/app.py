@@ -153,11 +153,9 @@ class Worker:
         """One beat of the timer. Committing finished runs writes whole versions (seconds): it runs as a
         task of its own, and beats that come meanwhile return at once, so that a beat never outlasts
         the timer's interval; its error stops the worker at the next beat, as the beat's own would."""
-        if self._committing is not None:
-            if not self._committing.done():
-                return
-            committing, self._committing = self._committing, None
-            committing.result()
+        if self._committing is not None and not self._committing.done():
+            return
+        await self.committed()  # done: raises what it raised
         self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
         await self.guard.on_loop("run start", self.core.start_runs)
