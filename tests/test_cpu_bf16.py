@@ -60,16 +60,32 @@ def test_a_bf16_base_on_the_cpu_predicts_the_next_token_as_the_float32_base(base
     assert agreement >= 0.9 and drift < 0.1, (agreement, drift)
 
 
-def test_a_bf16_base_on_the_cpu_trains_float32_adapters_that_learn(tmp_path):
-    cfg = load_config(overrides=FEW_STEPS + ["model.dtype=bfloat16"], environ={})
-    learner = OnlineLearner("ann", cfg, tmp_path)
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory):
+    """One short consolidation on the real model with bf16 base weights."""
+    state = tmp_path_factory.mktemp("bf16")
+    learner = OnlineLearner("ann", load_config(overrides=FEW_STEPS + ["model.dtype=bfloat16"], environ={}), state)
     for i in range(8):
         learner.learn_one({"profile": "ann", "ts": 1.0 + i, "kind": "conversation", "id": f"ann-{i}",
                            "prompt": f"Question {i}: what is my sister called?", "response": "Your sister is Odile."})
-    result = learner.consolidate("manual")
+    yield learner, learner.consolidate("manual"), state
+    learner.close()
+
+
+def test_a_bf16_base_on_the_cpu_trains_float32_adapters_that_learn(taught):
+    learner, result, state = taught
     assert result.accepted, result.reason
     assert result.metrics["loss_new_after"] < result.metrics["loss_new_before"]
     assert {p.dtype for p in learner.live.model.parameters() if p.requires_grad} == {torch.float32}
-    adapter = load_file(tmp_path / "ann" / "versions" / "v0001" / "adapter_model.safetensors")
+    adapter = load_file(state / "ann" / "versions" / "v0001" / "adapter_model.safetensors")
     assert {t.dtype for t in adapter.values()} == {torch.float32}
-    learner.close()
+
+
+def test_a_bf16_base_is_merged_with_its_adapter_in_float32_for_export(taught):
+    live = taught[0].live
+    layer = live.peft_model.get_base_model().model.layers[0].mlp.down_proj
+    update = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight) * layer.scaling["default"]
+    merged = live.merged()
+    weight = merged.model.layers[0].mlp.down_proj.weight
+    assert weight.dtype == torch.float32 and live.peft_model is not None  # the live model keeps its adapter
+    assert torch.allclose(weight - layer.base_layer.weight.float(), update, atol=1e-6)

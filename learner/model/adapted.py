@@ -122,7 +122,8 @@ class AdaptedModel:
     def fold_adapter(self, tag: Any) -> None:
         """Merge the adapter into the base weights, in place, and take it off: what it learned stays,
         frozen, and the next run starts a fresh adapter on top (progressive adapters). ``tag`` names the
-        weights the base now holds."""
+        weights the base now holds. On a bf16 base the folded weights are rounded to bf16, which loses
+        part of a small update: measure progressive adapters on a float32 base."""
         if self.peft_model is not None:
             self.base.model = self.peft_model.merge_and_unload()
             self.peft_model = None
@@ -197,12 +198,15 @@ class AdaptedModel:
                 params[name].copy_(value)
 
     def merged(self) -> nn.Module:
-        """A plain model with the adapter merged in (for export); the live model is untouched."""
+        """A plain model with the adapter merged in (for export); the live model is untouched. A bf16
+        base is merged in float32, on the CPU: in bf16 the sum would round much of the adapter's small
+        update away."""
         import copy
 
-        if self.peft_model is None:
-            return copy.deepcopy(self.base.model)
-        return copy.deepcopy(self.peft_model).merge_and_unload()
+        model = copy.deepcopy(self.model)
+        if next(model.parameters()).dtype == torch.bfloat16:
+            model = model.to(device="cpu", dtype=torch.float32)
+        return model.merge_and_unload() if self.peft_model is not None else model
 
 
 def _stored_lora_fields(config: dict[str, Any]) -> dict[str, Any]:
