@@ -146,6 +146,7 @@ def test_bench_recall_tells_the_diary_person_and_reports_the_in_context_ceiling_
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # a report others may read, as a plain open writes it
     assert data["setup"]["people"] == "diary" and len(data["setup"]["base_recall_in_context"]) == 4
+    assert data["setup"]["dtype"] == "float32"  # the weights it ran on (the suite pins float32 on every CPU)
     runs = data["strategies"]["memstream"]["phases"][0]
     assert len(runs) == 4 and runs[1]["tokens"] > 0 and runs[1]["views"] > 0
     assert runs[1]["kl_base_new"] is None or runs[1]["kl_base_new"] >= 0
