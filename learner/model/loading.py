@@ -35,8 +35,8 @@ from learner.model.bases import BYTE_BASE, BaseModelError, cache_root, ensure_gg
 from learner.config import ModelConfig
 from learner.model.tokenizers import EOS_ID, PAD_ID, VOCAB_SIZE, ByteTokenizer, HFTokenizer
 
-__all__ = ["BaseModel", "build_default_model", "context_length", "find_lora_targets", "load_base", "lora_config", "resolve_device", "resolve_dtype",
-           "attention_for", "cpu_computes_bf16"]
+__all__ = ["BaseModel", "attention_for", "build_default_model", "context_length", "cpu_computes_bf16",
+           "find_lora_targets", "load_base", "lora_config", "resolve_device", "resolve_dtype"]
 
 
 
