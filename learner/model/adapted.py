@@ -66,6 +66,11 @@ class AdaptedModel:
         return next(self.base.model.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The base weights' dtype (adapters are float32 whatever it is)."""
+        return next(self.base.model.parameters()).dtype
+
+    @property
     def has_adapter(self) -> bool:
         return self.peft_model is not None
 
@@ -73,7 +78,7 @@ class AdaptedModel:
         """A context factory: bf16 autocast on CUDA, and on a CPU when the base's weights are bf16 (the
         float32 adapters' products then run in bf16 too); nothing for float32 weights on a CPU."""
         device = self.device
-        if device.type == "cuda" or next(self.base.model.parameters()).dtype == torch.bfloat16:
+        if device.type == "cuda" or self.dtype == torch.bfloat16:
             return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
         return nullcontext
 
@@ -204,7 +209,7 @@ class AdaptedModel:
         import copy
 
         model = copy.deepcopy(self.model)
-        if next(model.parameters()).dtype == torch.bfloat16:
+        if self.dtype == torch.bfloat16:
             model = model.to(device="cpu", dtype=torch.float32)
         return model.merge_and_unload() if self.peft_model is not None else model
 

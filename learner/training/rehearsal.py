@@ -216,7 +216,7 @@ def prepare(live, config, say: Callable[[str], None] = lambda _m: None) -> Rehea
 
 def _targets_file(cache_dir: Path, live, examples: list[dict], k: int) -> Path:
     """Named by everything the targets depend on: the base, its dtype, ``k`` and the encoded examples."""
-    digest = hashlib.sha256(f"{live.base.name}|{next(live.model.parameters()).dtype}|{k}|{FORMAT}".encode())
+    digest = hashlib.sha256(f"{live.base.name}|{live.dtype}|{k}|{FORMAT}".encode())
     for ex in examples:
         digest.update(ex["input_ids"].numpy().tobytes())
         digest.update(ex["labels"].numpy().tobytes())

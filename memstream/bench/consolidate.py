@@ -77,7 +77,7 @@ def compute_dtype(live, config: LearnerConfig) -> torch.dtype:
     """The dtype a step's matrix products run in: bf16 under CUDA autocast, else the base weights' own."""
     if live.device.type == "cuda" and config.train.autocast:
         return torch.bfloat16
-    return next(live.model.parameters()).dtype
+    return live.dtype
 
 
 def matmul_gflops(device: torch.device | None = None, dtype: torch.dtype = torch.float32,

@@ -253,7 +253,7 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
     m = config.model
     results = {
         "strategies": {name: summary(runs[name], base_general) for name in strategies},
-        "setup": {"base": m.base, "dtype": str(next(trainer.live.base.model.parameters()).dtype).removeprefix("torch."),
+        "setup": {"base": m.base, "dtype": str(trainer.live.dtype).removeprefix("torch."),
                   "people": people, "seeds": seeds, "phases": phases,
                   "facts_per_phase": facts_per_phase,
                   "events_per_phase": 3 * facts_per_phase, "questions_per_phase": 2 * facts_per_phase,
