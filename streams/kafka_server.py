@@ -24,10 +24,11 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from streams.broker import BrokerProcess, BrokerStartError, free_port, port_in_use
 
-__all__ = ["ApacheKafka", "NODE_SETTINGS", "server_properties", "kafka_libs", "compose_name"]
+__all__ = ["ApacheKafka", "NODE_SETTINGS", "server_properties", "kafka_libs", "compose_name", "new_cluster_id"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LIBS = ROOT / ".kafka" / "libs"
@@ -89,6 +90,20 @@ def kafka_libs(libs: str | Path | None = None) -> Path:
     return folder
 
 
+
+def new_cluster_id(make: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A cluster id in Kafka's form (a UUID in URL-safe base64, unpadded), drawn again while it starts
+    with ``-``, as Kafka's own ``Uuid.randomUuid`` does: the format tool would read it as an option.
+
+    >>> ids = iter([uuid.UUID(bytes=bytes([0xF8] + [0] * 15)), uuid.UUID(int=1)])
+    >>> new_cluster_id(lambda: next(ids))
+    'AAAAAAAAAAAAAAAAAAAAAQ'
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(make().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
 class ApacheKafka(BrokerProcess):
     """One KRaft node in its own process group, its data and ``kafka.log`` under ``data_dir``.
 
@@ -143,8 +158,7 @@ class ApacheKafka(BrokerProcess):
                 f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}", "-cp", classpath]
 
     def _format(self, java: list[str], config: Path) -> None:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")  # Kafka's cluster id form
-        done = subprocess.run([*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", cid, "-c",
+        done = subprocess.run([*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", new_cluster_id(), "-c",
                                str(config)], capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
