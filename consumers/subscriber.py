@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from contracts.codec import DecodeError, EventCodec
-from contracts.topics import BrokerUnavailable, Topics
+from contracts.topics import Topics
 
 __all__ = ["Subscriber", "ModelUpdateSubscriber", "DriftAlertSubscriber", "DeadLetterSubscriber",
            "describe_event"]
@@ -55,8 +55,7 @@ class Subscriber:
                 auto_offset_reset="earliest" if from_beginning else "latest",
                 enable_auto_commit=group is not None)
         except KafkaError as exc:
-            raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
-                                    f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None
+            raise kafka.unavailable(exc) from None
 
     def poll(self, timeout_s: float = 1.0) -> list[tuple[str, dict[str, Any]]]:
         """The events that arrived within ``timeout_s``, as ``(kind, map)``."""

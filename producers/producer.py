@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from contracts.events import MemoryEvent
 from contracts.codec import EventCodec
-from contracts.topics import BrokerUnavailable, Topics
+from contracts.topics import Topics
 
 __all__ = ["MemoryProducer", "PublishError", "build_event"]
 
@@ -60,8 +60,7 @@ class MemoryProducer:
                 delivery_timeout_ms=int(kafka.request_timeout_s * 2000) + linger_ms,
             )  # memory stays bounded because publish_many waits for every ack of its batch before returning
         except KafkaError as exc:
-            raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
-                                    f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None
+            raise kafka.unavailable(exc) from None
 
     def publish(self, event: dict[str, Any] | MemoryEvent) -> MemoryEvent:
         """Publish one event; returns once the broker acknowledged it, or raises :class:`PublishError`."""

@@ -30,8 +30,7 @@ def publish_outbox(learner: Any, kafka) -> int:
         producer = KafkaProducer(**kafka.kafka_python_options(), acks="all",
                                  max_block_ms=int(kafka.request_timeout_s * 1000))
     except KafkaError as exc:
-        raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
-                                f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None
+        raise kafka.unavailable(exc) from None
     try:
         futures = [(e, producer.send(topics.by_name(e["kind"]), key=learner.profile.encode(),
                                      value=EventCodec.encode(_MAKE[e["kind"]](e["event"])))) for e in entries]

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.topics import BrokerUnavailable
 from learner.config import LearnerConfig
 from learner.fields import require, setting
 
@@ -53,6 +54,8 @@ class KafkaConfig:
     client_id: str = setting("Client id the broker sees.", "memstream")
     request_timeout_s: float = setting("How long a client waits for the broker before it gives up with an error.",
                                      15.0)
+    metadata_max_age_s: float = setting("How often clients read the topics' partitions again: partitions added to a "
+                                      "topic are read (and written to) within this many seconds.", 30.0)
     security_protocol: str = setting("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", "PLAINTEXT")
     sasl_mechanism: str = setting("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).", "PLAIN")
     sasl_username: str | None = setting("SASL user name.", None)
@@ -71,6 +74,7 @@ class KafkaConfig:
         require(self.partitions >= 1, "kafka.partitions", self.partitions, "must be at least 1")
         require(self.replication >= 1, "kafka.replication", self.replication, "must be at least 1")
         require(self.request_timeout_s > 0, "kafka.request_timeout_s", self.request_timeout_s, "must be positive")
+        require(self.metadata_max_age_s > 0, "kafka.metadata_max_age_s", self.metadata_max_age_s, "must be positive")
         require(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol", self.security_protocol,
                f"must be one of {', '.join(SECURITY_PROTOCOLS)}")
         require(self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism", self.sasl_mechanism,
@@ -91,6 +95,7 @@ class KafkaConfig:
             "security_protocol": self.security_protocol,
             "request_timeout_ms": int(self.request_timeout_s * 1000),
             "bootstrap_timeout_ms": int(self.request_timeout_s * 1000),  # an unreachable broker fails this fast
+            "metadata_max_age_ms": int(self.metadata_max_age_s * 1000),
         }
         if self.security_protocol.startswith("SASL"):
             options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
@@ -98,6 +103,20 @@ class KafkaConfig:
         if self.security_protocol.endswith("SSL"):
             options.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
         return options
+
+    def unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        """The one-line error for a client that got no answer from ``bootstrap``: it says whether
+        anything listens there (a broker down) or something does but does not speak Kafka (a wrong
+        port, another service).
+
+        >>> str(KafkaConfig(bootstrap="127.0.0.1:1", request_timeout_s=2).unavailable(TimeoutError()))
+        'no Kafka broker answered at 127.0.0.1:1 within 2 s (TimeoutError): nothing listens there'
+        """
+        listening = [address for address in self.servers if _accepts_connections(address)]
+        why = (f"{', '.join(listening)} accepts connections but gave no Kafka answer: is it a Kafka broker's "
+               "client listener?") if listening else "nothing listens there"
+        return BrokerUnavailable(f"no Kafka broker answered at {self.bootstrap} within {self.request_timeout_s:g} s "
+                                 f"({type(exc).__name__}): {why}")
 
     def faust_options(self) -> dict[str, Any]:
         """Broker URL and credentials for the faust app."""
@@ -191,3 +210,14 @@ class StreamConfig(LearnerConfig):
         data = super().to_dict()
         data["kafka"] = self.kafka.public_dict()
         return data
+
+
+def _accepts_connections(address: str, timeout_s: float = 1.0) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

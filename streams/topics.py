@@ -42,8 +42,7 @@ def admin_client(kafka):
     try:
         return KafkaAdminClient(**kafka.kafka_python_options())
     except KafkaError as exc:
-        raise BrokerUnavailable(f"no Kafka broker answered at {kafka.bootstrap} within "
-                                f"{kafka.request_timeout_s:g} s ({type(exc).__name__})") from None
+        raise kafka.unavailable(exc) from None
 
 
 def topic_id(kafka, name: str) -> str | None:

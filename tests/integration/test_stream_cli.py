@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import time
 
 from memstream.samples.stream import make_sample_stream
@@ -23,8 +25,23 @@ def test_unreachable_broker_is_one_line_naming_the_address(tmp_path):
     for args in (["publish", str(events)], ["watch", "--max", "1"], ["worker", "--state", str(tmp_path / "s")]):
         line = one_clear_line(memstream(*args, "--bootstrap", "127.0.0.1:1", "--set", "kafka.request_timeout_s=2",
                                         check=False, timeout=120))
-        assert "127.0.0.1:1" in line and "within 2 s" in line
+        assert "127.0.0.1:1" in line and "within 2 s" in line and "nothing listens there" in line
     assert time.monotonic() - started < 90  # a timeout, not a hang
+
+
+def test_a_server_that_is_not_kafka_at_the_bootstrap_address_is_one_line_saying_so(tmp_path):
+    events = write_jsonl(tmp_path / "e.jsonl", make_sample_stream(n_per_phase=(3,), seed=1))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{web.server_address[1]}"
+    try:
+        for args in (["publish", str(events)], ["worker", "--state", str(tmp_path / "s")]):
+            line = one_clear_line(memstream(*args, "--bootstrap", address, "--set", "kafka.request_timeout_s=2",
+                                            check=False, timeout=120))
+            assert f"{address} accepts connections but gave no Kafka answer" in line, line
+    finally:
+        web.shutdown()
+        web.server_close()
 
 
 def test_bad_bootstrap_missing_file_unwritable_state(tmp_path):
