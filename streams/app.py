@@ -29,7 +29,7 @@ from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.core_guard import CoreGuard
 from streams.metrics import WorkerMetrics
 from streams.gaps import APPLY, IGNORE, OffsetGapGuard
-from streams.rebalance import RebalanceTimer
+from streams.rebalance import RebalanceTimer, assignment_line
 from streams.run_pool import RunPool
 from contracts.topics import Topics
 
@@ -216,6 +216,9 @@ def build_app(worker: Worker) -> faust.App:
         broker_request_timeout=max(config.kafka.request_timeout_s, config.worker.session_timeout_s) + 10,
         broker_commit_interval=config.worker.flush_interval_s,
         consumer_group_instance_id=config.worker.instance_id,
+        # partitions added to the topic: the group rebalances onto them once the consumer's metadata shows them
+        consumer_metadata_max_age_ms=int(config.kafka.metadata_max_age_s * 1000),
+        producer_metadata_max_age_ms=int(config.kafka.metadata_max_age_s * 1000),
         stream_wait_empty=False,  # unacked = not yet durable: left uncommitted, replayed and skipped
         producer_acks=-1,
         web_enabled=config.worker.web_port > 0,
@@ -278,8 +281,8 @@ def build_app(worker: Worker) -> faust.App:
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
         worker.rebalances.assigned(mine)
-        given = ", ".join(map(str, sorted(mine))) or "none"
-        worker.log(f"rebalance: given partitions {given} of {topics.memory_events}")
+        worker.log(assignment_line(topics.memory_events, mine, lambda: app.consumer.topic_partitions(
+            topics.memory_events)))
         adopted = await worker.guard.off_loop("partition adoption",
                                         lambda: worker.core.adopt_partitions(topics.memory_events, mine))
         if adopted:

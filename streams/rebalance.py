@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["RebalanceTimer"]
+__all__ = ["RebalanceTimer", "assignment_line"]
 
 
 class RebalanceTimer:
@@ -59,3 +59,22 @@ class RebalanceTimer:
         self._revoked_at = None
         self.report(*spans)
         return spans
+
+
+def assignment_line(topic: str, partitions: set[int], partition_count: Callable[[], int | None]) -> str:
+    """The worker's log line for an assignment; a worker given none of ``topic``'s partitions (more
+    workers than partitions) says that it idles, and how many partitions the group shares.
+
+    >>> assignment_line("m.memory-events", {3, 0}, lambda: 6)
+    'rebalance: given partitions 0, 3 of m.memory-events'
+    >>> assignment_line("m.memory-events", set(), lambda: 2)
+    "rebalance: given no partition of m.memory-events (its 2 go to the group's other members): this worker idles until a rebalance gives it one"
+    """
+    if partitions:
+        return f"rebalance: given partitions {', '.join(map(str, sorted(partitions)))} of {topic}"
+    try:
+        count = partition_count()
+    except Exception:  # noqa: BLE001 - the count only details a log line
+        count = None
+    return (f"rebalance: given no partition of {topic} (its {count or 'partitions'} go to the group's other "
+            "members): this worker idles until a rebalance gives it one")
