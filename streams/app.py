@@ -158,6 +158,7 @@ class Worker:
         await self.committed()  # done: raises what it raised
         self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
+        await self.guard.off_loop("idle profiles", self.core.close_idle_profiles)
         await self.guard.on_loop("run start", self.core.start_runs)
         await self.guard.on_loop("metrics",
                            lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))

@@ -92,6 +92,7 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
         self.runs = run_pool if run_pool is not None else InProcessRuns(self.learner, self.log)
         self.learners: dict[str, OnlineLearner] = {}
         self.partition_of: dict[str, tuple[str, int]] = {}
+        self.last_applied: dict[str, float] = {}  # profile -> when its last event was applied (idle profiles close)
         self.dirty: set[str] = set()
         self.due: dict[str, str] = {}
         self.parked: dict[str, deque[Parked]] = {}
@@ -151,6 +152,7 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
     def _apply(self, learner: OnlineLearner, event: MemoryEvent, topic: str, partition: int, offset: int) -> None:
         profile = event.profile
         self.partition_of[profile] = (topic, partition)
+        self.last_applied[profile] = time.time()
         source = self.source_key(topic, partition)
         if source not in learner.sources:
             self._record_source(learner, source)

@@ -7,6 +7,7 @@ waiting."""
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,6 +88,25 @@ class PartitionOwnership:
                 self.due[profile] = trigger
             adopted.append(profile)
         return adopted
+
+    def close_idle_profiles(self, now: float | None = None) -> list[str]:
+        """Close the profiles that have had nothing to do for ``worker.profile_idle_s``: no event applied,
+        none parked, no run due or computing, the state saved and its outbox sent. Their locks are given
+        back and their memory freed; the next event opens a profile again.
+
+        A profile's events may come from a partition another worker reads (after partitions were
+        added to the topic, a key hashes elsewhere): that worker's events for it wait, parked, until
+        the one holding it lets it go."""
+        now = time.time() if now is None else now
+        idle = [p for p, learner in self.learners.items()
+                if now - self.last_applied.get(p, 0.0) >= self.config.worker.profile_idle_s
+                and p not in self.dirty and p not in self.due and p not in self.parked and p not in self._plans
+                and not self.runs.busy(p) and not learner.outbox.pending()]
+        for profile in idle:
+            self.learners.pop(profile).close()
+            self.partition_of.pop(profile, None)
+            self.last_applied.pop(profile, None)
+        return idle
 
     def _record_source(self, learner: OnlineLearner, source: str) -> None:
         """Write down the partitions a profile is fed from (what adoption reads after a rebalance)."""

@@ -169,6 +169,10 @@ class WorkerConfig:
     locked_wait_s: float = setting("How long events of a profile that another process is writing (memstream learn, "
                                  "registry rollback) wait, unacknowledged, before they go to the dead-letter "
                                  "topic; other profiles keep flowing meanwhile.", 300.0)
+    profile_idle_s: float = setting("Close a profile that has had no event, run or message to publish for this long: "
+                                  "its lock is given back (a profile whose events now come from a partition "
+                                  "another worker reads can move there) and its memory freed; its next event "
+                                  "opens it again.", 60.0)
     max_parallel_runs: int = setting("Consolidations running at once across profiles (each in its own process).", 1)
     metrics_port: int = setting("Port of the Prometheus /metrics endpoint (0: off).", 0)
     session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
@@ -191,6 +195,7 @@ class WorkerConfig:
         require(self.max_event_bytes >= 256, "worker.max_event_bytes", self.max_event_bytes, "must be at least 256")
         require(self.max_text_chars >= 16, "worker.max_text_chars", self.max_text_chars, "must be at least 16")
         require(self.locked_wait_s >= 0, "worker.locked_wait_s", self.locked_wait_s, "must not be negative")
+        require(self.profile_idle_s > 0, "worker.profile_idle_s", self.profile_idle_s, "must be positive")
         require(self.max_parallel_runs >= 1, "worker.max_parallel_runs", self.max_parallel_runs,
                "must be at least 1")
         require(0 <= self.metrics_port < 65536, "worker.metrics_port", self.metrics_port, "must be a port or 0")

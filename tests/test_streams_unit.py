@@ -165,6 +165,26 @@ def test_a_trigger_starts_one_run_and_its_model_updated_waits_in_the_outbox(core
     assert "di" in core.dirty  # marked sent: saved at the next flush
 
 
+def test_a_profile_with_nothing_to_do_is_closed_and_its_lock_given_back(core, tmp_path):
+    from learner.store.lock import read_leases
+
+    idle_s = core.config.worker.profile_idle_s
+    for offset, value in enumerate(wire(make_sample_stream(n_per_phase=(5,), seed=5, profile="ed"))):
+        core.handle("t", 0, offset, b"ed", value)
+    applied_at = core.last_applied["ed"]
+    assert core.close_idle_profiles(now=applied_at + idle_s) == []  # not saved yet
+    core.flush()
+    assert core.close_idle_profiles(now=applied_at + idle_s / 2) == []  # not idle for long enough
+    core.due["ed"] = "manual"
+    assert core.close_idle_profiles(now=applied_at + idle_s) == []  # a run waits for it
+    del core.due["ed"]
+    assert not any("released" in entry for entry in read_leases(tmp_path / "ed"))
+    assert core.close_idle_profiles(now=applied_at + idle_s) == ["ed"]
+    assert "ed" not in core.learners and "ed" not in core.partition_of
+    assert any("released" in entry for entry in read_leases(tmp_path / "ed"))  # the lock was given back
+    assert core.learner("ed").events_seen == 5  # the state saved: it opens again with its next event
+
+
 # -- deployment -----------------------------------------------------------------------------
 def kafka_version() -> str:
     """The Apache Kafka version kafka/pom.xml pins."""

@@ -91,3 +91,34 @@ def test_partitions_added_to_the_topic_are_adopted_and_nothing_published_to_them
     assert sum(n for count, n in fed_from.items() if count > 1) >= 6, f"few profiles moved partitions: {fed_from}"
     for profile in profiles:
         assert stack.learner_state(profile)["duplicates"] == 0
+
+
+def test_profiles_whose_events_span_old_and_new_partitions_are_finished_by_two_workers(bootstrap, tmp_path):
+    """Events published before and after the topic grew wait for the workers: a profile's first events lie
+    in its old partition, the rest in its new one, and the two may belong to different workers."""
+    from kafka.admin import NewPartitions
+
+    from streams.topics import admin_client
+
+    stack = Stack(bootstrap, tmp_path, extra=["kafka.partitions=2", "kafka.metadata_max_age_s=2",
+                                              "scheduler.count=100000", "worker.profile_idle_s=2"])
+    profiles = [f"r{i}" for i in range(12)]
+    events = _stream(profiles, 20, seed=80)
+    before, after = events[: len(events) // 2], events[len(events) // 2:]
+    with stack.producer() as producer:
+        producer.publish_many(before)
+    admin = admin_client(stack.config.kafka)
+    try:
+        admin.create_partitions({Topics(stack.prefix).memory_events: NewPartitions(total_count=4)})
+    finally:
+        admin.close()
+    with stack.producer() as producer:
+        producer.publish_many(after)
+    try:
+        workers = [stack.start_worker(name) for name in ("a", "b")]
+        stack.wait_for(lambda: _all_counted(stack, events), 120, "every profile finished")
+    finally:
+        stack.stop_all()
+    for profile in profiles:
+        assert stack.learner_state(profile)["duplicates"] == 0
+    assert sum(len(stack.learner_state(p)["sources"]) > 1 for p in profiles) >= 4  # 5 of these 12 keys move
