@@ -144,8 +144,6 @@ def test_sigterm_abandons_the_run_saves_state_and_leaves(stack):
 
 
 @pytest.mark.brokers("kafka")  # noida-db 0.2.3 never completes a rebalance of a two-member group (docs/streaming.md)
-@pytest.mark.xfail(strict=False, reason="seen once in six runs: faust's livelock detector crashed the surviving "
-                   "worker just after its assignment; streams/compat.py now lets it pass, not yet seen to hold")
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_two_workers_one_stopped_the_other_finishes_its_profiles(stack, how):
     profiles = ["hal", "ivy", "jon", "kit", "lou", "max"]
