@@ -178,3 +178,15 @@ def test_bench_idle_counts_the_cpu_of_a_whole_process_tree():
     assert sleeper["pid"] == parent.pid and sleeper["cpu_percent"] < 10
     assert spinner["cpu_percent"] > 20 and result["cpu_percent"] == pytest.approx(
         sleeper["cpu_percent"] + spinner["cpu_percent"], abs=0.02)
+
+
+def test_bench_brokers_measures_every_rate_and_idle_cpu_of_a_broker(tmp_path):
+    out = tmp_path / "brokers.json"
+    text = _invoke(["bench", "brokers", "--engines", "embedded", "--events", "300", "--profiles", "3",
+                    "--idle-seconds", "1", "--json", str(out)])
+    assert "events/s, ingest app (no training)" in text and "kafka" not in text.split("\n", 1)[0]
+    embedded = json.loads(out.read_text())["embedded"]
+    assert embedded["start_s"] > 0 and min(embedded["publish"], embedded["plain"], embedded["ingest"]) > 0
+    assert embedded["idle_broker_cpu_percent"] >= 0 and embedded["idle_broker_and_worker_cpu_percent"] >= 0
+    assert "--engines: pulsar; choose from embedded, kafka" in _invoke(["bench", "brokers", "--engines", "pulsar"],
+                                                                      exit_code=2)

@@ -25,7 +25,9 @@ from typing import Any
 
 from memstream.samples.stream import make_sample_stream
 
-__all__ = ["bench_ingest"]
+__all__ = ["IDLE_WORKER", "bench_ingest"]
+
+IDLE_WORKER = ["scheduler.count=1000000000", "scheduler.interval_s=1e15", "drift.enabled=false"]  # never trains
 
 
 def _events(n: int, profiles: int, seed: int) -> list[dict]:
@@ -120,8 +122,7 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
     n = len(events)
     warmup_events = make_sample_stream(n_per_phase=(300,), seed=seed + 99, profile="warmup")
     results: dict[str, Any] = {"events": n, "profiles": profiles}
-    for label, extra in (("ingest_idle", ["scheduler.count=1000000000", "scheduler.interval_s=1e15",
-                                          "drift.enabled=false"]),
+    for label, extra in (("ingest_idle", IDLE_WORKER),
                          ("ingest_busy", ["scheduler.count=200", "scheduler.interval_s=1e15", "drift.enabled=false",
                                           "train.foundation_min_events=100", "train.foundation_epochs=200"])):
         prefix = f"bench{uuid.uuid4().hex[:8]}."

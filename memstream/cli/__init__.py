@@ -7,6 +7,7 @@ import sys
 import click
 
 from memstream.cli.bench import bench_group
+from memstream.cli.bench_brokers import brokers_bench_command
 from memstream.cli.bench_idle import idle_bench_command
 from memstream.cli.bench_serve import serve_bench_command
 from memstream.cli.common import run_cleanly
@@ -47,6 +48,7 @@ cli.add_command(broker_command)
 cli.add_command(demo_command)
 bench_group.add_command(serve_bench_command)
 bench_group.add_command(idle_bench_command)
+bench_group.add_command(brokers_bench_command)
 cli.add_command(bench_group)
 
 
