@@ -190,3 +190,15 @@ def test_bench_brokers_measures_every_rate_and_idle_cpu_of_a_broker(tmp_path):
     assert embedded["idle_broker_cpu_percent"] >= 0 and embedded["idle_broker_and_worker_cpu_percent"] >= 0
     assert "--engines: pulsar; choose from embedded, kafka" in _invoke(["bench", "brokers", "--engines", "pulsar"],
                                                                       exit_code=2)
+
+
+def test_bench_trainer_computes_one_plan_in_process_and_in_a_trainer_process(tmp_path):
+    out = tmp_path / "trainer.json"
+    text = _invoke(["bench", "trainer", "--events", "30", "--threads", "1", "--json", str(out), *TINY_MODEL,
+                    "--set", "train.foundation_epochs=2"])
+    assert "ratio trainer process / in process" in text
+    results = json.loads(out.read_text())
+    inside, outside = results["in_process"], results["trainer_process"]
+    assert inside["status"] == outside["status"] == "accepted" and inside["steps"] == outside["steps"] > 0
+    assert outside["wall_s"] >= outside["duration_s"] > 0 and results["ratio"] > 0
+    assert results["waiting_cpu_percent"] < 50  # it waits on the pipe, not in a busy loop

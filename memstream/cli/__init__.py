@@ -10,6 +10,7 @@ from memstream.cli.bench import bench_group
 from memstream.cli.bench_brokers import brokers_bench_command
 from memstream.cli.bench_idle import idle_bench_command
 from memstream.cli.bench_serve import serve_bench_command
+from memstream.cli.bench_trainer import trainer_bench_command
 from memstream.cli.common import run_cleanly
 from memstream.cli.config_cmd import config_command
 from memstream.cli.demo import demo_command
@@ -49,6 +50,7 @@ cli.add_command(demo_command)
 bench_group.add_command(serve_bench_command)
 bench_group.add_command(idle_bench_command)
 bench_group.add_command(brokers_bench_command)
+bench_group.add_command(trainer_bench_command)
 cli.add_command(bench_group)
 
 

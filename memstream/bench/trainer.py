@@ -1,0 +1,112 @@
+"""One consolidation computed in a worker's trainer process and in this process: what handing a run
+to the trainer costs.
+
+The plan is made once (a profile that has taken the events in), then computed twice with the same
+torch threads: first here, through the trainer ``memstream learn`` uses, then in a trainer process
+of the worker's pool (:class:`streams.run_pool.RunPool`), which is spawned, imports torch, loads the
+base and sends the version's bytes back over a pipe. Loading the base (and the rehearsal targets)
+is each run's ``checkout_s``, paid once per trainer, not per run; the ratio compares what follows it,
+the run itself (``duration_s``: every step, evaluation, the Fisher and the exports), and the seconds
+from handing the plan over to holding the result are reported beside it.
+While the trainer computes, this process only waits on the pipe: its own CPU over that time is
+reported too (busy polling would show there).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["TARGET_RATIO", "bench_trainer"]
+
+TARGET_RATIO = 1.1
+PROFILE = "bench"
+PARTS = ("prepare_s", "evaluate_s", "steps_s", "fisher_s", "export_s")  # of duration_s
+
+
+def _run_summary(result, wall_s: float) -> dict[str, Any]:
+    metrics = result.metrics
+    return {"status": result.status, "steps": result.steps, "duration_s": result.duration_s,
+            "wall_s": round(wall_s, 3), "checkout_s": metrics.get("checkout_s", 0.0), **{part: metrics.get(part, 0.0) for part in PARTS},
+            "loss_new_after": metrics.get("loss_new_after")}
+
+
+def _planned(config, events: list[dict], state: Path):
+    from learner.online import OnlineLearner
+
+    learner = OnlineLearner.open(state, PROFILE, config, auto_consolidate=False)
+    for event in events:
+        learner.learn_one({**event, "profile": PROFILE})
+    plan = learner.start_run("manual")
+    if plan is None:
+        raise RuntimeError("the events made no plan (too few kept by the quality gate?)")
+    return learner, plan
+
+
+def bench_trainer(config, events: list[dict], threads: int | None = None,
+                  say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Compute one plan made from ``events`` in process, then in a trainer process (see the module's
+    docstring); ``config`` is a :class:`learner.config.LearnerConfig`."""
+    import torch
+
+    from learner.training.trainer import shared_trainer
+    from memstream.bench.idle import cpu_seconds
+    from streams.run_pool import RunPool
+
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    state = Path(tempfile.mkdtemp(prefix="memstream-trainer-bench-"))
+    learner, plan = _planned(config, events, state)
+    results: dict[str, Any] = {"events": len(events), "threads": threads, "mode": plan.mode}
+    try:
+        say(f"== in process: {len(plan.new)} new events, {threads} threads")
+        started = time.monotonic()
+        result = shared_trainer(config.model).run(plan, learner.registry, config, PROFILE, log=say)
+        results["in_process"] = _run_summary(result, time.monotonic() - started)
+        say("== in a trainer process")
+        pool = RunPool(str(state), max_parallel=1, threads=threads, log=say)
+        try:
+            own_cpu = cpu_seconds([os.getpid()])[os.getpid()]
+            started = time.monotonic()
+            pool.submit(PROFILE, plan, config.to_dict())
+            finished = []
+            while not finished:
+                time.sleep(0.5)
+                finished = pool.poll()
+            wall = time.monotonic() - started
+            waiting_cpu = cpu_seconds([os.getpid()])[os.getpid()] - own_cpu
+        finally:
+            pool.close()
+        results["trainer_process"] = _run_summary(finished[0].result, wall)
+        results["waiting_cpu_percent"] = round(100 * waiting_cpu / wall, 2)
+    finally:
+        learner.cancel_run(plan)
+        learner.close()
+    inside, outside = results["in_process"], results["trainer_process"]
+    results["ratio"] = outside["duration_s"] / inside["duration_s"] if inside["duration_s"] > 0 else float("nan")
+    results["target_ratio"] = TARGET_RATIO
+    results["met"] = results["ratio"] <= TARGET_RATIO
+    return results
+
+
+def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """Rows of the report: each part of the run in both places.
+
+    >>> run = {"status": "accepted", "steps": 3, "duration_s": 8.0, "wall_s": 12.0, "checkout_s": 2.0,
+    ...        "prepare_s": 0.0, "evaluate_s": 1.0, "steps_s": 6.0, "fisher_s": 1.0, "export_s": 0.0}
+    >>> rows = summary_rows({"in_process": run, "trainer_process": {**run, "wall_s": 15.0},
+    ...                      "ratio": 1.0, "waiting_cpu_percent": 0.4})
+    >>> rows[0], rows[3]
+    (['status, steps', 'accepted, 3', 'accepted, 3'], ['the run once checked out (s)', 8.0, 8.0])
+    """
+    inside, outside = results["in_process"], results["trainer_process"]
+    rows = [["status, steps", f"{inside['status']}, {inside['steps']}", f"{outside['status']}, {outside['steps']}"],
+            ["from handing over to the result (s)", inside["wall_s"], outside["wall_s"]],
+            ["checkout: the base and its rehearsal targets (s)", inside["checkout_s"], outside["checkout_s"]],
+            ["the run once checked out (s)", inside["duration_s"], outside["duration_s"]]]
+    rows += [[f"  {part}", inside[part], outside[part]] for part in PARTS]
+    rows.append(["this process's CPU while the trainer computed (% of a core)", "", results["waiting_cpu_percent"]])
+    return rows
