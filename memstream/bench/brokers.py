@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from memstream.bench.idle import READY_LINE, cpu_seconds, process_tree
-from memstream.bench.ingest import IDLE_WORKER, _events, _plain_rate, _worker_rate
+from memstream.bench.idle import measure, wait_ready
+from memstream.bench.ingest import IDLE_WORKER, _events, _plain_rate, _publish, _worker_rate
 
 __all__ = ["ENGINES", "bench_brokers", "summary_rows"]
 
@@ -42,27 +42,6 @@ def _start(engine: str, data_dir: Path):
     return broker, time.monotonic() - started
 
 
-def _publish_rate(kafka, events: list[dict]) -> float:
-    from producers.producer import MemoryProducer
-
-    with MemoryProducer(kafka) as producer:
-        started = time.perf_counter()
-        for i in range(0, len(events), 2000):
-            producer.publish_many(events[i:i + 2000])
-        return len(events) / (time.perf_counter() - started)
-
-
-def _cpu_percent(roots: list[int], seconds: float) -> float:
-    """CPU of the process trees under ``roots`` over ``seconds``, in percent of one core."""
-    pids = [pid for root in roots for pid in process_tree(root)]
-    before = cpu_seconds(pids)
-    started = time.monotonic()
-    time.sleep(seconds)
-    wall = time.monotonic() - started
-    after = cpu_seconds(pids)
-    return round(100 * sum(after[p] - before[p] for p in before if p in after) / wall, 2)
-
-
 def _idle_worker(kafka, state: Path, timeout_s: float = 180.0) -> subprocess.Popen:
     """A worker on its own topics and group, started and waited for until it holds its partitions."""
     from dataclasses import replace
@@ -77,12 +56,11 @@ def _idle_worker(kafka, state: Path, timeout_s: float = 180.0) -> subprocess.Pop
         worker = subprocess.Popen([sys.executable, "-m", "memstream", "worker", "--state", str(state),
                                    *[a for o in overrides for a in ("--set", o)]],
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while READY_LINE not in log_path.read_text(errors="replace"):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            raise RuntimeError(f"the idle worker did not start (see {log_path})")
-        time.sleep(0.5)
+    try:
+        wait_ready(worker, log_path, timeout_s, "the idle worker")
+    except RuntimeError:
+        worker.kill()
+        raise
     return worker
 
 
@@ -97,11 +75,11 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
     try:
         result: dict[str, Any] = {"start_s": round(start_s, 2)}
         time.sleep(settle_s)
-        result["idle_broker_cpu_percent"] = _cpu_percent([broker.process.pid], idle_s)
+        result["idle_broker_cpu_percent"] = measure(broker.process.pid, idle_s)["cpu_percent"]
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         kafka = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix=prefix)
         ensure_topics(kafka)
-        result["publish"] = round(_publish_rate(kafka, events))
+        result["publish"] = round(_publish(kafka, events))
         result["plain"] = round(_plain_rate(kafka, Topics(prefix).memory_events, len(events)))
         overrides = [f"kafka.bootstrap={kafka.bootstrap}", f"kafka.topic_prefix={prefix}", f"worker.group=g-{prefix}",
                      f"worker.instance_id={prefix}w"]
@@ -109,7 +87,7 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
         result["ingest"] = round(ingest["rate"])
         worker = _idle_worker(kafka, work / engine / "idle")
         time.sleep(settle_s)
-        result["idle_broker_and_worker_cpu_percent"] = _cpu_percent([broker.process.pid, worker.pid], idle_s)
+        result["idle_broker_and_worker_cpu_percent"] = measure([broker.process.pid, worker.pid], idle_s)["cpu_percent"]
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IDLE_TARGET_PERCENT", "bench_idle", "cpu_seconds", "process_tree"]
+__all__ = ["IDLE_TARGET_PERCENT", "bench_idle", "cpu_seconds", "process_tree", "wait_ready"]
 
 IDLE_TARGET_PERCENT = 3.0
 READY_LINE = "rebalance: given partitions"
@@ -66,9 +66,10 @@ def _name(pid: int) -> str:
     return " ".join(w.decode(errors="replace") for w in words if w)[:100]
 
 
-def measure(root: int, seconds: float) -> dict[str, Any]:
-    """CPU of ``root``'s tree over ``seconds``, per process and in all, in percent of one core."""
-    pids = process_tree(root)
+def measure(roots: int | list[int], seconds: float) -> dict[str, Any]:
+    """CPU of the process tree of ``roots`` (one pid or several) over ``seconds``, per process and in all,
+    in percent of one core."""
+    pids = [pid for root in ([roots] if isinstance(roots, int) else roots) for pid in process_tree(root)]
     before = cpu_seconds(pids)
     started = time.monotonic()
     time.sleep(seconds)
@@ -78,6 +79,16 @@ def measure(root: int, seconds: float) -> dict[str, Any]:
                  for pid in pids if pid in before and pid in after]
     total = round(sum(p["cpu_percent"] for p in processes), 2)
     return {"seconds": round(wall, 1), "processes": processes, "cpu_percent": total}
+
+
+def wait_ready(process: subprocess.Popen, log_path: Path, timeout_s: float, what: str) -> None:
+    """Return once the worker logging to ``log_path`` holds its partitions (``READY_LINE``); raise
+    :class:`RuntimeError` when ``process`` ended or ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while READY_LINE not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (see {log_path})")
+        time.sleep(0.5)
 
 
 def bench_idle(seconds: float = 60.0, settle_s: float = 5.0, ready_timeout_s: float = 180.0) -> dict[str, Any]:
@@ -92,11 +103,7 @@ def bench_idle(seconds: float = 60.0, settle_s: float = 5.0, ready_timeout_s: fl
                                "--port", str(free_port())], stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while READY_LINE not in log_path.read_text(errors="replace"):
-            if up.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"memstream up did not start (see {log_path})")
-            time.sleep(0.5)
+        wait_ready(up, log_path, ready_timeout_s, "memstream up")
         time.sleep(settle_s)
         result = measure(up.pid, seconds)
     finally:

@@ -38,12 +38,15 @@ def _events(n: int, profiles: int, seed: int) -> list[dict]:
     return out[:n]
 
 
-def _publish(kafka, events: list[dict]) -> None:
+def _publish(kafka, events: list[dict]) -> float:
+    """Publish ``events`` (each acknowledged); returns the events per second."""
     from producers.producer import MemoryProducer
 
     with MemoryProducer(kafka) as producer:
+        started = time.perf_counter()
         for i in range(0, len(events), 2000):
             producer.publish_many(events[i:i + 2000])
+        return len(events) / (time.perf_counter() - started)
 
 
 def _plain_rate(kafka, topic: str, n: int) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-OUT_FILE = click.Path(path_type=Path, dir_okay=False)
+from memstream.cli.bench import _outputs
 
 
 @click.command("brokers")
@@ -15,8 +15,7 @@ OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--idle-seconds", "idle_s", type=float, default=30.0, show_default=True,
               help="How long each idle CPU measure lasts.")
 @click.option("--engines", default="embedded,kafka", show_default=True, help="Comma-separated: embedded, kafka.")
-@click.option("--json", "json_out", type=OUT_FILE, default=None, help="Write the results here as JSON.")
-@click.option("--markdown", "markdown_out", type=OUT_FILE, default=None, help="Write a Markdown report here.")
+@_outputs
 def brokers_bench_command(n: int, profiles: int, idle_s: float, engines: str, json_out: Path | None,
                           markdown_out: Path | None) -> None:
     """Start time, publish and consume rates, the worker's ingest rate and idle CPU of each broker

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
+from memstream.cli.bench import _outputs
 from memstream.cli.common import config_options, open_config
-
-OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command("serve")
@@ -18,8 +17,7 @@ OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--threads", type=int, default=2, show_default=True, help="The engine's CPU threads.")
 @click.option("--requests", "swap_requests", type=int, default=200, show_default=True,
               help="Requests sent while the new version is switched in.")
-@click.option("--json", "json_out", type=OUT_FILE, default=None, help="Write the results here as JSON.")
-@click.option("--markdown", "markdown_out", type=OUT_FILE, default=None, help="Write a Markdown report here.")
+@_outputs
 @config_options
 def serve_bench_command(engine: str, seed: int, facts: int, threads: int, swap_requests: int,
                         json_out: Path | None, markdown_out: Path | None, config_file, overrides) -> None:

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import click
 
+from memstream.cli.bench import _outputs
 from memstream.cli.common import config_options, open_config
-
-OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command("trainer")
 @click.option("--events", "n", type=int, default=36, show_default=True,
               help="The first N events of the bundled sample stream (its first phase: 36).")
 @click.option("--threads", type=int, default=None, help="Torch threads in both places (default: torch's).")
-@click.option("--json", "json_out", type=OUT_FILE, default=None, help="Write the results here as JSON.")
-@click.option("--markdown", "markdown_out", type=OUT_FILE, default=None, help="Write a Markdown report here.")
+@_outputs
 @config_options
 def trainer_bench_command(n: int, threads: int | None, json_out: Path | None, markdown_out: Path | None,
                           config_file, overrides) -> None:

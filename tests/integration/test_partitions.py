@@ -31,6 +31,19 @@ def _last_assignment(worker) -> str | None:
     return found[-1] if found else None
 
 
+def _grow_topic(stack: Stack, partitions: int) -> None:
+    """Add partitions to the memory-events topic (as `kafka-topics.sh --alter --partitions` does)."""
+    from kafka.admin import NewPartitions
+
+    from streams.topics import admin_client
+
+    admin = admin_client(stack.config.kafka)
+    try:
+        admin.create_partitions({Topics(stack.prefix).memory_events: NewPartitions(total_count=partitions)})
+    finally:
+        admin.close()
+
+
 def _all_counted(stack: Stack, events: list[dict]) -> bool:
     per_profile = Counter(e["profile"] for e in events)
     return all(stack.learner_state(p).get("events_seen") == n for p, n in per_profile.items())
@@ -62,10 +75,6 @@ def test_a_worker_beyond_the_topics_partitions_says_it_idles_and_takes_over_when
 
 
 def test_partitions_added_to_the_topic_are_adopted_and_nothing_published_to_them_is_skipped(bootstrap, tmp_path):
-    from kafka.admin import NewPartitions
-
-    from streams.topics import admin_client
-
     stack = Stack(bootstrap, tmp_path, extra=["kafka.partitions=1", "kafka.metadata_max_age_s=2",
                                               "scheduler.count=100000"])
     profiles = [f"q{i}" for i in range(12)]
@@ -76,11 +85,7 @@ def test_partitions_added_to_the_topic_are_adopted_and_nothing_published_to_them
         with stack.producer() as producer:
             producer.publish_many(before)
         stack.wait_for(lambda: _all_counted(stack, before), 120, "the events of the one partition")
-        admin = admin_client(stack.config.kafka)
-        try:
-            admin.create_partitions({Topics(stack.prefix).memory_events: NewPartitions(total_count=4)})
-        finally:
-            admin.close()
+        _grow_topic(stack, 4)
         with stack.producer() as producer:  # a new producer knows the four partitions from its start
             producer.publish_many(after)
         stack.wait_for(lambda: _all_counted(stack, events), 120, "the events published to the new partitions")
@@ -96,10 +101,6 @@ def test_partitions_added_to_the_topic_are_adopted_and_nothing_published_to_them
 def test_profiles_whose_events_span_old_and_new_partitions_are_finished_by_two_workers(bootstrap, tmp_path):
     """Events published before and after the topic grew wait for the workers: a profile's first events lie
     in its old partition, the rest in its new one, and the two may belong to different workers."""
-    from kafka.admin import NewPartitions
-
-    from streams.topics import admin_client
-
     stack = Stack(bootstrap, tmp_path, extra=["kafka.partitions=2", "kafka.metadata_max_age_s=2",
                                               "scheduler.count=100000", "worker.profile_idle_s=2"])
     profiles = [f"r{i}" for i in range(12)]
@@ -107,11 +108,7 @@ def test_profiles_whose_events_span_old_and_new_partitions_are_finished_by_two_w
     before, after = events[: len(events) // 2], events[len(events) // 2:]
     with stack.producer() as producer:
         producer.publish_many(before)
-    admin = admin_client(stack.config.kafka)
-    try:
-        admin.create_partitions({Topics(stack.prefix).memory_events: NewPartitions(total_count=4)})
-    finally:
-        admin.close()
+    _grow_topic(stack, 4)
     with stack.producer() as producer:
         producer.publish_many(after)
     try:

@@ -116,6 +116,14 @@ class Disruptions:
         producer.publish_many(events)
         self.published += len(events)
 
+    def kill_mid_consolidation(self, producer, events: list[dict], what: str) -> None:
+        """Publish ``events``, kill -9 the first worker seen consolidating after that, and time the recovery."""
+        self.mark_logs()
+        self.publish(producer, events)
+        victim = self.stack.wait_for(self.consolidating_since_mark, 180, f"a consolidation ({what})", interval=0.1)
+        self.kill(victim, "sigkill")
+        self.catch_up(what)
+
     def catch_up(self, what: str) -> None:
         """Every published event counted; the time since the last disruption is its recovery time."""
         _catch_up(self.stack, self.published, what)
@@ -141,11 +149,7 @@ def test_three_workers_three_kill9s_two_sigterms_lose_nothing_and_never_share_a_
             run.start(name)
         with stack.subscriber("model-updated") as updates, stack.producer() as producer:
             # 1. kill -9 the first worker seen consolidating (runs are due at 25 events a profile)
-            run.mark_logs()
-            run.publish(producer, slice_of(0, 30))
-            victim = stack.wait_for(run.consolidating_since_mark, 180, "a consolidation", interval=0.1)
-            run.kill(victim, "sigkill")
-            run.catch_up("kill -9 mid-consolidation")
+            run.kill_mid_consolidation(producer, slice_of(0, 30), "kill -9 mid-consolidation")
             run.start("d")
             # 2. kill -9 a worker while the stream comes in
             run.publish(producer, slice_of(30, 40))
@@ -159,11 +163,7 @@ def test_three_workers_three_kill9s_two_sigterms_lose_nothing_and_never_share_a_
             run.kill(run.alive()[0], "sigterm")
             run.catch_up("SIGTERM")
             # 4. kill -9 mid-consolidation again (runs are due at 50 events a profile)
-            run.mark_logs()
-            run.publish(producer, slice_of(50, 65))
-            victim = stack.wait_for(run.consolidating_since_mark, 180, "a second consolidation", interval=0.1)
-            run.kill(victim, "sigkill")
-            run.catch_up("second kill -9 mid-consolidation")
+            run.kill_mid_consolidation(producer, slice_of(50, 65), "second kill -9 mid-consolidation")
             run.start("f")
             # 5. SIGTERM again, then the rest of the stream
             run.publish(producer, slice_of(65, per_profile_events))
