@@ -188,6 +188,7 @@ def test_bench_brokers_measures_every_rate_and_idle_cpu_of_a_broker(tmp_path):
     embedded = json.loads(out.read_text())["embedded"]
     assert embedded["start_s"] > 0 and min(embedded["publish"], embedded["plain"], embedded["ingest"]) > 0
     assert embedded["idle_broker_cpu_percent"] >= 0 and embedded["idle_broker_and_worker_cpu_percent"] >= 0
+    assert 0 < embedded["broker_rss_idle_mib"] <= embedded["broker_rss_after_mib"] * 2
     assert "--engines: pulsar; choose from embedded, kafka" in _invoke(["bench", "brokers", "--engines", "pulsar"],
                                                                       exit_code=2)
 

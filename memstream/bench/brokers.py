@@ -7,7 +7,8 @@ For each broker, started fresh in a temporary directory:
 3. ``plain``: events/s of a plain kafka-python consumer reading them back (no decoding);
 4. ``ingest``: events/s of a worker reading them (faust, decoding, the learner states), no training;
 5. ``idle``: CPU of the broker alone, then of the broker and an idle worker, in percent of one core,
-   over ``idle_s`` seconds with no events.
+   over ``idle_s`` seconds with no events;
+6. ``rss``: the broker's resident memory idle after start, and again after the stream went through it.
 
 The event rates come from the same stream on both brokers; the worker's rate is taken from its own
 clock (process start and group join not counted), as in ``memstream bench ingest``.
@@ -24,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from memstream.bench.idle import measure, wait_ready
+from memstream.bench.idle import measure, resident_mib, wait_ready
 from memstream.bench.ingest import IDLE_WORKER, _events, _plain_rate, _publish, _worker_rate
 
 __all__ = ["ENGINES", "bench_brokers", "summary_rows"]
@@ -76,6 +77,7 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
         result: dict[str, Any] = {"start_s": round(start_s, 2)}
         time.sleep(settle_s)
         result["idle_broker_cpu_percent"] = measure(broker.process.pid, idle_s)["cpu_percent"]
+        result["broker_rss_idle_mib"] = resident_mib(broker.process.pid)
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         kafka = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix=prefix)
         ensure_topics(kafka)
@@ -85,6 +87,7 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
                      f"worker.instance_id={prefix}w"]
         ingest = _worker_rate(overrides, work / engine / "ingest", len(events), IDLE_WORKER, timeout_s=900)
         result["ingest"] = round(ingest["rate"])
+        result["broker_rss_after_mib"] = resident_mib(broker.process.pid)
         worker = _idle_worker(kafka, work / engine / "idle")
         time.sleep(settle_s)
         result["idle_broker_and_worker_cpu_percent"] = measure([broker.process.pid, worker.pid], idle_s)["cpu_percent"]
@@ -112,7 +115,8 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     """One row per measure, one column per broker.
 
     >>> r = {"embedded": {"start_s": 0.5, "publish": 10, "plain": 20, "ingest": 5,
-    ...      "idle_broker_cpu_percent": 0.1, "idle_broker_and_worker_cpu_percent": 1.5}}
+    ...      "idle_broker_cpu_percent": 0.1, "idle_broker_and_worker_cpu_percent": 1.5,
+    ...      "broker_rss_idle_mib": 30.0, "broker_rss_after_mib": 40.0}}
     >>> summary_rows(r)[0], summary_rows(r)[3]
     (['start (s)', 0.5], ['events/s, ingest app (no training)', 5])
     """
@@ -120,5 +124,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     measures = [("start (s)", "start_s"), ("events/s, publish (acknowledged)", "publish"),
                 ("events/s, plain consumer", "plain"), ("events/s, ingest app (no training)", "ingest"),
                 ("idle CPU, broker alone (% of a core)", "idle_broker_cpu_percent"),
-                ("idle CPU, broker + idle worker (% of a core)", "idle_broker_and_worker_cpu_percent")]
+                ("idle CPU, broker + idle worker (% of a core)", "idle_broker_and_worker_cpu_percent"),
+                ("broker memory idle (MiB resident)", "broker_rss_idle_mib"),
+                ("broker memory after the stream (MiB resident)", "broker_rss_after_mib")]
     return [[label, *(results[e][key] for e in engines)] for label, key in measures]

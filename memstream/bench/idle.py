@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IDLE_TARGET_PERCENT", "bench_idle", "cpu_seconds", "process_tree", "wait_ready"]
+__all__ = ["IDLE_TARGET_PERCENT", "bench_idle", "cpu_seconds", "process_tree", "resident_mib", "wait_ready"]
 
 IDLE_TARGET_PERCENT = 3.0
 READY_LINE = "rebalance: given partitions"
@@ -56,6 +56,22 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
         if fields is not None:
             out[pid] = (int(fields[11]) + int(fields[12])) / hz
     return out
+
+
+def resident_mib(root: int) -> float:
+    """Resident memory of the process tree of ``root``, in MiB (processes that ended count 0).
+
+    >>> resident_mib(os.getpid()) > 1
+    True
+    """
+    kib = 0
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        kib += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return round(kib / 1024, 1)
 
 
 def _name(pid: int) -> str:
