@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from memstream.bench.idle import measure, resident_mib, wait_ready
-from memstream.bench.ingest import IDLE_WORKER, _events, _plain_rate, _publish, _worker_rate
+from memstream.bench.ingest import IDLE_WORKER, plain_consumer_rate, publish_rate, sample_events, worker_ingest_rate
 
 __all__ = ["ENGINES", "bench_brokers", "summary_rows"]
 
@@ -81,11 +81,11 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         kafka = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix=prefix)
         ensure_topics(kafka)
-        result["publish"] = round(_publish(kafka, events))
-        result["plain"] = round(_plain_rate(kafka, Topics(prefix).memory_events, len(events)))
+        result["publish"] = round(publish_rate(kafka, events))
+        result["plain"] = round(plain_consumer_rate(kafka, Topics(prefix).memory_events, len(events)))
         overrides = [f"kafka.bootstrap={kafka.bootstrap}", f"kafka.topic_prefix={prefix}", f"worker.group=g-{prefix}",
                      f"worker.instance_id={prefix}w"]
-        ingest = _worker_rate(overrides, work / engine / "ingest", len(events), IDLE_WORKER, timeout_s=900)
+        ingest = worker_ingest_rate(overrides, work / engine / "ingest", len(events), IDLE_WORKER, timeout_s=900)
         result["ingest"] = round(ingest["rate"])
         result["broker_rss_after_mib"] = resident_mib(broker.process.pid)
         worker = _idle_worker(kafka, work / engine / "idle")
@@ -102,7 +102,7 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
 def bench_brokers(n: int = 20000, profiles: int = 6, idle_s: float = 30.0, engines: tuple[str, ...] = ENGINES,
                   say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Both brokers, one after the other, on the same ``n`` events."""
-    events = _events(n, profiles, seed=0)
+    events = sample_events(n, profiles, seed=0)
     work = Path(tempfile.mkdtemp(prefix="memstream-brokers-"))
     results: dict[str, Any] = {"events": len(events), "profiles": profiles, "idle_s": idle_s}
     for engine in engines:

@@ -25,12 +25,12 @@ from typing import Any
 
 from memstream.samples.stream import make_sample_stream
 
-__all__ = ["IDLE_WORKER", "bench_ingest"]
+__all__ = ["IDLE_WORKER", "bench_ingest", "plain_consumer_rate", "publish_rate", "sample_events", "worker_ingest_rate"]
 
 IDLE_WORKER = ["scheduler.count=1000000000", "scheduler.interval_s=1e15", "drift.enabled=false"]  # never trains
 
 
-def _events(n: int, profiles: int, seed: int) -> list[dict]:
+def sample_events(n: int, profiles: int, seed: int) -> list[dict]:
     per = max(1, n // profiles)
     out = []
     for i in range(profiles):
@@ -38,7 +38,7 @@ def _events(n: int, profiles: int, seed: int) -> list[dict]:
     return out[:n]
 
 
-def _publish(kafka, events: list[dict]) -> float:
+def publish_rate(kafka, events: list[dict]) -> float:
     """Publish ``events`` (each acknowledged); returns the events per second."""
     from producers.producer import MemoryProducer
 
@@ -49,7 +49,7 @@ def _publish(kafka, events: list[dict]) -> float:
         return len(events) / (time.perf_counter() - started)
 
 
-def _plain_rate(kafka, topic: str, n: int) -> float:
+def plain_consumer_rate(kafka, topic: str, n: int) -> float:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**kafka.kafka_python_options(), enable_auto_commit=False,
@@ -72,7 +72,7 @@ def _plain_rate(kafka, topic: str, n: int) -> float:
     return seen / max(last - first, 1e-9) if first else 0.0
 
 
-def _worker_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[str], timeout_s: float,
+def worker_ingest_rate(kafka_overrides: list[str], state: Path, n: int, extra: list[str], timeout_s: float,
                  before_measuring=None) -> dict:
     """Run a worker until it has taken ``n`` events; ``before_measuring(log_path)`` runs first (it
     publishes the measured events once the worker is in the wanted condition)."""
@@ -121,7 +121,7 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
     from contracts.topics import Topics
     from streams.topics import ensure_topics
 
-    events = _events(n, profiles, seed)
+    events = sample_events(n, profiles, seed)
     n = len(events)
     warmup_events = make_sample_stream(n_per_phase=(300,), seed=seed + 99, profile="warmup")
     results: dict[str, Any] = {"events": n, "profiles": profiles}
@@ -135,23 +135,23 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
 
         def publish_when_ready(log_path: Path, cfg=cfg, label=label) -> int:
             if label == "ingest_idle":
-                _publish(cfg, events)
+                publish_rate(cfg, events)
                 return 0
             # a long foundation run of a warm-up profile computes while the measured events flow
-            _publish(cfg, warmup_events)
+            publish_rate(cfg, warmup_events)
             deadline = time.monotonic() + 300
             while "consolidating" not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(3)  # the run process has imported torch and is training
-            _publish(cfg, events)
+            publish_rate(cfg, events)
             return len(warmup_events)
 
         overrides = [f"kafka.bootstrap={cfg.bootstrap}", f"kafka.topic_prefix={prefix}",
                      f"worker.group=g-{prefix}", f"worker.instance_id={prefix}w", "worker.session_timeout_s=6"]
-        results[label] = _worker_rate(overrides, work_dir / label, n, extra, timeout_s=900,
+        results[label] = worker_ingest_rate(overrides, work_dir / label, n, extra, timeout_s=900,
                                       before_measuring=publish_when_ready)
         if label == "ingest_idle":
-            results["plain"] = {"rate": _plain_rate(cfg, topic, n)}
+            results["plain"] = {"rate": plain_consumer_rate(cfg, topic, n)}
     plain, idle, busy = results["plain"]["rate"], results["ingest_idle"]["rate"], results["ingest_busy"]["rate"]
     results["ratio_idle_vs_plain"] = idle / plain if plain else 0.0
     results["ratio_busy_vs_idle"] = busy / idle if idle else 0.0
