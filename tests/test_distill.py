@@ -9,7 +9,7 @@ from contracts.events import MemoryEvent
 from learner.config import load_config
 from learner.fields import ConfigError
 from learner.model.encoding import collate
-from learner.model.losses import lm_loss
+from learner.model.losses import lm_loss, lm_loss_by_row
 from learner.online import OnlineLearner
 from learner.training.distill import in_context, kl_from_base, memory_loss, question_pairs, teach, with_targets
 from learner.training.rehearsal import distill_loss
@@ -124,3 +124,15 @@ def test_the_distance_from_the_base_is_zero_for_an_untrained_adapter_and_grows_w
                 p.fill_(size)
         distances.append(kl_from_base(live, examples))
     assert 0 < distances[0] < distances[1]
+
+
+def test_each_rows_loss_weighs_into_the_batch_loss_by_its_labelled_tokens(byte_live):
+    events = [turn("Where do I live?", "On Rowan Street, by the old mill."), note("My cat is Juno.")]
+    examples = [byte_live.encoder.encode(e) for e in events]
+    batch = collate(examples, byte_live.tokenizer.pad_id)
+    with torch.no_grad():
+        mean, rows = lm_loss_by_row(byte_live.model, batch)
+        alone = [float(lm_loss(byte_live.model, collate([ex], byte_live.tokenizer.pad_id))) for ex in examples]
+    labelled = (batch["labels"][:, 1:] != -100).sum(dim=1).tolist()
+    assert rows.tolist() == pytest.approx(alone, rel=1e-4)
+    assert float(mean) == pytest.approx(sum(r * n for r, n in zip(alone, labelled)) / sum(labelled), rel=1e-4)

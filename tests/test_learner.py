@@ -231,3 +231,18 @@ def test_a_run_reports_its_tokens_padding_flops_and_where_its_time_went(tmp_path
     parts = ("prepare_s", "evaluate_s", "steps_s", "fisher_s")
     assert all(m[p] >= 0 for p in parts) and m["steps_s"] > 0
     assert sum(m[p] for p in parts) <= report.duration_s + 0.01
+
+
+def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp_path, small_stream):
+    def lora_run(rest_below: float, state):
+        config = load_config(overrides=TINY + ["train.epochs=4", f"train.rest_below={rest_below}"], environ={})
+        steps = OnlineLearner("alice", config, state).learn_many(small_stream[:200])
+        return [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
+
+    every_epoch = lora_run(0.0, tmp_path / "a")
+    rested = lora_run(1e9, tmp_path / "b")  # every example of a new memory is learned after its first visit
+    assert "rested_examples" not in every_epoch.metrics
+    assert rested.metrics["rested_examples"] == rested.samples_new > 0
+    # epochs 2 to 4 hold the replayed examples alone
+    assert rested.steps < every_epoch.steps
+    assert rested.metrics["tokens_real"] < every_epoch.metrics["tokens_real"]

@@ -35,6 +35,9 @@ class ReplayConfig:
                               "train.base_probe_size of them probe the gate).", 128)
     rehearsal_weight: float = setting("Weight of the rehearsal's KL (from the base's next-token distribution) in the "
                                     "loss.", 1.0)
+    rehearsal_positions: int = setting("Labelled positions of each rehearsal sample a step trains on (its first "
+                                       "this many, and the tokens before them; 0: all): bounds what the rehearsal "
+                                       "computes.", 0)
 
     def __post_init__(self) -> None:
         require(self.capacity >= 1, "replay.capacity", self.capacity, "must be at least 1")
@@ -43,4 +46,6 @@ class ReplayConfig:
                "must be 'uniform' or 'surprise'")
         require(self.recent_capacity >= 1, "replay.recent_capacity", self.recent_capacity, "must be at least 1")
         require(0 <= self.base_rehearsal < 1, "replay.base_rehearsal", self.base_rehearsal, "must be in [0, 1)")
+        require(self.rehearsal_positions >= 0, "replay.rehearsal_positions", self.rehearsal_positions,
+                "must not be negative")
         require(self.base_samples >= 8, "replay.base_samples", self.base_samples, "must be at least 8")

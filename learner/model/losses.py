@@ -14,7 +14,7 @@ from torch import nn
 
 from learner.model.encoding import IGNORE, collate
 
-__all__ = ["hidden_and_head", "lm_loss", "lm_loss_from_logits", "loss_sums", "mean_loss", "token_batches"]
+__all__ = ["hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits", "loss_sums", "mean_loss", "token_batches"]
 
 
 def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -72,6 +72,21 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy (nats per target token) over the labelled positions."""
     total, count = loss_sums(model, batch)
     return total / max(count, 1)
+
+
+def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lm_loss`, and each row's own mean loss over its labelled positions (detached; 0 for a row
+    with none)."""
+    targets = batch["labels"][:, 1:]
+    where = targets != IGNORE
+    count = int(where.sum())
+    hidden, head = hidden_and_head(model, batch)
+    chosen, wanted = hidden[:, :-1][where], targets[where]
+    losses = torch.cat([F.cross_entropy(head(chosen[start:start + chunk]).float(), wanted[start:start + chunk],
+                                        reduction="none") for start in range(0, max(count, 1), chunk)])
+    rows = torch.zeros(targets.shape[0], device=losses.device).index_add_(0, where.nonzero()[:, 0], losses.detach())
+    return losses.sum() / max(count, 1), rows / where.sum(dim=1).clamp_min(1)
 
 
 def lm_loss_from_logits(forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -17,25 +17,39 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Container, Iterator, NamedTuple
 
-__all__ = ["StepCount", "length_grouped_batches", "length_groups", "matmul_weights"]
+__all__ = ["Batch", "StepCount", "length_grouped_batches", "length_groups", "matmul_weights"]
 
 #: Batches per pool sorted by length: larger pools pad less and shuffle less.
 POOL_BATCHES = 8
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, epochs: int, rng: random.Random):
-    """Yield lists of indices into ``lengths``: each epoch covers every index once, in batches of
-    ``batch_size`` (the last of an epoch may be smaller) whose lengths are close.
+class Batch(NamedTuple):
+    """One batch of an epoch: ``indices`` into the examples, batch ``index`` of the epoch's ``of``."""
+
+    epoch: int
+    index: int
+    of: int
+    indices: list[int]
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, epochs: int, rng: random.Random,
+                           resting: Container[int] = frozenset()) -> Iterator[Batch]:
+    """Yield :class:`Batch` es: each epoch covers every index of ``lengths`` not ``resting`` once, in
+    batches of ``batch_size`` (the last of an epoch may be smaller) whose lengths are close.
+    ``resting`` is read as each epoch starts: the caller may grow it between epochs.
 
     >>> lengths = [50, 10, 48, 12, 11, 52, 49, 9]
     >>> batches = list(length_grouped_batches(lengths, 2, 1, random.Random(0)))
-    >>> sorted(i for b in batches for i in b), [sorted(lengths[i] for i in b) for b in batches]
+    >>> sorted(i for b in batches for i in b.indices), [sorted(lengths[i] for i in b.indices) for b in batches]
     ([0, 1, 2, 3, 4, 5, 6, 7], [[9, 10], [48, 49], [11, 12], [50, 52]])
+    >>> [(b.epoch, b.index, b.of, b.indices) for b in length_grouped_batches([5, 6, 7], 2, 2, random.Random(0), {1})]
+    [(0, 0, 1, [0, 2]), (1, 0, 1, [0, 2])]
     """
     pool = batch_size * POOL_BATCHES
-    for _ in range(epochs):
-        order = list(range(len(lengths)))
+    for epoch in range(epochs):
+        order = [i for i in range(len(lengths)) if i not in resting]
         rng.shuffle(order)
         batches = []
         for start in range(0, len(order), pool):
@@ -43,7 +57,9 @@ def length_grouped_batches(lengths: list[int], batch_size: int, epochs: int, rng
             batches += [ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size)]
         full = [b for b in batches if len(b) == batch_size]
         rng.shuffle(full)
-        yield from full + [b for b in batches if len(b) < batch_size]  # a short batch stays last, as it was
+        ordered = full + [b for b in batches if len(b) < batch_size]  # a short batch stays last, as it was
+        for index, indices in enumerate(ordered):
+            yield Batch(epoch, index, len(ordered), indices)
 
 
 def length_groups(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:

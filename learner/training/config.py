@@ -29,6 +29,9 @@ class TrainConfig:
                          "questions about it, made from its text (0 = the memories as they are).", 3)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
+    rest_below: float = setting("An example of a new memory (the memory or one of its views) whose loss fell below "
+                                "this many nats per labelled token sits out the run's later epochs, which keep "
+                                "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
     batch_size: int = setting("Sequences per optimizer step.", 8)
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
@@ -71,6 +74,7 @@ class TrainConfig:
                f"must be one of {', '.join(OBJECTIVES)}")
         require(self.views >= 0, "train.views", self.views, "must be >= 0")
         require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        require(self.rest_below >= 0, "train.rest_below", self.rest_below, "must not be negative")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
         require(self.lr > 0, "train.lr", self.lr, "must be positive")
         require(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from contextlib import nullcontext
 from typing import Callable
 
@@ -33,7 +34,8 @@ from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
 from learner.model.gguf_lora import version_exports
-from learner.model.losses import lm_loss, mean_loss
+from learner.model.losses import lm_loss, lm_loss_by_row, mean_loss
+from learner.training.progress import RunClock, lr_at, progress_line
 from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_after_run
@@ -44,7 +46,7 @@ from learner.training.plan import Plan, RunResult
 from learner.store.versions import FOUNDATION, LORA, adapter_files
 from learner.policy.gate import judge
 
-__all__ = ["RunStopped", "lr_at", "run_consolidation"]
+__all__ = ["RunStopped", "run_consolidation"]
 
 # loss on the new data is measured on at most this many of them, so that a large batch does not
 # spend more time evaluating than training
@@ -58,19 +60,6 @@ class RunStopped(Exception):
 
 class _NonFinite(Exception):
     pass
-
-
-def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_ratio: float) -> float:
-    """Linear warmup then cosine decay to ``min_ratio · peak``.
-
-    >>> [round(lr_at(s, 10, 1.0, 0.2, 0.1), 3) for s in (0, 1, 2, 6, 9)]
-    [0.5, 1.0, 1.0, 0.55, 0.134]
-    """
-    warmup = max(1, int(round(warmup_frac * total))) if warmup_frac > 0 else 0
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def run_consolidation(
@@ -99,8 +88,14 @@ def run_consolidation(
     device = live.device
     autocast = live.autocast() if train_cfg.autocast else nullcontext  # a context factory either way
     train_examples = [encoder.encode(e) for e in plan.train_events]
-    views, view_counts = with_views(plan.train_events, 0 if full else train_cfg.views)
+    new_views, new_counts = with_views(plan.new, 0 if full else train_cfg.views)
+    replay_views, replay_counts = with_views(plan.replay, 0 if full else train_cfg.views)
+    view_counts = Counter(new_counts)
+    view_counts.update(replay_counts)
+    views, view_counts = new_views + replay_views, dict(view_counts)
     train_examples += [encoder.encode(v) for v in views]  # after the events: new_examples below are the new
+    # the new memories' examples: the memories, then their views (what may rest once learned)
+    restable = set(range(len(plan.new))) | set(range(len(plan.train_events), len(plan.train_events) + len(new_views)))
     probe_examples = [encoder.encode(e) for e in plan.probe]
     new_examples = train_examples[: min(len(plan.new), NEW_LOSS_EVAL_CAP)]  # train_events starts with the new
     if not train_examples:
@@ -112,7 +107,7 @@ def run_consolidation(
     rehearsal_rng = random.Random(plan.seed + 2)
     rehearsal_groups = length_groups([len(ex["input_ids"]) for ex in rehearsal.pool], per_step, rehearsal_rng) \
         if rehearse else []
-    clock = _Clock(started)
+    clock = RunClock(started)
 
     def evaluate(examples):
         return mean_loss(live.model, examples, pad, device=device, max_tokens=train_cfg.eval_max_tokens,
@@ -142,7 +137,8 @@ def run_consolidation(
     params = live.trainable_parameters(full)
     epochs = train_cfg.foundation_epochs if full else train_cfg.epochs
     peak_lr = (train_cfg.foundation_lr if full else train_cfg.lr) * plan.lr_scale
-    total_steps = math.ceil(len(train_examples) / train_cfg.batch_size) * epochs
+    steps_per_epoch = math.ceil(len(train_examples) / train_cfg.batch_size)
+    total_steps = steps_per_epoch * epochs
     if train_cfg.max_steps:
         total_steps = min(total_steps, train_cfg.max_steps)
     optimizer = torch.optim.AdamW(params.values(), lr=peak_lr, weight_decay=train_cfg.weight_decay)
@@ -154,15 +150,20 @@ def run_consolidation(
     loss_sum = torch.zeros((), device=device)  # accumulated on the device: no sync per step
     last_penalty = torch.zeros((), device=device)
     step = 0
+    rest_below = 0.0 if (full or distilling) else train_cfg.rest_below
+    resting: set[int] = set()  # learned examples of the new memories: out of the later epochs
     try:
         lengths = [len(ex["input_ids"]) for ex in train_examples]
-        for indices in length_grouped_batches(lengths, train_cfg.batch_size, epochs, rng):
-            if step >= total_steps:
+        for drawn_batch in length_grouped_batches(lengths, train_cfg.batch_size, epochs, rng, resting):
+            indices = drawn_batch.indices
+            # the schedule's clock: every epoch spans steps_per_epoch of it, however many examples rest
+            at = drawn_batch.epoch * steps_per_epoch + drawn_batch.index * steps_per_epoch / drawn_batch.of
+            if at >= total_steps:
                 break
             if should_stop():
                 raise RunStopped("stop requested")
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
+                group["lr"] = lr_at(at, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
             chosen = [train_examples[i] for i in indices]
             batch = collate(chosen, pad)
             count.add(batch["attention_mask"])
@@ -171,6 +172,10 @@ def run_consolidation(
             with autocast():
                 if distilled is not None:
                     loss = memory_loss(model, batch, distilled, keep_ce=train_cfg.objective == "ce+distill")
+                elif rest_below:
+                    loss, rows = lm_loss_by_row(model, batch)
+                    resting.update(i for i, row_loss in zip(indices, rows.tolist())
+                                   if row_loss < rest_below and i in restable)
                 else:
                     loss = lm_loss(model, batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
@@ -195,13 +200,14 @@ def run_consolidation(
             optimizer.zero_grad(set_to_none=True)  # frees the gradient memory between steps
             loss_sum = loss_sum + loss.detach()
             step += 1
-            if step % 10 == 0 or step == total_steps:
+            after = at + steps_per_epoch / drawn_batch.of  # the schedule's clock once this step is done
+            if step % 10 == 0 or after >= total_steps:
                 # .item() is a device-to-host sync: only at logging points
                 running = loss_sum.item() / step
                 if not math.isfinite(running):
                     raise _NonFinite(f"non-finite training loss at step {step}")
                 log(f"[{profile}] step {step}/{total_steps} loss {running:.3f}, "
-                    + _progress(count.tokens_real, step, total_steps, time.perf_counter() - clock.last))
+                    + progress_line(count.tokens_real, after, total_steps, time.perf_counter() - clock.last))
         running = loss_sum.item() / max(step, 1)
         if not math.isfinite(running):
             raise _NonFinite(f"non-finite training loss at step {step}")
@@ -233,6 +239,8 @@ def run_consolidation(
     }
     if train_cfg.views and not full:
         metrics["views"] = view_counts
+    if rest_below:
+        metrics["rested_examples"] = len(resting)
     if distilling:
         metrics.update(objective=train_cfg.objective, distilled_examples=taught)
     if base_examples:
@@ -267,30 +275,6 @@ def run_consolidation(
     metrics.update(clock.laps)
     return RunResult.for_plan(plan, profile, status, reason, steps=step, metrics=metrics,
                               duration_s=round(time.perf_counter() - started, 3), files=files)
-
-
-def _progress(tokens: int, step: int, total: int, seconds: float) -> str:
-    """Tokens per second so far and the time the remaining steps should take.
-
-    >>> _progress(1200, 10, 40, 6.0)
-    '200 tokens/s, ETA 18 s'
-    """
-    return f"{tokens / seconds:.0f} tokens/s, ETA {seconds / step * (total - step):.0f} s"
-
-
-class _Clock:
-    """Seconds spent in each part of a run, added up by name (``prepare_s`` is what comes first)."""
-
-    def __init__(self, started: float):
-        self.last = started
-        self.laps: dict[str, float] = {}
-        self.lap("prepare_s")
-
-    def lap(self, name: str) -> float:
-        now = time.perf_counter()
-        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 3)
-        self.last = now
-        return self.laps[name]
 
 
 def _settle(live: AdaptedModel, full: bool) -> None:

@@ -38,7 +38,7 @@ from contracts.events import MemoryEvent
 from learner.store.storage import atomic_write_json
 
 __all__ = ["INSTRUCTIONS", "PACKAGED", "Rehearsal", "base_samples", "base_targets", "cached_targets", "distill_loss",
-           "packaged_samples", "prepare", "rehearsal_split", "write_packaged"]
+           "first_positions", "packaged_samples", "prepare", "rehearsal_split", "write_packaged"]
 
 FORMAT = 1
 
@@ -183,6 +183,30 @@ def base_targets(live, examples: list[dict], k: int = 32, batch: int = 8) -> lis
     return out
 
 
+def first_positions(example: dict, positions: int) -> dict:
+    """``example`` (encoded, with its targets) cut after its first ``positions`` labelled positions (0: whole).
+
+    Attention is causal, so the base's targets at the positions kept are those of the whole sample.
+
+    >>> import torch
+    >>> ex = {"input_ids": torch.arange(6), "labels": torch.tensor([-100, -100, 2, 3, 4, 5]),
+    ...       "target_ids": torch.tensor([[2], [3], [4], [5]]), "target_logp": torch.zeros(4, 1)}
+    >>> cut = first_positions(ex, 2)
+    >>> cut["input_ids"].tolist(), cut["labels"].tolist(), cut["target_ids"].flatten().tolist()
+    ([0, 1, 2, 3], [-100, -100, 2, 3], [2, 3])
+    >>> first_positions(ex, 9) is ex, first_positions(ex, 0) is ex
+    (True, True)
+    """
+    from learner.model.encoding import IGNORE
+
+    labelled = (example["labels"][1:] != IGNORE).nonzero().flatten()
+    if positions <= 0 or len(labelled) <= positions:
+        return example
+    end = int(labelled[positions - 1]) + 2  # the position predicts the token after it
+    return {**example, "input_ids": example["input_ids"][:end], "labels": example["labels"][:end],
+            "target_ids": example["target_ids"][:positions], "target_logp": example["target_logp"][:positions]}
+
+
 def distill_loss(model, batch: dict) -> "torch.Tensor":
     """Mean over labelled positions of KL(base top-k ‖ model), the base distribution renormalised on its
     top ``k`` tokens (``batch`` from :func:`learner.model.encoding.collate` plus concatenated targets)."""
@@ -211,7 +235,8 @@ def prepare(live, config, say: Callable[[str], None] = lambda _m: None) -> Rehea
     cache = cache_root(config.model.cache_dir)
     samples = base_samples(live, cache, config.replay.base_samples, config.train.seed, say)
     pool, probe = rehearsal_split([live.encoder.encode(e) for e in samples], config.train.base_probe_size)
-    return Rehearsal(cached_targets(live, pool, cache, say=say), probe)
+    pool = [first_positions(ex, config.replay.rehearsal_positions) for ex in cached_targets(live, pool, cache, say=say)]
+    return Rehearsal(pool, probe)
 
 
 def _targets_file(cache_dir: Path, live, examples: list[dict], k: int) -> Path:

@@ -127,10 +127,11 @@ def _with_memories(fact, question: str) -> str:
 
 
 def _run_costs(result) -> dict:
-    """What a run cost and how far it moved the model: tokens trained, views, KL(base ‖ tuned) on its new memories."""
+    """What a run cost and how far it moved the model: tokens trained, views, examples that rested once
+    learned, KL(base ‖ tuned) on its new memories."""
     m = result.metrics
     return {"tokens": m.get("tokens_real"), "views": (m.get("views") or {}).get("views", 0),
-            "kl_base_new": m.get("kl_base_new")}
+            "rested": m.get("rested_examples", 0), "kl_base_new": m.get("kl_base_new")}
 
 
 def _general_loss(live, examples) -> float:
