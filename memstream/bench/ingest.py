@@ -140,9 +140,9 @@ def bench_ingest(kafka, work_dir: Path, n: int = 20000, profiles: int = 6, seed:
             # a long foundation run of a warm-up profile computes while the measured events flow
             publish_rate(cfg, warmup_events)
             deadline = time.monotonic() + 300
-            while "consolidating" not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
+            # its first progress line: the run process has loaded the model and is taking steps
+            while "] step " not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
                 time.sleep(0.2)
-            time.sleep(3)  # the run process has imported torch and is training
             publish_rate(cfg, events)
             return len(warmup_events)
 
