@@ -74,7 +74,7 @@ def bench_engine(engine: str, work: Path, events: list[dict], idle_s: float, set
     broker, start_s = _start(engine, work / engine / "broker")
     worker = None
     try:
-        result: dict[str, Any] = {"start_s": round(start_s, 2)}
+        result: dict[str, Any] = {"start_s": round(start_s, 4)}  # a fast start is a few milliseconds
         time.sleep(settle_s)
         result["idle_broker_cpu_percent"] = measure(broker.process.pid, idle_s)["cpu_percent"]
         result["broker_rss_idle_mib"] = resident_mib(broker.process.pid)
