@@ -50,8 +50,9 @@ def hidden_and_head(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[t
     return body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state, head
 
 
-def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy (nats) over the labelled positions, and their count.
+def _labelled_losses(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy at each labelled position (in row order), and where they are.
 
     Logits are computed only where a label is (the response of a conversation, not its prompt)
     and ``chunk`` positions at a time, so the full-vocabulary logits of a whole batch never exist.
@@ -61,11 +62,15 @@ def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 204
     count = int(where.sum())  # a device-to-host sync: the count decides the shapes below
     hidden, head = hidden_and_head(model, batch)
     chosen, wanted = hidden[:, :-1][where], targets[where]
-    total = None
-    for start in range(0, max(count, 1), chunk):
-        part = F.cross_entropy(head(chosen[start:start + chunk]).float(), wanted[start:start + chunk], reduction="sum")
-        total = part if total is None else total + part
-    return total, count
+    losses = torch.cat([F.cross_entropy(head(chosen[start:start + chunk]).float(), wanted[start:start + chunk],
+                                        reduction="none") for start in range(0, max(count, 1), chunk)])
+    return losses, where
+
+
+def loss_sums(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy (nats) over the labelled positions, and their count."""
+    losses, _ = _labelled_losses(model, batch, chunk)
+    return losses.sum(), losses.numel()
 
 
 def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -78,15 +83,9 @@ def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lm_loss`, and each row's own mean loss over its labelled positions (detached; 0 for a row
     with none)."""
-    targets = batch["labels"][:, 1:]
-    where = targets != IGNORE
-    count = int(where.sum())
-    hidden, head = hidden_and_head(model, batch)
-    chosen, wanted = hidden[:, :-1][where], targets[where]
-    losses = torch.cat([F.cross_entropy(head(chosen[start:start + chunk]).float(), wanted[start:start + chunk],
-                                        reduction="none") for start in range(0, max(count, 1), chunk)])
-    rows = torch.zeros(targets.shape[0], device=losses.device).index_add_(0, where.nonzero()[:, 0], losses.detach())
-    return losses.sum() / max(count, 1), rows / where.sum(dim=1).clamp_min(1)
+    losses, where = _labelled_losses(model, batch, chunk)
+    rows = torch.zeros(where.shape[0], device=losses.device).index_add_(0, where.nonzero()[:, 0], losses.detach())
+    return losses.sum() / max(losses.numel(), 1), rows / where.sum(dim=1).clamp_min(1)
 
 
 def lm_loss_from_logits(forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:
