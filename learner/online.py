@@ -205,6 +205,16 @@ class OnlineLearner(ProfileModel):
         result = self.trainer.run(plan, self.registry, self.config, self.profile, self.should_stop, self.log)
         return self.finish_run(plan, result)
 
+    def consolidate_runs(self, trigger: str = "manual") -> list[RunResult]:
+        """:meth:`consolidate`, and at once the second attempt of its events when the gate refused the
+        first (``train.retry_replay_ratio``, ``train.retry_lr_scale``): every run's result, in order."""
+        results = []
+        while (result := self.consolidate(trigger)) is not None:
+            results.append(result)
+            if not (trigger := self.state.scheduler.retrying):
+                break
+        return results
+
     def start_run(self, trigger: str) -> Plan | None:
         """Plan the next consolidation (None when there is nothing new); pair with :meth:`finish_run`
         or :meth:`cancel_run`. The stream worker computes the run in its trainer process meanwhile."""

@@ -255,9 +255,7 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
             self.run_outcomes[result.status] += 1
             self.run_seconds.append(run.seconds)
             self.log(f"[{run.profile}] run {result.run_id}: {result.status} ({result.reason})")
-            clock = learner.state.clock or 0.0
-            trigger = learner.scheduler.due(clock) or learner.scheduler.pending()
-            if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
+            if trigger := learner.scheduler.ready(learner.state.clock or 0.0, len(learner.recent)):
                 self.due[run.profile] = trigger
         return len(finished)
 

@@ -82,9 +82,7 @@ class PartitionOwnership:
                 self.log(f"rebalance: {profile} not taken over yet: {exc}")
                 continue
             self.partition_of[profile] = (topic, min(mine))
-            sched = learner.scheduler
-            trigger = sched.pending() or sched.due(learner.state.clock or 0.0)
-            if trigger and len(learner.recent) >= learner.config.scheduler.min_examples:
+            if trigger := learner.scheduler.ready(learner.state.clock or 0.0, len(learner.recent)):
                 self.due[profile] = trigger
             adopted.append(profile)
         return adopted

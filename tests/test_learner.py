@@ -84,6 +84,25 @@ def test_a_version_that_forgets_is_rejected_and_its_events_get_one_more_run(tmp_
     assert len(learner.recent) == 200 - runs[2].events_seen
 
 
+def test_a_refused_requested_run_gets_its_second_attempt_at_once(tmp_path, small_stream):
+    """A run started by a request (no count pending) that the gate refuses is retried right away, under
+    the same trigger, not left to wait for the next trigger."""
+    cfg = load_config(overrides=TINY + ["scheduler.count=100000", "scheduler.interval_s=1e12"], environ={})
+    learner = OnlineLearner("alice", cfg, tmp_path, auto_consolidate=False)
+    learner.learn_many(small_stream[:100])
+    assert learner.consolidate().accepted  # the foundation
+    learner.learn_many(small_stream[100:160])
+    learner.config = load_config(overrides=TINY + ["train.lr=3.0", "train.grad_clip=0", "train.gate_tolerance=0",
+                                                   "train.gate_max_forgetting=0", "scheduler.count=100000",
+                                                   "scheduler.interval_s=1e12"], environ={})
+    runs = learner.consolidate_runs("manual")
+    assert [(r.attempt, r.trigger) for r in runs] == [(1, "manual"), (2, "manual")], [r.reason for r in runs]
+    assert not runs[0].accepted and runs[1].samples_new == runs[0].samples_new
+    assert [e["attempt"] for e in learner.registry.history[-2:]] == [1, 2]
+    assert len(learner.recent) == 0 and learner.scheduler.retrying is None  # two attempts, then let go
+    assert learner.consolidate_runs("manual") == []  # nothing new: no run
+
+
 def test_non_finite_loss_aborts_cleanly(tmp_path, tiny_config, small_stream, monkeypatch):
     learner = OnlineLearner("alice", tiny_config, tmp_path)
     learner.learn_many(small_stream[:100])

@@ -1,7 +1,8 @@
 """When to consolidate: on example count, elapsed time, drift, or a manual request.
 
 Whichever trips first wins; if several trip on the same event the order of precedence is
-manual, drift, count, time. The clock is whatever the caller passes as ``now`` (event
+manual, drift, count, time. A run whose first attempt the gate refused comes before all of
+them: its events get their second attempt at once, under the trigger that started the first. The clock is whatever the caller passes as ``now`` (event
 time when replaying a file, wall time in a live worker), so tests need no sleeping.
 
 Examples
@@ -22,6 +23,15 @@ A drift alert waits for ``after_drift`` events of the new distribution before it
 >>> d.request("drift"); [d.observe(now=0.0) for _ in range(4)]
 [None, None, 'drift', 'drift']
 >>> ConsolidationScheduler.restore(s.snapshot()).snapshot() == s.snapshot()
+True
+
+A refused first attempt is due again at once:
+
+>>> r = ConsolidationScheduler(SchedulerConfig(count=100, interval_s=None, min_examples=2))
+>>> r.request("manual"); r.mark_consolidated(now=1.0, examples_covered=0); r.due(1.0)
+>>> r.retry("manual"); r.due(1.0), r.pending()
+('manual', 'manual')
+>>> r.mark_consolidated(now=2.0, examples_covered=5); r.due(2.0) is None
 True
 """
 
@@ -54,6 +64,7 @@ class ConsolidationScheduler:
         self.consolidations = 0
         self.last_consolidation_ts: float | None = None
         self.requested: set[str] = set()
+        self.retrying: str | None = None
 
     @property
     def count(self) -> int:
@@ -82,6 +93,8 @@ class ConsolidationScheduler:
 
     def due(self, now: float) -> str | None:
         """The trigger due at ``now`` without counting anything."""
+        if self.retrying:
+            return self.retrying
         if "manual" in self.requested:
             return "manual"
         if "drift" in self.requested and self.new_examples >= self.min_examples \
@@ -99,7 +112,9 @@ class ConsolidationScheduler:
         return None
 
     def pending(self) -> str | None:
-        """A requested trigger that is waiting, if any (manual first)."""
+        """A requested trigger that is waiting, if any (a second attempt first, then manual)."""
+        if self.retrying:
+            return self.retrying
         for trigger in TRIGGERS:
             if trigger in self.requested:
                 return trigger
@@ -113,12 +128,25 @@ class ConsolidationScheduler:
             self.since_drift = 0
         self.requested.add(trigger)
 
+    def retry(self, trigger: str) -> None:
+        """The gate refused a first attempt started by ``trigger``: its second attempt is due at once."""
+        self.retrying = trigger
+
     def mark_consolidated(self, now: float, examples_covered: int) -> None:
         """A consolidation finished (accepted or not) covering ``examples_covered`` examples."""
         self.new_examples = max(0, self.new_examples - examples_covered)
         self.consolidations += 1
         self.last_consolidation_ts = now
         self.requested.clear()
+        self.retrying = None
+
+    def ready(self, now: float, waiting: int) -> str | None:
+        """The trigger of the run to start now with ``waiting`` new events: a second attempt whatever
+        their number, else a due or requested trigger once ``min_examples`` wait."""
+        if self.retrying:
+            return self.retrying
+        trigger = self.due(now) or self.pending()
+        return trigger if trigger and waiting >= self.min_examples else None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -133,6 +161,7 @@ class ConsolidationScheduler:
             "consolidations": self.consolidations,
             "last_consolidation_ts": self.last_consolidation_ts,
             "requested": sorted(self.requested),
+            "retrying": self.retrying,
         }
 
     @classmethod
@@ -151,4 +180,5 @@ class ConsolidationScheduler:
         s.last_consolidation_ts = data["last_consolidation_ts"]
         s.requested = set(data["requested"])
         s.since_drift = int(data.get("since_drift", 0))
+        s.retrying = data.get("retrying")
         return s

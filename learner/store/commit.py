@@ -30,7 +30,7 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
     """Write what a computed run leaves: for an accepted run the new version (its files, the run record,
     its metrics and the learner state, committed by the registry) and then the live state; for any other
     the run in the history and the state. Its new events leave the recent buffer, except those of a
-    first attempt that was rejected or aborted: they get one more run. ``publish`` queues the run's
+    first attempt that was rejected or aborted: they get one more run, due at once. ``publish`` queues the run's
     ModelUpdated event in the state's outbox."""
     profile = registry.data["profile"]
     new_ids = {e.id for e in plan.new} | {e.id for e in plan.probe}
@@ -42,6 +42,8 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
         covered = state.recent.remove_where(lambda e: e.id in new_ids)
         state.retried -= new_ids
     state.scheduler.mark_consolidated(plan.clock, examples_covered=covered)
+    if give_back:
+        state.scheduler.retry(plan.trigger)
     if result.accepted:
         if state.drift is not None and state.drift.state == DRIFTED:
             state.drift.rebase()  # the run that covered the new distribution was accepted

@@ -23,7 +23,8 @@ Strategies
                      time would see).
     ``memstream``    the product path: an :class:`learner.online.OnlineLearner` that learns the events and
                      consolidates at the end of each phase, **with** its evaluation gate and retry policy
-                     (the others run with the gate off: they measure the learning rule, not the safety net).
+                     (a refused first attempt is retried at once; the others run with the gate off: they
+                     measure the learning rule, not the safety net).
     ``replay+progressive``
                      replay + base rehearsal, and after each run its adapter is merged into the weights and
                      frozen: every run trains a fresh adapter on top of the ones before (no EWC: nothing
@@ -126,12 +127,13 @@ def _with_memories(fact, question: str) -> str:
     return "What you know about me:\n" + "\n".join(f"- {s}" for s in said) + f"\n\n{question}"
 
 
-def _run_costs(result) -> dict:
-    """What a run cost and how far it moved the model: tokens trained, views, examples that rested once
-    learned, KL(base ‖ tuned) on its new memories."""
-    m = result.metrics
-    return {"tokens": m.get("tokens_real"), "views": (m.get("views") or {}).get("views", 0),
-            "rested": m.get("rested_examples", 0), "kl_base_new": m.get("kl_base_new")}
+def _run_costs(*results) -> dict:
+    """What a phase's runs cost together (tokens trained, examples that rested once learned) and how far
+    its last run moved the model (views, KL(base ‖ tuned) on its new memories)."""
+    m = results[-1].metrics
+    return {"tokens": sum(r.metrics.get("tokens_real") or 0 for r in results),
+            "views": (m.get("views") or {}).get("views", 0),
+            "rested": sum(r.metrics.get("rested_examples", 0) for r in results), "kl_base_new": m.get("kl_base_new")}
 
 
 def _general_loss(live, examples) -> float:
@@ -199,12 +201,15 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
         learner = OnlineLearner(PROFILE, cfg, state, auto_consolidate=False)
         for phase in range(person.phases):
             learner.learn_many(_phase_events(person, phase, seed))
-            result = learner.consolidate("manual")
+            runs = learner.consolidate_runs("manual")  # a refused first attempt is retried at once
+            result = runs[-1]
             row, shown = asker.row(learner.live)
             R.append(row)
             phases.append({"status": result.status, "reason": result.reason, "attempt": result.attempt,
-                           "new": result.samples_new, "replay": result.samples_replay, "steps": result.steps,
-                           "seconds": result.duration_s, "version": result.version, **_run_costs(result)})
+                           "refused": [r.reason for r in runs[:-1]], "new": result.samples_new,
+                           "replay": result.samples_replay, "steps": sum(r.steps for r in runs),
+                           "seconds": sum(r.duration_s for r in runs), "version": result.version,
+                           **_run_costs(*runs)})
             progress(1)
         general_loss = _general_loss(learner.live, general)
         learner.close()

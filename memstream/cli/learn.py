@@ -122,8 +122,7 @@ class LearnSession:
     def finish(self, consolidate_at_end: bool) -> None:
         for learner in self.learners.values():
             if consolidate_at_end:
-                result = learner.consolidate("manual")
-                if result is not None:
+                for result in learner.consolidate_runs("manual"):
                     self._record(None, result)
             learner.save_state()
 
