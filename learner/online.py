@@ -25,7 +25,6 @@ Examples
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -36,6 +35,7 @@ from learner.store.lock import ProfileLock
 from learner.policy.quality import QualityGate
 from learner.store.registry import ModelRegistry
 from learner.training.plan import Plan, RunResult
+from learner.types import Step
 from learner.training.planning import plan_run
 from learner.model.profile import ProfileModel
 from learner.policy.drift_response import respond_to_drift
@@ -44,22 +44,6 @@ from learner.memory.state import STATE_FILE, LearnerState, read_newest_state, wr
 from learner.store.versions import FOUNDATION, LORA, check_architecture
 
 __all__ = ["OnlineLearner", "Step", "STATE_FILE"]
-
-
-@dataclass
-class Step:
-    """What :meth:`OnlineLearner.learn_one` observed for one event.
-
-    >>> Step(events_seen=3, duplicate=True)
-    Step(events_seen=3, duplicate=True, quality=None, dropped=False, drift=None, trigger=None, consolidation=None)"""
-
-    events_seen: int
-    duplicate: bool = False
-    quality: str | None = None  # why the quality gate flagged it (None: it passed)
-    dropped: bool = False  # flagged and not learned (quality.mode = drop)
-    drift: dict[str, Any] | None = None
-    trigger: str | None = None
-    consolidation: RunResult | None = None
 
 
 def _state_property(name: str, doc: str):

@@ -8,17 +8,22 @@ implementation (``tests/test_protocol_*.py``).
   ``update(x)``, a ``drift_detected`` property and ``_reset()``; ours add ``snapshot()``.
 - :class:`Regularizer` — a loss term: ``penalty(model)`` returns a scalar tensor that the
   training loop adds to its loss; EWC also gives ``updated(fisher, anchor)``, the term after a run.
+- :class:`Step` — what :meth:`learner.online.OnlineLearner.learn_one` observed for one event.
 """
 
 from __future__ import annotations
 
 import abc
 import random
-from typing import Any, Callable, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from learner.training.plan import RunResult
 
 T = TypeVar("T")
 
-__all__ = ["ReplayBuffer", "Regularizer"]
+__all__ = ["ReplayBuffer", "Regularizer", "Step"]
 
 
 class ReplayBuffer(abc.ABC, Generic[T]):
@@ -53,3 +58,19 @@ class Regularizer(abc.ABC):
     @abc.abstractmethod
     def penalty(self, named_parameters: dict[str, Any]) -> Any:
         """Scalar tensor added to the task loss: ``loss = task_loss + penalty``."""
+
+
+@dataclass
+class Step:
+    """What :meth:`learner.online.OnlineLearner.learn_one` observed for one event.
+
+    >>> Step(events_seen=3, duplicate=True)
+    Step(events_seen=3, duplicate=True, quality=None, dropped=False, drift=None, trigger=None, consolidation=None)"""
+
+    events_seen: int
+    duplicate: bool = False
+    quality: str | None = None  # why the quality gate flagged it (None: it passed)
+    dropped: bool = False  # flagged and not learned (quality.mode = drop)
+    drift: dict[str, Any] | None = None
+    trigger: str | None = None
+    consolidation: RunResult | None = None
