@@ -165,6 +165,26 @@ def test_a_trigger_starts_one_run_and_its_model_updated_waits_in_the_outbox(core
     assert "di" in core.dirty  # marked sent: saved at the next flush
 
 
+def test_a_run_the_gate_refused_is_due_again_at_once_in_the_worker(core):
+    events = wire(make_sample_stream(n_per_phase=(40, 12), seed=6, profile="fa"))
+    for offset, value in enumerate(events[:40]):
+        core.handle("t", 0, offset, b"fa", value)
+    assert core.start_runs() == ["fa"] and core.finish_runs() == 1  # the foundation
+    learner = core.learners["fa"]
+    learner.config = load_config(overrides=TINY + ["train.lr=3.0", "train.grad_clip=0", "train.gate_tolerance=0",
+                                                   "train.gate_max_forgetting=0"], environ={})
+    for offset, value in enumerate(events[40:], start=40):
+        core.handle("t", 0, offset, b"fa", value)
+    learner.scheduler.request("manual")
+    core.due["fa"] = "manual"
+    assert core.start_runs() == ["fa"] and core.finish_runs() == 1
+    assert learner.registry.history[-1]["status"] in ("rejected", "aborted")
+    assert core.due.get("fa") == "manual"  # 12 events, under scheduler.min_examples: due all the same
+    assert core.start_runs() == ["fa"] and core.finish_runs() == 1
+    assert [e["attempt"] for e in learner.registry.history[-2:]] == [1, 2]
+    assert "fa" not in core.due and len(learner.recent) == 0
+
+
 def test_a_profile_with_nothing_to_do_is_closed_and_its_lock_given_back(core, tmp_path):
     from learner.store.lock import read_leases
 
