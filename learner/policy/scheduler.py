@@ -2,8 +2,9 @@
 
 Whichever trips first wins; if several trip on the same event the order of precedence is
 manual, drift, count, time. A run whose first attempt the gate refused comes before all of
-them: its events get their second attempt at once, under the trigger that started the first. The clock is whatever the caller passes as ``now`` (event
-time when replaying a file, wall time in a live worker), so tests need no sleeping.
+them: its events get their second attempt at once, under the trigger that started the first.
+The clock is whatever the caller passes as ``now`` (event time when replaying a file, wall time
+in a live worker), so tests need no sleeping.
 
 Examples
 --------

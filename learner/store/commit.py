@@ -30,8 +30,8 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
     """Write what a computed run leaves: for an accepted run the new version (its files, the run record,
     its metrics and the learner state, committed by the registry) and then the live state; for any other
     the run in the history and the state. Its new events leave the recent buffer, except those of a
-    first attempt that was rejected or aborted: they get one more run, due at once. ``publish`` queues the run's
-    ModelUpdated event in the state's outbox."""
+    first attempt that was rejected or aborted: they get one more run, due at once. ``publish``
+    queues the run's ModelUpdated event in the state's outbox."""
     profile = registry.data["profile"]
     new_ids = {e.id for e in plan.new} | {e.id for e in plan.probe}
     give_back = result.status in ("rejected", "aborted") and plan.attempt == 1
