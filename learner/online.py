@@ -204,7 +204,7 @@ class OnlineLearner(ProfileModel):
         or :meth:`cancel_run`. The stream worker computes the run in its trainer process meanwhile."""
         if len(self.state.recent) == 0:
             self.log(f"[{self.profile}] {trigger} consolidation skipped: no new examples")
-            self.state.scheduler.retrying = None  # nothing is left to retry
+            self.state.scheduler.drop_retry()
             return None
         self._rng_before_run = self.state.rng.getstate()
         plan = self.plan(trigger)

@@ -133,6 +133,10 @@ class ConsolidationScheduler:
         """The gate refused a first attempt started by ``trigger``: its second attempt is due at once."""
         self.retrying = trigger
 
+    def drop_retry(self) -> None:
+        """No events are left for a second attempt: nothing is due on its account."""
+        self.retrying = None
+
     def mark_consolidated(self, now: float, examples_covered: int) -> None:
         """A consolidation finished (accepted or not) covering ``examples_covered`` examples."""
         self.new_examples = max(0, self.new_examples - examples_covered)
