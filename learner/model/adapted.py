@@ -14,6 +14,7 @@ checking out the version it already holds costs nothing.
 
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from typing import Any, Callable
 
@@ -69,6 +70,14 @@ class AdaptedModel:
     def dtype(self) -> torch.dtype:
         """The base weights' dtype (adapters are float32 whatever it is)."""
         return next(self.base.model.parameters()).dtype
+
+    @functools.cached_property
+    def packs(self) -> bool:
+        """Whether training batches may be packed (:mod:`learner.model.packing`): measured once on the
+        base, since an adapter does not change how it attends."""
+        from learner.model.packing import packs_sequences
+
+        return packs_sequences(self.base.model, self.tokenizer.pad_id)
 
     @property
     def has_adapter(self) -> bool:

@@ -40,14 +40,16 @@ class _FullLogits(nn.Module):
 
 
 def hidden_and_head(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, nn.Module]:
-    """The last hidden states of ``batch`` and the module that turns positions of them into logits
-    (for a model with soft-capped or scaled logits: its full logits, and the identity)."""
+    """The last hidden states of ``batch`` (padded, or packed: :mod:`learner.model.packing`) and the
+    module that turns positions of them into logits (for a model with soft-capped or scaled logits:
+    its full logits, and the identity)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"),
+              "position_ids": batch.get("position_ids"), "use_cache": False}  # positions: packed sequences
     parts = _decoder_and_head(model)
     if parts is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        return logits, _FullLogits()
+        return model(**inputs).logits, _FullLogits()
     body, head = parts
-    return body(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state, head
+    return body(**inputs).last_hidden_state, head
 
 
 def _labelled_losses(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int
@@ -81,11 +83,24 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lm_loss`, and each row's own mean loss over its labelled positions (detached; 0 for a row
-    with none)."""
+    """:func:`lm_loss`, and each example's own mean loss over its labelled positions (detached; 0 for
+    one with none), in the batch's order: its rows, or the sequences of a packed batch."""
     losses, where = _labelled_losses(model, batch, chunk)
-    rows = torch.zeros(where.shape[0], device=losses.device).index_add_(0, where.nonzero()[:, 0], losses.detach())
-    return losses.sum() / max(losses.numel(), 1), rows / where.sum(dim=1).clamp_min(1)
+    examples, n = _example_of(batch)
+    owner = examples[:, 1:][where]  # the example of each labelled position
+    sums = torch.zeros(n, device=losses.device).index_add_(0, owner, losses.detach())
+    counts = torch.zeros(n, device=losses.device).index_add_(0, owner, torch.ones_like(losses))
+    return losses.sum() / max(losses.numel(), 1), sums / counts.clamp_min(1)
+
+
+def _example_of(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """The example each position of ``batch`` belongs to — its row, or, packed, the sequence it is in
+    (a new one starts at every position 0) — and how many examples there are."""
+    ids = batch["input_ids"]
+    if "position_ids" not in batch:
+        return torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids), ids.shape[0]
+    starts = (batch["position_ids"] == 0).flatten()
+    return (starts.cumsum(0) - 1).view_as(ids), int(starts.sum())
 
 
 def lm_loss_from_logits(forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:

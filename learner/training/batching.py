@@ -107,9 +107,12 @@ class StepCount:
 
     >>> import torch
     >>> count = StepCount(frozen=100, trainable=10)
-    >>> count.add(torch.tensor([[1, 1, 1], [1, 0, 0]]))
+    >>> count.add({"input_ids": torch.ones(2, 3), "attention_mask": torch.tensor([[1, 1, 1], [1, 0, 0]])})
     >>> count.tokens_real, count.tokens_padded, count.flops, round(count.padding_share, 3)
     (4, 6, 2760, 0.333)
+    >>> count.add({"input_ids": torch.ones(1, 6), "tokens_real": torch.tensor(5)})  # packed, one pad
+    >>> count.tokens_real, count.tokens_padded
+    (9, 12)
     """
 
     frozen: int
@@ -117,10 +120,11 @@ class StepCount:
     tokens_real: int = 0
     tokens_padded: int = 0
 
-    def add(self, attention_mask) -> None:
-        """Count one batch (its attention mask: 1 for a real token)."""
-        self.tokens_real += int(attention_mask.sum())
-        self.tokens_padded += attention_mask.numel()
+    def add(self, batch: dict) -> None:
+        """Count one batch: padded (its attention mask says which tokens are real) or packed."""
+        self.tokens_padded += batch["input_ids"].numel()
+        real = batch["attention_mask"].sum() if "attention_mask" in batch else batch["tokens_real"]
+        self.tokens_real += int(real)
 
     @property
     def flops(self) -> int:

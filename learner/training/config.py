@@ -33,6 +33,9 @@ class TrainConfig:
                                 "this many nats per labelled token sits out the run's later epochs, which keep "
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
     batch_size: int = setting("Sequences per optimizer step.", 8)
+    pack: bool = setting("Lay a step's sequences end to end instead of padding them to the longest (the same "
+                         "loss, no padding computed), where the model keeps packed sequences apart (checked "
+                         "once per base; the distill objectives always pad).", True)
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)

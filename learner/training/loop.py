@@ -35,6 +35,7 @@ from learner.config import LearnerConfig
 from learner.model.encoding import collate
 from learner.model.gguf_lora import version_exports
 from learner.model.losses import lm_loss, lm_loss_by_row, mean_loss
+from learner.model.packing import pack
 from learner.training.progress import RunClock, lr_at, progress_line
 from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
 from learner.training.rehearsal import Rehearsal, distill_loss
@@ -151,6 +152,7 @@ def run_consolidation(
     last_penalty = torch.zeros((), device=device)
     step = 0
     rest_below = 0.0 if (full or distilling) else train_cfg.rest_below
+    packs = train_cfg.pack and not distilling and live.packs  # the distillation's targets are laid out by row
     resting: set[int] = set()  # learned examples of the new memories: out of the later epochs
     try:
         lengths = [len(ex["input_ids"]) for ex in train_examples]
@@ -165,8 +167,8 @@ def run_consolidation(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(at, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
             chosen = [train_examples[i] for i in indices]
-            batch = collate(chosen, pad)
-            count.add(batch["attention_mask"])
+            batch = pack(chosen, pad) if packs else collate(chosen, pad)
+            count.add(batch)
             distilled = with_targets(batch, chosen) if distilling else None
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast():
@@ -181,7 +183,7 @@ def run_consolidation(
             if rehearse:  # the base's own text: stay with its next-token distribution
                 drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
-                count.add(base_batch["attention_mask"])
+                count.add(base_batch)
                 with_targets(base_batch, drawn)
                 base_batch = {k: v.to(device, non_blocking=True) for k, v in base_batch.items()}
                 with autocast():

@@ -158,7 +158,7 @@ def bench_step(config: LearnerConfig, events: list[MemoryEvent], short: int = 5,
         started = time.perf_counter()
         for indices in batches:
             batch = collate([examples[i] for i in indices], pad)
-            count.add(batch["attention_mask"])
+            count.add(batch)
             with autocast():
                 loss = model(**{k: v.to(live.device) for k, v in batch.items()}).loss
             loss.backward()
