@@ -35,7 +35,8 @@ class TrainConfig:
     batch_size: int = setting("Sequences per optimizer step.", 8)
     pack: bool = setting("Lay a step's sequences end to end instead of padding them to the longest (the same "
                          "loss, no padding computed), where the model keeps packed sequences apart (checked "
-                         "once per base; the distill objectives always pad).", True)
+                         "once per base; the distill objectives always pad). Off: on a CPU its masked attention "
+                         "cost more than the padding it saves.", False)
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
