@@ -10,7 +10,7 @@ from learner.config import load_config
 from learner.model.adapted import AdaptedModel
 from learner.model.config import ModelConfig
 from learner.model.encoding import collate
-from learner.model.losses import lm_loss, lm_loss_by_row
+from learner.model.losses import lm_loss_by_row
 from learner.model.packing import pack, packs_sequences
 from learner.online import OnlineLearner
 from tests.conftest import TINY

@@ -53,21 +53,21 @@ def _rows(lengths: list[int], max_tokens: int) -> list[list[int]]:
 def pack(examples: list[dict[str, torch.Tensor]], pad_id: int, max_tokens: int = PACK_TOKENS
          ) -> dict[str, torch.Tensor]:
     """``examples`` laid end to end in rows of at most ``max_tokens`` tokens (module docstring)."""
-    rows = _rows([len(ex["input_ids"]) for ex in examples], max_tokens)
-    width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+    lengths = [len(ex["input_ids"]) for ex in examples]
+    rows = _rows(lengths, max_tokens)
+    width = max(sum(lengths[i] for i in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     positions = torch.arange(width).repeat(len(rows), 1)
     for r, row in enumerate(rows):
         at = 0
         for i in row:
-            n = len(examples[i]["input_ids"])
+            n = lengths[i]
             ids[r, at:at + n] = examples[i]["input_ids"]
             labels[r, at + 1:at + n] = examples[i]["labels"][1:]
             positions[r, at:] = torch.arange(width - at)
             at += n
-    real = sum(len(ex["input_ids"]) for ex in examples)
-    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens_real": torch.tensor(real)}
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens_real": torch.tensor(sum(lengths))}
 
 
 @torch.no_grad()
