@@ -176,7 +176,7 @@ class Worker:
 
     async def stop(self) -> None:
         """Abandon runs in progress (nothing partial is written), save every state, publish and ack what it
-        covers; leave this session's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
+        covers; leave this worker's numbers in ``_worker/stats-PID.json`` (benchmarks read them)."""
         try:
             await self.committed()
         except Exception as exc:  # noqa: BLE001 - stopping anyway: what it left uncommitted is rerun
