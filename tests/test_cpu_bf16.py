@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
 
+from contracts.events import MemoryEvent
 from learner.config import load_config
 from learner.model.adapted import AdaptedModel
+from learner.model.encoding import collate
 from learner.model.loading import cpu_computes_bf16, resolve_dtype
+from learner.model.losses import lm_loss
 from learner.online import OnlineLearner
 from memstream.samples.stream import sample_stream
 
@@ -89,3 +93,24 @@ def test_a_bf16_base_is_merged_with_its_adapter_in_float32_for_export(taught):
     weight = merged.model.layers[0].mlp.down_proj.weight
     assert weight.dtype == torch.float32 and live.peft_model is not None  # the live model keeps its adapter
     assert torch.allclose(weight - layer.base_layer.weight.float(), update, atol=1e-6)
+
+
+def _loss_and_grads(live: AdaptedModel, context) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    batch = collate([live.encoder.encode(MemoryEvent.from_dict({"v": 1, **e})) for e in sample_stream()[:4]], live.tokenizer.pad_id)
+    params = [p for p in live.model.parameters() if p.requires_grad]
+    with context():
+        loss = lm_loss(live.model, batch)
+    grads = torch.autograd.grad(loss, params)
+    return loss.detach(), list(grads)
+
+
+def test_adapters_under_bf16_autocast_take_bf16_inputs_with_the_same_loss_and_gradients(taught):
+    live = taught[0].live
+    adapted = [m for m in live.model.modules() if isinstance(m, BaseTunerLayer)]
+    with live.autocast()():
+        assert not any(m.cast_input_dtype_enabled for m in adapted)  # no copy to float32 and back
+    assert all(m.cast_input_dtype_enabled for m in adapted)  # outside autocast the float32 adapters need it
+    loss, grads = _loss_and_grads(live, live.autocast())
+    cast_loss, cast_grads = _loss_and_grads(live, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    assert torch.equal(loss, cast_loss)
+    assert all(torch.equal(g, c) for g, c in zip(grads, cast_grads))

@@ -15,10 +15,11 @@ checking out the version it already holds costs nothing.
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable
 
 import torch
+from peft.helpers import disable_input_dtype_casting
 from torch import nn
 
 from learner.config import ModelConfig
@@ -86,10 +87,17 @@ class AdaptedModel:
     def autocast(self) -> Callable[[], Any]:
         """A context factory: bf16 autocast on CUDA, and on a CPU when the base's weights are bf16 (the
         float32 adapters' products then run in bf16 too); nothing for float32 weights on a CPU."""
-        device = self.device
-        if device.type == "cuda" or self.dtype == torch.bfloat16:
-            return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+        if self.device.type == "cuda" or self.dtype == torch.bfloat16:
+            return self._in_bf16
         return nullcontext
+
+    @contextmanager
+    def _in_bf16(self):
+        """bf16 autocast, the adapters' inputs left in bf16: autocast computes their products in bf16, so
+        peft's cast of each input to the adapters' float32 would be a copy there and back, and its gradient
+        the same, in every adapted layer."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16), disable_input_dtype_casting(self.model):
+            yield
 
     # -- base weights ---------------------------------------------------------------------
     def base_state(self) -> dict[str, torch.Tensor]:
