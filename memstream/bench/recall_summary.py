@@ -1,5 +1,6 @@
 """The recall benchmark's summary over seeds, and its targets: a phase recalled right after it (≥ 90%),
-phase 1 kept to the end (≥ 90%), final recall at least a retrain's (``joint``), general-text loss within +3%."""
+phase 1 kept to the end (≥ 90%), final recall at least a retrain's (``joint``), general-text loss within +3%.
+The graded recall (:mod:`memstream.bench.recall_choice`) is summarised beside it, without a target."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def summary(runs: list, base_general: float) -> dict:
     forgetting = stat(statistics.fmean(max(run.R[i][j] for i in range(j, T - 1)) - run.R[-1][j]
                                        for j in range(T - 1)) if T > 1 else 0.0 for run in runs)
     ratio = stat(run.general_loss / base_general for run in runs)
+    graded = _graded(runs) if all(run.C for run in runs) else {}
     return {
         "recall_right_after": right_after[0], "recall_right_after_std": right_after[1],
         "phase1_at_end": first_kept[0], "phase1_at_end_std": first_kept[1],
@@ -35,7 +37,23 @@ def summary(runs: list, base_general: float) -> dict:
         "seconds": statistics.fmean(run.seconds for run in runs),
         "phases": [run.phases for run in runs],
         "answers_last_seed": runs[-1].answers,
+        **graded,
     }
+
+
+def _graded(runs: list) -> dict:
+    """The graded recall's matrix (``SeedRun.C``: the told value's probability among its relation's
+    values) summarised as recall is: right after each phase, phase 1 at the end, final; mean and spread."""
+    T = len(runs[0].C)
+    right_after = [statistics.fmean(run.C[i][i] for i in range(T)) for run in runs]
+    first_kept = [run.C[-1][0] for run in runs]
+    final = [statistics.fmean(run.C[-1]) for run in runs]
+    out = {"C": [[statistics.fmean(run.C[i][j] for run in runs) for j in range(T)] for i in range(T)],
+           "C_per_seed": [run.C for run in runs]}
+    for key, values in (("choice_right_after", right_after), ("choice_phase1_at_end", first_kept),
+                        ("choice_final", final)):
+        out[key], out[f"{key}_std"] = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
 
 
 def acceptance(results: dict) -> dict:
