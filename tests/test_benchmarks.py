@@ -4,6 +4,7 @@ outputs well-formed on tiny settings (the numbers themselves are measured, not a
 import json
 import os
 import stat
+import statistics
 import math
 
 import pytest
@@ -196,9 +197,9 @@ def test_bench_brokers_measures_every_rate_and_idle_cpu_of_a_broker(tmp_path):
                                                                       exit_code=2)
 
 
-def test_bench_trainer_computes_one_plan_in_process_and_in_a_trainer_process(tmp_path):
+def test_bench_trainer_computes_one_plan_in_process_and_in_a_trainer_process_in_alternating_pairs(tmp_path):
     out = tmp_path / "trainer.json"
-    text = _invoke(["bench", "trainer", "--events", "30", "--threads", "1", "--json", str(out), *TINY_MODEL,
+    text = _invoke(["bench", "trainer", "--events", "30", "--threads", "1", "--pairs", "2", "--json", str(out), *TINY_MODEL,
                     "--set", "train.foundation_epochs=2"])
     assert "ratio trainer process / in process" in text
     results = json.loads(out.read_text())
@@ -206,3 +207,7 @@ def test_bench_trainer_computes_one_plan_in_process_and_in_a_trainer_process(tmp
     assert inside["status"] == outside["status"] == "accepted" and inside["steps"] == outside["steps"] > 0
     assert outside["wall_s"] >= outside["duration_s"] > 0 and results["ratio"] > 0
     assert results["waiting_cpu_percent"] < 50  # it waits on the pipe, not in a busy loop
+    assert len(results["runs"]["in_process"]) == len(results["runs"]["trainer_process"]) == len(results["pair_ratios"]) == 2
+    assert results["ratio"] == statistics.median(results["pair_ratios"])
+    first_pair = [line.split(", ")[1].split(":")[0] for line in text.splitlines() if line.startswith("== pair")]
+    assert first_pair == ["in process", "trainer process", "trainer process", "in process"]

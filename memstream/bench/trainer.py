@@ -1,10 +1,12 @@
 """One consolidation computed in a worker's trainer process and in this process: what handing a run
 to the trainer costs.
 
-The plan is made once (a profile that has taken the events in), then computed twice with the same
-torch threads: first here, through the trainer ``memstream learn`` uses, then in a trainer process
-of the worker's pool (:class:`streams.run_pool.RunPool`), which is spawned, imports torch, loads the
-base and sends the version's bytes back over a pipe. Loading the base (and the rehearsal targets)
+The plan is made once (a profile that has taken the events in), then computed in pairs with the same
+torch threads: here, through the trainer ``memstream learn`` uses, and in a trainer process of the
+worker's pool (:class:`streams.run_pool.RunPool`), which is spawned once, imports torch, loads the
+base and sends each version's bytes back over a pipe. The order alternates from pair to pair, so
+that neither place always runs first (or on a machine that has just warmed up), and the ratio is the
+median of the pairs' ratios: one pair on a shared machine moves by as much as the target allows. Loading the base (and the rehearsal targets)
 is each run's ``checkout_s``, paid once per trainer, not per run; the ratio compares what follows it,
 the run itself (``duration_s``: every step, evaluation, the Fisher and the exports), and the seconds
 from handing the plan over to holding the result are reported beside it.
@@ -15,6 +17,7 @@ reported too (busy polling would show there).
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,10 +49,12 @@ def _planned(config, events: list[dict], state: Path):
     return learner, plan
 
 
-def bench_trainer(config, events: list[dict], threads: int | None = None,
+def bench_trainer(config, events: list[dict], threads: int | None = None, pairs: int = 1,
                   say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Compute one plan made from ``events`` in process, then in a trainer process (see the module's
-    docstring); ``config`` is a :class:`learner.config.LearnerConfig`."""
+    """Compute one plan made from ``events`` in process and in a trainer process, ``pairs`` times, the
+    order alternating (in process first in the first pair); ``config`` is a
+    :class:`learner.config.LearnerConfig`. Each place's figures are the medians over its runs, the ratio
+    the median of the pairs' own (see the module's docstring)."""
     import torch
 
     from learner.training.trainer import shared_trainer
@@ -60,36 +65,60 @@ def bench_trainer(config, events: list[dict], threads: int | None = None,
     torch.set_num_threads(threads)
     state = Path(tempfile.mkdtemp(prefix="memstream-trainer-bench-"))
     learner, plan = _planned(config, events, state)
-    results: dict[str, Any] = {"events": len(events), "threads": threads, "mode": plan.mode}
-    try:
-        say(f"== in process: {len(plan.new)} new events, {threads} threads")
+    results: dict[str, Any] = {"events": len(events), "threads": threads, "mode": plan.mode, "pairs": pairs}
+    pool = RunPool(str(state), max_parallel=1, threads=threads, log=say)
+
+    def in_process() -> dict[str, Any]:
         started = time.monotonic()
         result = shared_trainer(config.model).run(plan, learner.registry, config, PROFILE, log=say)
-        results["in_process"] = _run_summary(result, time.monotonic() - started)
-        say("== in a trainer process")
-        pool = RunPool(str(state), max_parallel=1, threads=threads, log=say)
-        try:
-            own_cpu = cpu_seconds([os.getpid()])[os.getpid()]
-            started = time.monotonic()
-            pool.submit(PROFILE, plan, config.to_dict())
-            finished = []
-            while not finished:
-                time.sleep(0.5)
-                finished = pool.poll()
-            wall = time.monotonic() - started
-            waiting_cpu = cpu_seconds([os.getpid()])[os.getpid()] - own_cpu
-        finally:
-            pool.close()
-        results["trainer_process"] = _run_summary(finished[0].result, wall)
-        results["waiting_cpu_percent"] = round(100 * waiting_cpu / wall, 2)
+        return _run_summary(result, time.monotonic() - started)
+
+    def in_trainer() -> dict[str, Any]:
+        own_cpu = cpu_seconds([os.getpid()])[os.getpid()]
+        started = time.monotonic()
+        pool.submit(PROFILE, plan, config.to_dict())
+        finished = []
+        while not finished:
+            time.sleep(0.5)
+            finished = pool.poll()
+        wall = time.monotonic() - started
+        waiting_cpu = cpu_seconds([os.getpid()])[os.getpid()] - own_cpu
+        return {**_run_summary(finished[0].result, wall), "waiting_cpu_percent": round(100 * waiting_cpu / wall, 2)}
+
+    places = {"in_process": in_process, "trainer_process": in_trainer}
+    runs: dict[str, list[dict[str, Any]]] = {place: [] for place in places}
+    try:
+        for pair in range(pairs):
+            order = list(places) if pair % 2 == 0 else list(reversed(places))
+            for place in order:
+                say(f"== pair {pair + 1} of {pairs}, {place.replace('_', ' ')}: {len(plan.new)} new events, "
+                    f"{threads} threads")
+                runs[place].append(places[place]())
     finally:
+        pool.close()
         learner.cancel_run(plan)
         learner.close()
-    inside, outside = results["in_process"], results["trainer_process"]
-    results["ratio"] = outside["duration_s"] / inside["duration_s"] if inside["duration_s"] > 0 else float("nan")
+    results["pair_ratios"] = [round(outside["duration_s"] / inside["duration_s"], 4) if inside["duration_s"] > 0
+                              else float("nan") for inside, outside in zip(runs["in_process"], runs["trainer_process"])]
+    results["runs"] = runs
+    results.update({place: _median_run(place_runs) for place, place_runs in runs.items()})
+    results["waiting_cpu_percent"] = max(run["waiting_cpu_percent"] for run in runs["trainer_process"])
+    results["ratio"] = statistics.median(results["pair_ratios"])
     results["target_ratio"] = TARGET_RATIO
     results["met"] = results["ratio"] <= TARGET_RATIO
     return results
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for a place's runs: the first's status and steps, the median of every figure.
+
+    >>> _median_run([{"status": "accepted", "steps": 3, "steps_s": 9.0}, {"status": "accepted", "steps": 3, "steps_s": 7.0},
+    ...              {"status": "accepted", "steps": 3, "steps_s": 8.0}])
+    {'status': 'accepted', 'steps': 3, 'steps_s': 8.0}
+    """
+    first = runs[0]
+    return {key: value if key in ("status", "steps") or not isinstance(value, (int, float)) or value is None
+            else statistics.median(run[key] for run in runs) for key, value in first.items()}
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
