@@ -131,8 +131,11 @@ def test_bench_recall_writes_json_markdown_and_a_plot(tmp_path):
         assert math.isfinite(s["general_loss_ratio"]) and s["general_loss_ratio"] > 0
         assert len(s["answers_last_seed"]) == 8  # 2 phases x 2 facts x 2 held-out questions
         assert len(s["C"]) == 2 and all(len(row) == 2 and all(0 < x < 1 for x in row) for row in s["C"])
+        assert len(s["L"]) == 2 and all(len(row) == 2 and all(x > 0 for x in row) for row in s["L"])
         assert s["choice_final"] == pytest.approx(sum(s["C"][-1]) / 2)
+        assert s["answer_loss_right_after"] == pytest.approx((s["L"][0][0] + s["L"][1][1]) / 2)
     assert data["setup"]["choice_chance"] == 1 / 8 and len(data["setup"]["base_choice"]) == 2
+    assert len(data["setup"]["base_answer_loss"]) == 2
     assert data["strategies"]["replay+ewc"]["phases"][0][1]["replay"] > 0
     assert data["strategies"]["naive"]["phases"][0][1]["replay"] == 0
     assert data["strategies"]["memstream"]["phases"][0][0]["status"] in ("accepted", "rejected")

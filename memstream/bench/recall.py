@@ -10,10 +10,10 @@ Protocol (the same for every strategy, seed by seed)
     3. After each phase, every held-out question of every phase is asked (greedy decoding, in the
        chat format the model was trained in); an answer counts when it contains the fact's key word.
        ``R[i][j]`` is the recall of phase ``j``'s facts after phase ``i``.
-       ``C[i][j]`` grades the same: the probability the model gives the told value among every value
-       its relation can take, each filled into the fact's answer sentence
-       (:mod:`memstream.bench.recall_choice`): it moves with every question's margin, not only when an
-       answer flips.
+       ``L[i][j]`` and ``C[i][j]`` grade the same (:mod:`memstream.bench.recall_choice`): the loss of the
+       fact's answer sentence after each held-out question, and the probability the model gives the
+       told value among every value its relation can take: they move with every question's margin, not
+       only when an answer flips.
     4. **Base capability**: the loss (nats/token) on general text the memories never touch — held-out
        events of the public benchmark stream (code, licences, changelogs, manual pages) — before any
        training and after the last phase (ratio; ≤ 1.05 is the target).
@@ -62,7 +62,7 @@ from learner.training.plan import Plan
 from learner.training.trainer import Trainer
 from learner.store.versions import LORA, ewc_from_bytes
 from memstream.bench.paraphrase import paraphrased
-from memstream.bench.recall_choice import choice_by_phase
+from memstream.bench.recall_choice import graded_by_phase
 from memstream.bench.recall_summary import acceptance, summary
 
 __all__ = ["PEOPLE", "STRATEGIES", "run_recall", "general_text"]
@@ -80,7 +80,7 @@ class SeedRun:
     seconds: float
     phases: list[dict] = field(default_factory=list)
     answers: list[dict] = field(default_factory=list)
-    C: list[list[float]] = field(default_factory=list)  # graded recall after each phase (recall_choice)
+    graded: list[tuple[list[float], list[float]]] = field(default_factory=list)  # after each phase: (L, C) rows
 
 
 def general_text(n: int = 64) -> list[MemoryEvent]:
@@ -127,9 +127,9 @@ class _Asker:
                           "recalled": ok})
         return [h / n for h, n in hits], shown
 
-    def choice(self, live) -> list[float]:
-        """Graded recall per phase: the probability given to the told value among its relation's."""
-        return choice_by_phase(live, self.asked, self.person.phases)
+    def graded(self, live) -> tuple[list[float], list[float]]:
+        """Graded recall per phase: the told answer's loss, and the told value's share among its relation's."""
+        return graded_by_phase(live, self.asked, self.person.phases)
 
 
 def _with_memories(fact, question: str) -> str:
@@ -161,7 +161,7 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
     reservoir = ReservoirBuffer(cfg.replay.capacity, seed=seed)
     rng = random.Random(seed)
     told: list[MemoryEvent] = []
-    R, C, phases = [], [], []
+    R, graded, phases = [], [], []
     started = time.perf_counter()
     shown = []
     for phase in range(person.phases):
@@ -188,7 +188,7 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
             reservoir.add(event)
         row, shown = asker.row(live)
         R.append(row)
-        C.append(asker.choice(live))
+        graded.append(asker.graded(live))
         phases.append({"new": len(new), "rewrites": len(rewrites), "replay": len(replay), "steps": result.steps,
                        "train_loss": result.metrics.get("train_loss_mean"), "seconds": result.duration_s,
                        **_run_costs(result)})
@@ -197,7 +197,7 @@ def _rule_strategy(name: str, trainer: Trainer, person: Person, config: LearnerC
     live.tag = ("bench", name)  # trained weights no version has: the next checkout starts from the base
     if original is not None:
         live.load_base_state(original, "original")
-    return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown, C)
+    return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown, graded)
 
 
 def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, seed: int, asker: _Asker,
@@ -206,7 +206,7 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
 
     cfg = replace(config, scheduler=replace(config.scheduler, count=10**9, interval_s=None,
                                             consolidate_on_drift=False))
-    R, C, phases, shown = [], [], [], []
+    R, graded, phases, shown = [], [], [], []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memstream-recall-") as state:
         learner = OnlineLearner(PROFILE, cfg, state, auto_consolidate=False)
@@ -216,7 +216,7 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
             result = runs[-1]
             row, shown = asker.row(learner.live)
             R.append(row)
-            C.append(asker.choice(learner.live))
+            graded.append(asker.graded(learner.live))
             phases.append({"status": result.status, "reason": result.reason, "attempt": result.attempt,
                            "refused": [r.reason for r in runs[:-1]], "new": result.samples_new,
                            "replay": result.samples_replay, "steps": sum(r.steps for r in runs),
@@ -225,7 +225,7 @@ def _product_strategy(trainer: Trainer, person: Person, config: LearnerConfig, s
             progress(1)
         general_loss = _general_loss(learner.live, general)
         learner.close()
-    return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown, C)
+    return SeedRun(R, general_loss, time.perf_counter() - started, phases, shown, graded)
 
 
 def check_strategies(names: list[str]) -> None:
@@ -249,18 +249,19 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
     general = [live.encoder.encode(e) for e in general_text(general_events)]
     base_general = _general_loss(live, general)
     runs: dict[str, list[SeedRun]] = {name: [] for name in strategies}
-    base_rows, context_rows, base_choices = [], [], []
+    base_rows, context_rows, base_graded = [], [], []
     for seed in seeds:
         person = PEOPLE[people](seed, phases, facts_per_phase)
         asker = _Asker(person, max_new_tokens)
         base_row, _ = asker.row(trainer.checkout(None, None, config))
-        base_choices.append(asker.choice(trainer.checkout(None, None, config)))
+        base_graded.append(asker.graded(trainer.checkout(None, None, config)))
         context_row, _ = asker.row(trainer.checkout(None, None, config), in_context=True)
         base_rows.append(base_row)
         context_rows.append(context_row)
         log(f"seed {seed}: the untrained base recalls {', '.join(f'{x:.0%}' for x in base_row)}; "
             f"with each fact's memories in its context {', '.join(f'{x:.0%}' for x in context_row)}; "
-            f"graded, {', '.join(f'{x:.3f}' for x in base_choices[-1])}")
+            f"graded: answer loss {', '.join(f'{x:.2f}' for x in base_graded[-1][0])}, "
+            f"value choice {', '.join(f'{x:.3f}' for x in base_graded[-1][1])}")
         for name in strategies:
             if name == "memstream":
                 run = _product_strategy(trainer, person, config, seed, asker, general, progress)
@@ -269,7 +270,7 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
             runs[name].append(run)
             log(f"seed {seed}: {name}: recall after each phase "
                 + " | ".join(", ".join(f"{x:.0%}" for x in row) for row in run.R)
-                + "; graded " + " | ".join(", ".join(f"{x:.3f}" for x in row) for row in run.C)
+                + "; answer loss " + " | ".join(", ".join(f"{x:.2f}" for x in row) for row, _ in run.graded)
                 + f"; general loss {run.general_loss:.3f} (base {base_general:.3f}); {run.seconds:.0f} s")
     m = config.model
     results = {
@@ -286,7 +287,8 @@ def run_recall(config: LearnerConfig, strategies: list[str], seeds: list[int], p
                   "general_events": len(general), "base_general_loss": base_general,
                   "base_recall": [statistics.fmean(v) for v in zip(*base_rows)],
                   "base_recall_in_context": [statistics.fmean(v) for v in zip(*context_rows)],
-                  "base_choice": [statistics.fmean(v) for v in zip(*base_choices)],
+                  "base_answer_loss": [statistics.fmean(v) for v in zip(*(g[0] for g in base_graded))],
+                  "base_choice": [statistics.fmean(v) for v in zip(*(g[1] for g in base_graded))],
                   "choice_chance": statistics.fmean(1 / len(f.relation.values) for f in person.facts)},
     }
     results["acceptance"] = acceptance(results)

@@ -1,6 +1,6 @@
 """The recall benchmark's summary over seeds, and its targets: a phase recalled right after it (≥ 90%),
 phase 1 kept to the end (≥ 90%), final recall at least a retrain's (``joint``), general-text loss within +3%.
-The graded recall (:mod:`memstream.bench.recall_choice`) is summarised beside it, without a target."""
+The graded recall (:mod:`memstream.bench.recall_choice`) is summarised beside it, without targets."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def summary(runs: list, base_general: float) -> dict:
     forgetting = stat(statistics.fmean(max(run.R[i][j] for i in range(j, T - 1)) - run.R[-1][j]
                                        for j in range(T - 1)) if T > 1 else 0.0 for run in runs)
     ratio = stat(run.general_loss / base_general for run in runs)
-    graded = _graded(runs) if all(run.C for run in runs) else {}
+    graded = _graded(runs) if all(run.graded for run in runs) else {}
     return {
         "recall_right_after": right_after[0], "recall_right_after_std": right_after[1],
         "phase1_at_end": first_kept[0], "phase1_at_end_std": first_kept[1],
@@ -42,17 +42,20 @@ def summary(runs: list, base_general: float) -> dict:
 
 
 def _graded(runs: list) -> dict:
-    """The graded recall's matrix (``SeedRun.C``: the told value's probability among its relation's
-    values) summarised as recall is: right after each phase, phase 1 at the end, final; mean and spread."""
-    T = len(runs[0].C)
-    right_after = [statistics.fmean(run.C[i][i] for i in range(T)) for run in runs]
-    first_kept = [run.C[-1][0] for run in runs]
-    final = [statistics.fmean(run.C[-1]) for run in runs]
-    out = {"C": [[statistics.fmean(run.C[i][j] for run in runs) for j in range(T)] for i in range(T)],
-           "C_per_seed": [run.C for run in runs]}
-    for key, values in (("choice_right_after", right_after), ("choice_phase1_at_end", first_kept),
-                        ("choice_final", final)):
-        out[key], out[f"{key}_std"] = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    """The graded recall's matrices (``SeedRun.graded``: the told answers' loss ``L``, the told values'
+    share among their relation's values ``C``) summarised as recall is: right after each phase, phase 1 at
+    the end, final; mean and spread over seeds."""
+    out: dict = {}
+    for name, key, part in (("L", "answer_loss", 0), ("C", "choice", 1)):
+        per_seed = [[row[part] for row in run.graded] for run in runs]
+        T = len(per_seed[0])
+        out[name] = [[statistics.fmean(m[i][j] for m in per_seed) for j in range(T)] for i in range(T)]
+        out[f"{name}_per_seed"] = per_seed
+        for what, values in (("right_after", [statistics.fmean(m[i][i] for i in range(T)) for m in per_seed]),
+                             ("phase1_at_end", [m[-1][0] for m in per_seed]),
+                             ("final", [statistics.fmean(m[-1]) for m in per_seed])):
+            out[f"{key}_{what}"] = statistics.fmean(values)
+            out[f"{key}_{what}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return out
 
 

@@ -141,13 +141,14 @@ def plot_forgetting(results: dict, out_dir: Path, stem: str = "forgetting") -> l
 
 
 RECALL_HEADERS = ["strategy", "recall right after", "±", "phase 1 at end", "±", "final recall", "forgetting",
-                  "general loss ratio", "graded: right after", "phase 1 at end", "final", "seconds"]
+                  "general loss ratio", "answer loss: right after", "phase 1 at end", "final", "value choice: final",
+                  "seconds"]
 
 
 def recall_rows(results: dict) -> list[list[Any]]:
     return [[name, s["recall_right_after"], s["recall_right_after_std"], s["phase1_at_end"], s["phase1_at_end_std"],
-             s["final_recall"], s["forgetting"], s["general_loss_ratio"], s.get("choice_right_after"),
-             s.get("choice_phase1_at_end"), s.get("choice_final"), round(s["seconds"])]
+             s["final_recall"], s["forgetting"], s["general_loss_ratio"], s.get("answer_loss_right_after"),
+             s.get("answer_loss_phase1_at_end"), s.get("answer_loss_final"), s.get("choice_final"), round(s["seconds"])]
             for name, s in results["strategies"].items()]
 
 
@@ -166,8 +167,9 @@ def recall_markdown(results: dict, plots: list[Path], command: str) -> str:
         + ", ".join(f"{x:.0%}" for x in setup["base_recall"]) + " of each phase"
         + (", and with each fact's memories in its context " + ", ".join(
             f"{x:.0%}" for x in setup["base_recall_in_context"]) if setup.get("base_recall_in_context") else "")
-        + (". Graded recall (the told value's probability among its relation's values; chance "
-           f"{setup['choice_chance']:.3f}) of the base: " + ", ".join(f"{x:.3f}" for x in setup["base_choice"])
+        + (". Graded recall of the base: the told answers' loss (nats/token) " + ", ".join(
+            f"{x:.2f}" for x in setup["base_answer_loss"]) + "; the told value's probability among its relation's "
+           f"values (chance {setup['choice_chance']:.3f}) " + ", ".join(f"{x:.3f}" for x in setup["base_choice"])
            if setup.get("base_choice") else "")
         + ". General-text loss of the base: "
         f"{setup['base_general_loss']:.3f} nats/token on {setup['general_events']} held-out public-stream events.",
