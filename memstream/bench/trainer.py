@@ -6,10 +6,11 @@ torch threads: here, through the trainer ``memstream learn`` uses, and in a trai
 worker's pool (:class:`streams.run_pool.RunPool`), which is spawned once, imports torch, loads the
 base and sends each version's bytes back over a pipe. The order alternates from pair to pair, so
 that neither place always runs first (or on a machine that has just warmed up), and the ratio is the
-median of the pairs' ratios: one pair on a shared machine moves by as much as the target allows. Loading the base (and the rehearsal targets)
-is each run's ``checkout_s``, paid once per trainer, not per run; the ratio compares what follows it,
-the run itself (``duration_s``: every step, evaluation, the Fisher and the exports), and the seconds
-from handing the plan over to holding the result are reported beside it.
+median of the pairs' ratios: one pair on a shared machine moves by as much as the target allows.
+Loading the base (and the rehearsal targets) is each run's ``checkout_s``, paid once per trainer, not
+per run; the ratio compares what follows it, the run itself (``duration_s``: every step, evaluation,
+the Fisher and the exports), and the seconds from handing the plan over to holding the result are
+reported beside it.
 While the trainer computes, this process only waits on the pipe: its own CPU over that time is
 reported too (busy polling would show there).
 """
@@ -112,13 +113,15 @@ def bench_trainer(config, events: list[dict], threads: int | None = None, pairs:
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One summary for a place's runs: the first's status and steps, the median of every figure.
 
-    >>> _median_run([{"status": "accepted", "steps": 3, "steps_s": 9.0}, {"status": "accepted", "steps": 3, "steps_s": 7.0},
-    ...              {"status": "accepted", "steps": 3, "steps_s": 8.0}])
-    {'status': 'accepted', 'steps': 3, 'steps_s': 8.0}
+    >>> _median_run([{"status": "accepted", "steps": 3, "steps_s": 9.0, "loss_new_after": None},
+    ...              {"status": "accepted", "steps": 3, "steps_s": 7.0, "loss_new_after": None},
+    ...              {"status": "accepted", "steps": 3, "steps_s": 8.0, "loss_new_after": None}])
+    {'status': 'accepted', 'steps': 3, 'steps_s': 8.0, 'loss_new_after': None}
     """
     first = runs[0]
-    return {key: value if key in ("status", "steps") or not isinstance(value, (int, float)) or value is None
-            else statistics.median(run[key] for run in runs) for key, value in first.items()}
+    return {key: statistics.median(run[key] for run in runs)
+            if key not in ("status", "steps") and isinstance(value, (int, float)) else value
+            for key, value in first.items()}
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
