@@ -5,8 +5,8 @@ position at once), and the token-batched mean loss the gate's evaluations use.""
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,8 @@ from torch import nn
 
 from learner.model.encoding import IGNORE, collate
 
-__all__ = ["hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits", "loss_sums", "mean_loss", "token_batches"]
+__all__ = ["eval_batches", "evaluating", "hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits", "loss_sums",
+           "loss_sums_by_row", "mean_loss", "token_batches"]
 
 
 def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -81,15 +82,23 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return total / max(count, 1)
 
 
-def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lm_loss`, and each example's own mean loss over its labelled positions (detached; 0 for
-    one with none), in the batch's order: its rows, or the sequences of a packed batch."""
+def loss_sums_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`loss_sums`'s per-token losses (with their graph), and each example's summed loss (nats) and
+    labelled-token count (detached), in the batch's order: its rows, or the sequences of a packed batch."""
     losses, where = _labelled_losses(model, batch, chunk)
     examples, n = _example_of(batch)
     owner = examples[:, 1:][where]  # the example of each labelled position
     sums = torch.zeros(n, device=losses.device).index_add_(0, owner, losses.detach())
     counts = torch.zeros(n, device=losses.device).index_add_(0, owner, torch.ones_like(losses))
+    return losses, sums, counts
+
+
+def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 2048
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lm_loss`, and each example's own mean loss over its labelled positions (detached; 0 for
+    one with none), in the batch's order: its rows, or the sequences of a packed batch."""
+    losses, sums, counts = loss_sums_by_row(model, batch, chunk)
     return losses.sum() / max(losses.numel(), 1), sums / counts.clamp_min(1)
 
 
@@ -138,6 +147,34 @@ def token_batches(examples: list[dict[str, torch.Tensor]], max_tokens: int) -> l
     return batches
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in evaluation mode (no dropout) inside the block, and back in the mode it was in after.
+
+    >>> layer = nn.Dropout()
+    >>> with evaluating(layer):
+    ...     layer.training
+    False
+    >>> layer.training
+    True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def eval_batches(examples: list[dict[str, torch.Tensor]], pad_id: int, device: torch.device | None = None,
+                 max_tokens: int = 4096) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """``examples`` collated into padded batches of at most ``max_tokens`` tokens (:func:`token_batches`),
+    each with the indices of the examples it holds, on ``device``."""
+    for indices in token_batches(examples, max_tokens):
+        batch = collate([examples[i] for i in indices], pad_id)
+        yield indices, batch if device is None else {k: v.to(device) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def mean_loss(model: nn.Module, examples: list[dict[str, torch.Tensor]], pad_id: int,
               device: torch.device | None = None, max_tokens: int = 4096, autocast: Any = None) -> float:
@@ -147,19 +184,12 @@ def mean_loss(model: nn.Module, examples: list[dict[str, torch.Tensor]], pad_id:
     ``autocast`` is an optional context factory (:meth:`learner.model.adapted.AdaptedModel.autocast`)."""
     if not examples:
         return math.nan
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
-        for indices in token_batches(examples, max_tokens):
-            batch = collate([examples[i] for i in indices], pad_id)
-            if device is not None:
-                batch = {k: v.to(device) for k, v in batch.items()}
+    with evaluating(model):
+        for _, batch in eval_batches(examples, pad_id, device, max_tokens):
             with (autocast or nullcontext)():
                 summed, n = loss_sums(model, batch)
             if n:
                 total += float(summed)  # a device-to-host sync, once per evaluation batch
                 count += n
-    finally:
-        model.train(was_training)
     return total / count if count else math.nan

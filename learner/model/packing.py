@@ -75,7 +75,7 @@ def packs_sequences(model: nn.Module, pad_id: int) -> bool:
     """Whether ``model`` keeps packed sequences apart: the loss of two made-up sequences packed is
     their padded loss, up to rounding (1e-4 of it in float32, 1e-2 in a 16-bit dtype; a sequence
     that saw the other's tokens differs by more, even in a model with random weights)."""
-    from learner.model.losses import lm_loss
+    from learner.model.losses import evaluating, lm_loss
 
     generator = torch.Generator().manual_seed(0)
     vocab = min(getattr(getattr(model, "config", None), "vocab_size", None) or 256, 1000)
@@ -83,11 +83,7 @@ def packs_sequences(model: nn.Module, pad_id: int) -> bool:
                 for n in (9, 7)]
     weight = next(model.parameters())
     device, tolerance = weight.device, 1e-4 if weight.dtype == torch.float32 else 1e-2
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         padded, packed = (float(lm_loss(model, {k: v.to(device) for k, v in batch.items()}))
                           for batch in (collate(examples, pad_id), pack(examples, pad_id)))
-    finally:
-        model.train(was_training)
     return abs(packed - padded) <= tolerance * abs(padded)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from contracts.events import MemoryEvent
 from learner.model.encoding import IGNORE
-from learner.model.losses import hidden_and_head
+from learner.model.losses import evaluating, hidden_and_head
 
 __all__ = ["CONTEXT", "in_context", "kl_from_base", "memory_loss", "question_pairs", "teach", "with_targets"]
 
@@ -123,22 +123,17 @@ def kl_from_base(live, examples: list[dict], batch: int = 8) -> float:
     from learner.model.encoding import collate
 
     model = live.model
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(examples), batch):
-                b = {k: v.to(live.device) for k, v in collate(examples[start:start + batch],
-                                                               live.tokenizer.pad_id).items()}
-                where = b["labels"][:, 1:] != IGNORE
-                tuned = _logp_at(model, b, where)
-                with live.peft_model.disable_adapter():
-                    base = _logp_at(model, b, where)
-                total += float((base.exp() * (base - tuned)).sum())
-                count += int(where.sum())
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for start in range(0, len(examples), batch):
+            b = {k: v.to(live.device) for k, v in collate(examples[start:start + batch],
+                                                           live.tokenizer.pad_id).items()}
+            where = b["labels"][:, 1:] != IGNORE
+            tuned = _logp_at(model, b, where)
+            with live.peft_model.disable_adapter():
+                base = _logp_at(model, b, where)
+            total += float((base.exp() * (base - tuned)).sum())
+            count += int(where.sum())
     return total / count if count else float("nan")
 
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from learner.model.encoding import collate
-from learner.model.losses import lm_loss_from_logits
+from learner.model.losses import evaluating, lm_loss_from_logits
 from learner.training.config import EWCConfig
 from learner.training.per_example import linear_weights, squared_gradient_sums
 from learner.types import Regularizer
@@ -168,17 +168,13 @@ def per_example_fisher(
     examples = list(examples)
     if not examples:
         raise ValueError("per_example_fisher needs at least one example")
-    was_training = model.training
-    model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
-    try:
+    with evaluating(model):  # no dropout: the Fisher is a property of the parameters, not of a mask
         if method == "vmap":
             with warnings.catch_warnings():  # SDPA has no vmap batching rule yet: slower, still exact
                 warnings.filterwarnings("ignore", message=".*performance drop.*")
                 sums = _fisher_vmap(model, params, buffers, examples, loss_fn, chunk_size)
         else:
             sums = _fisher_loop(model, examples, loss_fn)
-    finally:
-        model.train(was_training)
     return {k: v / len(examples) for k, v in sums.items()}
 
 

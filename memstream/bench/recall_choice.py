@@ -23,8 +23,7 @@ import math
 import torch
 
 from contracts.events import MemoryEvent
-from learner.model.encoding import IGNORE, collate
-from learner.model.losses import lm_loss_by_row, token_batches
+from learner.model.losses import eval_batches, evaluating, loss_sums_by_row
 
 __all__ = ["answer_logliks", "graded_by_phase", "told_share"]
 
@@ -40,20 +39,13 @@ def told_share(logliks: list[float], told: int) -> float:
 def answer_logliks(live, examples: list[dict], max_tokens: int = 4096) -> list[tuple[float, int]]:
     """Each encoded example's summed log-likelihood (nats) of its labelled tokens under ``live``'s model,
     and how many there are."""
-    model, pad = live.model, live.tokenizer.pad_id
-    was_training = model.training
-    model.eval()
     logliks = [(0.0, 0)] * len(examples)
-    try:
-        for indices in token_batches(examples, max_tokens):
-            batch = {k: v.to(live.device) for k, v in collate([examples[i] for i in indices], pad).items()}
+    with evaluating(live.model):
+        for indices, batch in eval_batches(examples, live.tokenizer.pad_id, live.device, max_tokens):
             with live.autocast()():
-                _, row_losses = lm_loss_by_row(model, batch)
-            for i, row_loss in zip(indices, row_losses.tolist()):
-                labelled = int((examples[i]["labels"][1:] != IGNORE).sum())
-                logliks[i] = (-row_loss * labelled, labelled)
-    finally:
-        model.train(was_training)
+                _, sums, counts = loss_sums_by_row(live.model, batch)
+            for i, total, count in zip(indices, sums.tolist(), counts.tolist()):
+                logliks[i] = (-total, int(count))
     return logliks
 
 
