@@ -43,6 +43,7 @@ from collections import Counter
 from typing import Iterable
 
 from contracts.events import MemoryEvent
+from learner.memory.links import linked_views
 
 __all__ = ["MAX_VIEW_WORDS", "RECALL_PROMPTS", "first_person", "from_own_words", "second_person", "statement_of",
            "views_of", "why_no_view",
@@ -228,8 +229,9 @@ def views_of(event: MemoryEvent, count: int) -> list[MemoryEvent]:
     return views
 
 
-def with_views(events: Iterable[MemoryEvent], count: int) -> tuple[list[MemoryEvent], dict[str, int]]:
-    """The views of ``events`` (without the events) and the counts: views made, and why none for the others.
+def with_views(events: Iterable[MemoryEvent], count: int, links: int = 0) -> tuple[list[MemoryEvent], dict[str, int]]:
+    """The views of ``events`` (without the events) and the counts: views made, and why none for the others;
+    with ``links``, each conversation turn's :func:`~learner.memory.links.linked_views` after them.
 
     >>> from contracts.events import MemoryEvent
     >>> notes = [MemoryEvent.build({"profile": "a", "ts": 0, "kind": "note", "text": t})
@@ -240,6 +242,7 @@ def with_views(events: Iterable[MemoryEvent], count: int) -> tuple[list[MemoryEv
     >>> counts
     {'views': 2, 'with_views': 1, 'no_view: a single word': 1, 'no_view: not about the user': 1}
     """
+    events = list(events)
     views, counts = [], Counter()
     counts.update(views=0, with_views=0)
     for event in events:
@@ -254,4 +257,11 @@ def with_views(events: Iterable[MemoryEvent], count: int) -> tuple[list[MemoryEv
         views += made
         counts["views"] += len(made)
         counts["with_views"] += bool(made)
+    if links > 0:
+        try:
+            linked = linked_views(events, links)
+        except Exception as exc:  # as above: links that cannot be made never cost the run
+            linked, counts[f"no_links: failed ({type(exc).__name__})"] = [], 1
+        views += linked
+        counts["linked"] = len(linked)
     return views, dict(counts)

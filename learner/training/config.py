@@ -27,6 +27,8 @@ class TrainConfig:
     epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 5)
     views: int = setting("Training views per memory about the user (LoRA runs): rewordings and answers to "
                          "questions about it, made from its text (0 = the memories as they are).", 3)
+    linked_views: int = setting("Per conversation turn, up to this many other memories of the run that name what "
+                                "its answer told, each as another answer to its question (LoRA runs; 0 = none).", 0)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
     rest_below: float = setting("An example of a new memory (the memory or one of its views) whose loss fell below "
@@ -77,6 +79,7 @@ class TrainConfig:
         require(self.objective in OBJECTIVES, "train.objective", self.objective,
                f"must be one of {', '.join(OBJECTIVES)}")
         require(self.views >= 0, "train.views", self.views, "must be >= 0")
+        require(self.linked_views >= 0, "train.linked_views", self.linked_views, "must be >= 0")
         require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
         require(self.rest_below >= 0, "train.rest_below", self.rest_below, "must not be negative")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")

@@ -89,8 +89,9 @@ def run_consolidation(
     device = live.device
     autocast = live.autocast() if train_cfg.autocast else nullcontext  # a context factory either way
     train_examples = [encoder.encode(e) for e in plan.train_events]
-    new_views, new_counts = with_views(plan.new, 0 if full else train_cfg.views)
-    replay_views, replay_counts = with_views(plan.replay, 0 if full else train_cfg.views)
+    links = 0 if full else train_cfg.linked_views
+    new_views, new_counts = with_views(plan.new, 0 if full else train_cfg.views, links)
+    replay_views, replay_counts = with_views(plan.replay, 0 if full else train_cfg.views, links)
     view_counts = Counter(new_counts)
     view_counts.update(replay_counts)
     views, view_counts = new_views + replay_views, dict(view_counts)

@@ -1,0 +1,73 @@
+"""Linked views: a conversation turn's question answered by the other memories that name what it told."""
+
+import pytest
+
+from contracts.events import MemoryEvent
+from learner.config import load_config
+from learner.fields import ConfigError
+from learner.memory.links import MAX_NAMED_BY, linked_views, told_words
+from learner.memory.views import with_views
+from memstream.samples.facts import make_person
+
+
+def note(text: str) -> MemoryEvent:
+    return MemoryEvent.build({"profile": "ann", "ts": 5.0, "kind": "observation", "text": text})
+
+
+def turn(prompt: str, response: str) -> MemoryEvent:
+    return MemoryEvent.build({"profile": "ann", "ts": 5.0, "kind": "conversation", "prompt": prompt,
+                              "response": response})
+
+
+def test_every_turn_of_the_facts_person_is_linked_to_its_own_facts_notes_and_no_other():
+    person = make_person(seed=3)
+    for phase in range(person.phases):
+        facts = person.phase(phase)
+        events = [MemoryEvent.build(e) for f in facts for e in f.events("ann", ts=0.0, id_prefix=f"{phase}-")]
+        views = linked_views(events, 2)
+        assert len(views) == 2 * len(facts)
+        for view in views:
+            fact = next(f for f in facts if f.relation.ask.format(v=f.value) == view.prompt)
+            assert fact.value.lower() in view.response.lower()
+            assert view.meta["linked_to"] == f"{phase}-{fact.relation.slot}-c"
+            assert view.meta["view_of"] in {f"{phase}-{fact.relation.slot}-o", f"{phase}-{fact.relation.slot}-r"}
+
+
+def test_a_turn_links_only_words_its_answer_adds_to_its_question():
+    assert told_words("Which sport do I do?", "You do curling every week.") == {"curling", "week"}
+    memories = [turn("Where is the sport hall?", "The sport hall is on Quay Road."),
+                note("The user likes every sport on television.")]
+    assert linked_views(memories, 3) == []  # "sport" is asked, not told
+
+
+def test_a_word_many_memories_name_links_nothing():
+    memories = [turn("Where do I walk?", "You walk along the harbour.")]
+    memories += [note(f"The user saw boat {n} in the harbour.") for n in range(MAX_NAMED_BY)]
+    assert linked_views(memories, 5) == []
+    assert len(linked_views(memories[:MAX_NAMED_BY], 5)) == MAX_NAMED_BY - 1
+
+
+def test_links_are_capped_per_turn_in_the_order_of_the_memories():
+    memories = [turn("What is my cat called?", "The cat is named Juno."),
+                note("The user's cat Juno sleeps a lot."), note("Juno, the user's cat, hates rain.")]
+    views = linked_views(memories, 1)
+    assert [(v.prompt, v.response) for v in views] == [("What is my cat called?", "Your cat Juno sleeps a lot.")]
+
+
+def test_with_views_counts_the_links_after_the_views_and_a_failure_costs_nothing_else(monkeypatch):
+    memories = [turn("What is my cat called?", "The cat is named Juno."), note("The user's cat Juno sleeps a lot.")]
+    views, counts = with_views(memories, 2, links=2)
+    assert counts["linked"] == 1 and counts["views"] == len(views) - 1
+    assert views[-1].meta["linked_to"] == memories[0].id
+
+    import learner.memory.views as module
+
+    monkeypatch.setattr(module, "linked_views", lambda events, per_turn: 1 / 0)
+    views_again, counts = module.with_views(memories, 2, links=2)
+    assert views_again == views[:-1]
+    assert counts["no_links: failed (ZeroDivisionError)"] == 1 and counts["linked"] == 0
+
+
+def test_a_negative_link_count_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.linked_views"):
+        load_config(overrides=["train.linked_views=-1"], environ={})
