@@ -40,6 +40,14 @@ def test_a_turn_links_only_words_its_answer_adds_to_its_question():
     assert linked_views(memories, 3) == []  # "sport" is asked, not told
 
 
+def test_a_turn_where_the_user_tells_something_answers_no_question():
+    memories = [turn("My favourite board game is Pandemic.", "Got it: you love Pandemic."),
+                note("The user played Pandemic with friends.")]
+    assert linked_views(memories, 2) == []
+    memories[0] = turn("What is my favourite board game?", "You love Pandemic.")
+    assert [v.response for v in linked_views(memories, 2)] == ["You played Pandemic with friends."]
+
+
 def test_a_word_many_memories_name_links_nothing():
     memories = [turn("Where do I walk?", "You walk along the harbour.")]
     memories += [note(f"The user saw boat {n} in the harbour.") for n in range(MAX_NAMED_BY)]

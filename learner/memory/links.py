@@ -7,7 +7,8 @@ answer's wording, and asked in other words ("What sport do I practise?") the mod
 verb to another memory ("You practise the mandolin."). A **linked view** answers the turn's question
 with each note that names what the answer told — a word of the answer that its question lacks
 ("curling"), named by few of the memories at hand (a word most of them say tells nothing about
-which thing is meant) — so the question is tied to every wording of the fact.
+which thing is meant) — so the question is tied to every wording of the fact. A turn where the user
+tells something and is thanked asks no question, and links nothing.
 
 Links are made among the memories of one run (its new memories, and apart from them its replayed
 ones), as a pure function of them: the same memories give the same views.
@@ -56,8 +57,9 @@ def told_words(prompt: str, response: str) -> set[str]:
 
 
 def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
-    """For each conversation turn about the user, up to ``per_turn`` notes of ``events`` that name what it
-    told, each as the answer to the turn's question (in the second person; in the order of ``events``)."""
+    """For each conversation turn about the user that answers a question, up to ``per_turn`` notes of
+    ``events`` that name what it told, each as the answer to the turn's question (in the second person;
+    in the order of ``events``)."""
     from learner.memory.views import statement_of, why_no_view
 
     if per_turn <= 0:
@@ -67,8 +69,8 @@ def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
     named_by = Counter(w for e in events for w in _words(e.text if e.text is not None else e.response))
     views = []
     for turn in events:
-        if turn.prompt is None or why_no_view(turn) is not None:
-            continue
+        if turn.prompt is None or not turn.prompt.rstrip().endswith("?") or why_no_view(turn) is not None:
+            continue  # a turn where the user tells something and is thanked answers no question
         told = {w for w in told_words(turn.prompt, turn.response) if named_by[w] <= MAX_NAMED_BY}
         linked = [n for n in notes if told & _words(statements[n.id])][:per_turn]
         views += [MemoryEvent.build({"profile": turn.profile, "ts": turn.ts, "kind": turn.kind,
