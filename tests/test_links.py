@@ -28,7 +28,8 @@ def test_every_turn_of_the_facts_person_is_linked_to_its_own_facts_notes_and_no_
         assert len(views) == 2 * len(facts)
         for view in views:
             fact = next(f for f in facts if f.relation.ask.format(v=f.value) == view.prompt)
-            assert fact.value.lower() in view.response.lower()
+            assert view.response.startswith(fact.relation.answer.format(v=fact.value) + " ")
+            assert fact.value.lower() in view.response.removeprefix(fact.relation.answer.format(v=fact.value)).lower()
             assert view.meta["linked_to"] == f"{phase}-{fact.relation.slot}-c"
             assert view.meta["view_of"] in {f"{phase}-{fact.relation.slot}-o", f"{phase}-{fact.relation.slot}-r"}
 
@@ -45,7 +46,7 @@ def test_a_turn_where_the_user_tells_something_answers_no_question():
                 note("The user played Pandemic with friends.")]
     assert linked_views(memories, 2) == []
     memories[0] = turn("What is my favourite board game?", "You love Pandemic.")
-    assert [v.response for v in linked_views(memories, 2)] == ["You played Pandemic with friends."]
+    assert [v.response for v in linked_views(memories, 2)] == ["You love Pandemic. You played Pandemic with friends."]
 
 
 def test_a_word_many_memories_name_links_nothing():
@@ -59,7 +60,8 @@ def test_links_are_capped_per_turn_in_the_order_of_the_memories():
     memories = [turn("What is my cat called?", "The cat is named Juno."),
                 note("The user's cat Juno sleeps a lot."), note("Juno, the user's cat, hates rain.")]
     views = linked_views(memories, 1)
-    assert [(v.prompt, v.response) for v in views] == [("What is my cat called?", "Your cat Juno sleeps a lot.")]
+    assert [(v.prompt, v.response) for v in views] == [("What is my cat called?",
+                                                         "The cat is named Juno. Your cat Juno sleeps a lot.")]
 
 
 def test_with_views_counts_the_links_after_the_views_and_a_failure_costs_nothing_else(monkeypatch):

@@ -5,10 +5,12 @@ A user asks "Which sport do I do?" and is told "You do curling."; elsewhere the 
 "the user trains at curling twice a week". Trained on as they are, the question reaches only its own
 answer's wording, and asked in other words ("What sport do I practise?") the model may follow a
 verb to another memory ("You practise the mandolin."). A **linked view** answers the turn's question
-with each note that names what the answer told — a word of the answer that its question lacks
-("curling"), named by few of the memories at hand (a word most of them say tells nothing about
-which thing is meant) — so the question is tied to every wording of the fact. A turn where the user
-tells something and is thanked asks no question, and links nothing.
+with its own answer followed by a note that names what the answer told — a word of the answer that
+its question lacks ("curling"), named by few of the memories at hand (a word most of them say tells
+nothing about which thing is meant) — so the question is tied to every wording of the fact. The
+answer comes first: a question answered by the note alone teaches the model to answer questions by
+reciting a memory, and it then recites recent ones for old questions. A turn where the user tells
+something and is thanked asks no question, and links nothing.
 
 Links are made among the memories of one run (its new memories, and apart from them its replayed
 ones), as a pure function of them: the same memories give the same views.
@@ -21,7 +23,7 @@ Examples
 ...             e(kind="observation", text="Observation: the user trains at curling twice a week."),
 ...             e(kind="observation", text="Observation: the user walks their dog every morning.")]
 >>> [(v.prompt, v.response) for v in linked_views(memories, 2)]
-[('Which sport do I do?', 'You train at curling twice a week.')]
+[('Which sport do I do?', 'You do curling. You train at curling twice a week.')]
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def told_words(prompt: str, response: str) -> set[str]:
 
 def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
     """For each conversation turn about the user that answers a question, up to ``per_turn`` notes of
-    ``events`` that name what it told, each as the answer to the turn's question (in the second person;
-    in the order of ``events``)."""
+    ``events`` that name what it told, each after the turn's answer as another answer to its question
+    (in the second person; in the order of ``events``)."""
     from learner.memory.views import statement_of, why_no_view
 
     if per_turn <= 0:
@@ -75,6 +77,6 @@ def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
         linked = [n for n in notes if told & _words(statements[n.id])][:per_turn]
         views += [MemoryEvent.build({"profile": turn.profile, "ts": turn.ts, "kind": turn.kind,
                                      "meta": {"view_of": note.id, "linked_to": turn.id},
-                                     "prompt": turn.prompt, "response": statements[note.id]})
+                                     "prompt": turn.prompt, "response": f"{turn.response.strip()} {statements[note.id]}"})
                   for note in linked]
     return views
