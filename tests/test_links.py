@@ -81,3 +81,23 @@ def test_with_views_counts_the_links_after_the_views_and_a_failure_costs_nothing
 def test_a_negative_link_count_is_a_config_error():
     with pytest.raises(ConfigError, match="train.linked_views"):
         load_config(overrides=["train.linked_views=-1"], environ={})
+
+
+def test_a_lora_run_trains_on_linked_views_and_counts_them_without_other_views(tmp_path):
+    from learner.online import OnlineLearner
+    from tests.conftest import TINY
+
+    pets = [("cat", "Juno"), ("dog", "Pixel"), ("horse", "Tamsin")]
+    config = load_config(overrides=TINY + ["train.views=0", "train.linked_views=2", "scheduler.count=1000000000"],
+                         environ={})
+    learner = OnlineLearner("ann", config, tmp_path, auto_consolidate=False)
+    learner.learn_many([note(f"Rain over Lyon, day {n}.").to_dict() for n in range(40)])
+    learner.consolidate("manual")  # the byte model's foundation run: no views
+    learner.learn_many([e.to_dict() for pet, name in pets for e in
+                        (turn(f"What is my {pet} called?", f"Your {pet} is {name}."),
+                         note(f"The user's {pet} {name} sleeps a lot."))])
+    result = learner.consolidate("manual")
+    learner.close()
+    assert result.accepted, result.reason
+    assert result.metrics["views"]["linked"] == len(pets)
+    assert result.metrics["views"]["views"] == 0

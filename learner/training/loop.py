@@ -240,7 +240,7 @@ def run_consolidation(
         "loss_unit": "nats/token",
         **count.metrics(steps_s),
     }
-    if train_cfg.views and not full:
+    if (train_cfg.views or links) and not full:
         metrics["views"] = view_counts
     if rest_below:
         metrics["rested_examples"] = len(resting)
