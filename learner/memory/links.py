@@ -76,7 +76,7 @@ def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
         told = {w for w in told_words(turn.prompt, turn.response) if named_by[w] <= MAX_NAMED_BY}
         linked = [n for n in notes if told & _words(statements[n.id])][:per_turn]
         views += [MemoryEvent.build({"profile": turn.profile, "ts": turn.ts, "kind": turn.kind,
-                                     "meta": {"view_of": note.id, "linked_to": turn.id},
-                                     "prompt": turn.prompt, "response": f"{turn.response.strip()} {statements[note.id]}"})
+                                     "meta": {"view_of": note.id, "linked_to": turn.id}, "prompt": turn.prompt,
+                                     "response": f"{turn.response.strip()} {statements[note.id]}"})
                   for note in linked]
     return views

@@ -14,8 +14,8 @@ from torch import nn
 
 from learner.model.encoding import IGNORE, collate
 
-__all__ = ["eval_batches", "evaluating", "hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits", "loss_sums",
-           "loss_sums_by_row", "mean_loss", "token_batches"]
+__all__ = ["eval_batches", "evaluating", "hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits",
+           "loss_sums", "loss_sums_by_row", "mean_loss", "token_batches"]
 
 
 def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
