@@ -245,7 +245,7 @@ def test_a_demo_stopped_by_sigterm_stops_its_worker_and_broker(tmp_path):
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True,
                                                    text=True).stdout.split()]
         demo.send_signal(signal.SIGTERM)
-        assert demo.wait(90) == 128 + signal.SIGTERM
+        assert demo.wait(120) == 128 + signal.SIGTERM
         for pid in {worker, *children}:
             deadline = time.monotonic() + 60
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:

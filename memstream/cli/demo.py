@@ -7,8 +7,8 @@ each consolidation while it computes, each ModelUpdated event. Each phase waits 
 triggered. At the end the original base and the current version answer the person's questions —
 asked in other words than the memories used — side by side, with a tally over every question.
 
-The demo's settings are ``memstream/samples/data/demo.toml`` (beside the sample stream) (one consolidation per phase; small drift
-windows for a short stream); ``--config`` replaces them, ``--set`` goes on top, and the answers at
+The demo's settings are ``memstream/samples/data/demo.toml``, beside the sample stream (one consolidation
+per phase; small drift windows for a short stream); ``--config`` replaces them, ``--set`` goes on top, and the answers at
 the end use the same settings.
 """
 
@@ -26,11 +26,13 @@ import click
 
 from memstream.cli.common import config_options, open_stream_config
 
+PROGRESS_WORDS = ("consolidating", "rehearsal:", "step ", "version ", "run ", "second attempt")
+
+
 def _demo_config() -> Path:
     from memstream.samples.stream import sample_stream_path
 
     return sample_stream_path().parent / "demo.toml"
-PROGRESS_WORDS = ("consolidating", "rehearsal:", "step ", "version ", "run ", "second attempt")
 
 
 def _state(profiles: Path, profile: str) -> dict:
@@ -62,13 +64,53 @@ def _tail(path: Path, stop: threading.Event) -> None:
                 click.echo("   | " + line.rstrip())
 
 
-def _wait(condition, what: str, worker: subprocess.Popen, log_path: Path) -> None:
-    """Wait for ``condition`` as long as the worker lives (a busy machine is slow, not broken)."""
+def _wait(condition, what: str, worker: subprocess.Popen, log_path: Path, stopping: "_Stopping") -> None:
+    """Wait for ``condition`` as long as the worker lives (a busy machine is slow, not broken) and no signal
+    asked the demo to stop (then it leaves with the signal's exit code, 128 + its number)."""
     while not condition():
+        stopping.check()
         if worker.poll() is not None:
             raise click.ClickException(f"the worker exited with code {worker.returncode} while waiting for {what} "
                                        f"(see {log_path})")
-        time.sleep(0.5)
+        stopping.wait(0.5)
+    stopping.check()
+
+
+class _Stopping(threading.Event):
+    """Set by SIGTERM while the broker and worker run: the demo stops at its next wait, never inside a client call, so
+    what it started is stopped in order (worker first, broker last) and nothing is left half-sent."""
+
+    signum = 0
+
+    def handle(self, signum: int, _frame) -> None:
+        self.signum = signum
+        self.set()
+
+    def check(self) -> None:
+        if self.is_set():
+            raise SystemExit(128 + self.signum)
+
+
+def _leave(signum: int, _frame) -> None:
+    sys.exit(128 + signum)
+
+
+def _stop_worker(worker: subprocess.Popen | None, grace_s: float = 30.0) -> None:
+    """SIGTERM (the worker abandons a run in progress and saves its state), SIGKILL to its whole session
+    after ``grace_s``."""
+    import os
+
+    if worker is None or worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.wait()
 
 
 @click.command("demo")
@@ -81,80 +123,65 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     import shutil
 
     from consumers.subscriber import Subscriber, describe_event
-    from memstream.samples.stream import PHASES, sample_person, sample_stream_path
-    from producers.producer import MemoryProducer
+    from memstream.samples.stream import sample_person
     from streams.broker import EmbeddedBroker, free_port
     from streams.topics import ensure_topics
 
-    # stopped by a signal (kill, a closed terminal): the worker, its runs and the broker stop with the demo
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    # stopped by a signal (kill, a closed terminal) while nothing runs beside it: it leaves at once
+    signal.signal(signal.SIGTERM, _leave)
     config_file = config_file or _demo_config()
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
     config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
     _prepare_model(config)
-    broker = None
-    if bootstrap is None:
-        broker = EmbeddedBroker(state_dir / "broker", free_port()).start()
-        bootstrap = broker.bootstrap
-        click.echo(f"== embedded Kafka-protocol broker (noida-db) listening on {bootstrap}")
-        config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
-    ensure_topics(config.kafka)
+    broker = EmbeddedBroker(state_dir / "broker", free_port()) if bootstrap is None else None
+    worker = None
+    stop, stopping = threading.Event(), _Stopping()
+    updates: list[dict] = []
+    threads: list[threading.Thread] = []
     profiles = state_dir / "profiles"
     log_path = state_dir / "worker.log"
-    set_args = [a for o in overrides for a in ("--set", o)]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "memstream", "worker", "--state", str(profiles), "--bootstrap", bootstrap,
-         "--config", str(config_file), "--set", "worker.instance_id=memstream-demo", *set_args],
-        stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    click.echo(f"== worker started (pid {worker.pid}, log {log_path}); base model {config.model.base}")
-    updates: list[dict] = []
-    stop = threading.Event()
-
-    def follow() -> None:
-        with Subscriber(config.kafka, ["model-updated", "drift-alerts"], from_beginning=True) as sub:
-            while not stop.is_set():
-                for kind, event in sub.poll(0.5):
-                    click.echo("   " + describe_event(kind, event))
-                    if kind == "model-updated":
-                        updates.append(event)
-
-    threads = [threading.Thread(target=follow, daemon=True),
-               threading.Thread(target=_tail, args=(log_path, stop), daemon=True)]
-    for thread in threads:
-        thread.start()
-    events = [json.loads(line) for line in sample_stream_path().read_text().splitlines()]
-    profile = events[0]["profile"]
+    # once the broker and worker start, a signal asks the demo to stop: at its next wait, stopping them in order
+    signal.signal(signal.SIGTERM, stopping.handle)
     try:
-        with MemoryProducer(config.kafka) as producer:
-            sent = 0
-            for number, domains in enumerate(PHASES):
-                phase = _phase(events, number)
-                facts = sum(1 for e in phase if e.get("meta", {}).get("fact"))
-                click.echo(f"\n== phase {number + 1}: publishing {len(phase)} memory events ({', '.join(domains)} "
-                           f"and {facts // 3} facts about the person, each as a conversation turn, an observation "
-                           "and a reflection)")
-                runs_before = len(_runs(profiles, profile))
-                producer.publish_many(phase)
-                sent += len(phase)
-                _wait(lambda: _state(profiles, profile).get("events_seen", 0) >= sent, "the events", worker, log_path)
-                click.echo(f"   the worker has taken in {sent} events; waiting for the run they trigger")
-                # the registry, not the model-updated topic, says when a run is done: it is on this disk
-                _wait(lambda: len(_runs(profiles, profile)) > runs_before
-                      and not _state(profiles, profile).get("recent", {}).get("items"),
-                      "the phase's consolidation", worker, log_path)
+        if broker is not None:
+            bootstrap = broker.start().bootstrap
+            click.echo(f"== embedded Kafka-protocol broker (noida-db) listening on {bootstrap}")
+            config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
+        ensure_topics(config.kafka)
+        set_args = [a for o in overrides for a in ("--set", o)]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "memstream", "worker", "--state", str(profiles), "--bootstrap", bootstrap,
+             "--config", str(config_file), "--set", "worker.instance_id=memstream-demo", *set_args],
+            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        stopping.check()
+        click.echo(f"== worker started (pid {worker.pid}, log {log_path}); base model {config.model.base}")
+
+        def follow() -> None:
+            with Subscriber(config.kafka, ["model-updated", "drift-alerts"], from_beginning=True) as sub:
+                while not stop.is_set():
+                    for kind, event in sub.poll(0.5):
+                        click.echo("   " + describe_event(kind, event))
+                        if kind == "model-updated":
+                            updates.append(event)
+
+        threads = [threading.Thread(target=follow, daemon=True),
+                   threading.Thread(target=_tail, args=(log_path, stop), daemon=True)]
+        for thread in threads:
+            thread.start()
+        _publish_phases(config, profiles, worker, log_path, stopping)
     finally:
+        if stopping.is_set():
+            click.echo(f"\n== stopped by {signal.Signals(stopping.signum).name}: stopping the worker, then the broker")
         stop.set()
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        _stop_worker(worker)
+        for thread in threads:
+            thread.join(timeout=5)
         if broker is not None:
             broker.stop()
-    for thread in threads:
-        thread.join(timeout=5)
+        signal.signal(signal.SIGTERM, _leave)
+    stopping.check()
+    profile = _sample_events()[0]["profile"]
     history = _runs(profiles, profile)
     accepted = [run for run in history if run.get("status") == "accepted"]
     current = accepted[-1]["version"] if accepted else None
@@ -164,6 +191,40 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
         _side_by_side(profiles, profile, current, config, sample_person())
     click.echo(f"\nEverything is in {state_dir}/: try `memstream registry list --state {profiles}` or "
                f"`memstream generate --state {profiles} --prompt \"Who is my sister?\"`.")
+
+
+def _sample_events() -> list[dict]:
+    from memstream.samples.stream import sample_stream_path
+
+    return [json.loads(line) for line in sample_stream_path().read_text().splitlines()]
+
+
+def _publish_phases(config, profiles: Path, worker: subprocess.Popen, log_path: Path, stopping: _Stopping) -> None:
+    """Publish the sample stream phase by phase, each once the worker has taken in and learned the last."""
+    from memstream.samples.stream import PHASES
+    from producers.producer import MemoryProducer
+
+    events = _sample_events()
+    profile = events[0]["profile"]
+    with MemoryProducer(config.kafka) as producer:
+        sent = 0
+        for number, domains in enumerate(PHASES):
+            stopping.check()
+            phase = _phase(events, number)
+            facts = sum(1 for e in phase if e.get("meta", {}).get("fact"))
+            click.echo(f"\n== phase {number + 1}: publishing {len(phase)} memory events ({', '.join(domains)} "
+                       f"and {facts // 3} facts about the person, each as a conversation turn, an observation "
+                       "and a reflection)")
+            runs_before = len(_runs(profiles, profile))
+            producer.publish_many(phase)
+            sent += len(phase)
+            _wait(lambda: _state(profiles, profile).get("events_seen", 0) >= sent, "the events", worker, log_path,
+                  stopping)
+            click.echo(f"   the worker has taken in {sent} events; waiting for the run they trigger")
+            # the registry, not the model-updated topic, says when a run is done: it is on this disk
+            _wait(lambda: len(_runs(profiles, profile)) > runs_before
+                  and not _state(profiles, profile).get("recent", {}).get("items"),
+                  "the phase's consolidation", worker, log_path, stopping)
 
 
 def _phase(events: list[dict], number: int) -> list[dict]:
