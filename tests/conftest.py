@@ -21,7 +21,8 @@ TINY = [
     "model.base=memstream-byte",
     "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_seq_len=64",
     "model.lora_r=4", "train.batch_size=16", "train.foundation_epochs=2", "train.epochs=1",
-    "train.probe_size=16", "train.foundation_min_events=50", "ewc.fisher_samples=8", "scheduler.count=100", "scheduler.interval_s=1e12",
+    "train.probe_size=16", "train.foundation_min_events=50", "ewc.fisher_samples=8", "scheduler.count=100",
+    "scheduler.interval_s=1e12",
     "drift.window=60", "drift.baseline_size=120", "drift.n_bootstrap=50",
     "scheduler.after_drift=0",  # a drift run as soon as min_examples allow (the after-drift wait has its own test)
     # the memories as they are: views multiply a run's steps (tests/test_views.py and tests/test_links.py train on them)
@@ -127,7 +128,8 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None, stdin: str 
     return result
 
 
-def memstream(*args: str, check: bool = True, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def memstream(*args: str, check: bool = True, env: dict | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (for what needs a process of its own: signals, kill -9, locks)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MEMSTREAM_DEBUG", None)

@@ -38,7 +38,8 @@ def test_learn_makes_foundation_and_lora_versions_with_lineage(learned):
     assert "foundation" in listing and f"* {'v' + str(summary['final_version']):>5}" in listing
     registry = json.loads(run_cli("registry", "list", "--state", str(state), "--json").stdout)
     parents = [e["parent_version"] for e in registry["training_history"] if e["version"]]
-    assert parents[0] is None and parents[1:] == [e["version"] for e in registry["training_history"] if e["version"]][:-1]
+    versions = [e["version"] for e in registry["training_history"] if e["version"]]
+    assert parents[0] is None and parents[1:] == versions[:-1]
 
 
 def test_rerun_resumes_and_counts_nothing_twice(learned):

@@ -8,8 +8,8 @@ triggered. At the end the original base and the current version answer the perso
 asked in other words than the memories used — side by side, with a tally over every question.
 
 The demo's settings are ``memstream/samples/data/demo.toml``, beside the sample stream (one consolidation
-per phase; small drift windows for a short stream); ``--config`` replaces them, ``--set`` goes on top, and the answers at
-the end use the same settings.
+per phase; small drift windows for a short stream); ``--config`` replaces them, ``--set`` goes on top,
+and the answers at the end use the same settings.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def _wait(condition, what: str, worker: subprocess.Popen, log_path: Path, stoppi
 
 
 class _Stopping(threading.Event):
-    """Set by SIGTERM while the broker and worker run: the demo stops at its next wait, never inside a client call, so
-    what it started is stopped in order (worker first, broker last) and nothing is left half-sent."""
+    """Set by SIGTERM while the broker and worker run: the demo stops at its next wait, never inside a
+    client call, so what it started is stopped in order (worker first, broker last), nothing half-sent."""
 
     signum = 0
 
@@ -134,6 +134,7 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     state_dir.mkdir(parents=True)
     config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
     _prepare_model(config)
+    _say_when_the_first_run_waits(config.learner_config())
     broker = EmbeddedBroker(state_dir / "broker", free_port()) if bootstrap is None else None
     worker = None
     stop, stopping = threading.Event(), _Stopping()
@@ -240,6 +241,15 @@ def _phase(events: list[dict], number: int) -> list[dict]:
     return [e for e in events if phase_of(e) == number]
 
 
+def _say_when_the_first_run_waits(config) -> None:
+    """An untrained base (the byte model) learns from scratch first, once enough events have come."""
+    first_phase = len(_phase(_sample_events(), 0))
+    if config.model.is_byte_model and config.train.foundation_min_events > first_phase:
+        click.echo(f"== note: {config.model.base} starts untrained; its first run waits for "
+                   f"{config.train.foundation_min_events} events (train.foundation_min_events), a phase has "
+                   f"{first_phase}: add --set train.foundation_min_events={first_phase} to see it learn")
+
+
 def _prepare_model(config) -> None:
     """Convert a GGUF base once, here, before the worker needs it (it says so when it does)."""
     from learner.model.bases import cache_root, ensure_gguf_cache, resolve_base
@@ -273,7 +283,8 @@ def _side_by_side(profiles: Path, profile: str, version: int, config, person) ->
             click.echo(f"   original base: {_line(base[i])}")
             click.echo(f"   version {version}:     {_line(trained[i])}")
     for name, answers in (("original base", base), (f"version {version}", trained)):
-        per_phase = [sum(recalled(f, a) for (f, _), a in zip(asked, answers) if f.phase == p) for p in range(person.phases)]
+        per_phase = [sum(recalled(f, a) for (f, _), a in zip(asked, answers) if f.phase == p)
+                     for p in range(person.phases)]
         total = sum(per_phase)
         per = ", ".join(f"phase {p + 1}: {n}/{2 * len(person.phase(p))}" for p, n in enumerate(per_phase))
         click.echo(f"\n   {name}: {total} of {len(asked)} questions answered with the fact ({per})")
