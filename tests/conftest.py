@@ -25,8 +25,7 @@ TINY = [
     "scheduler.interval_s=1e12",
     "drift.window=60", "drift.baseline_size=120", "drift.n_bootstrap=50",
     "scheduler.after_drift=0",  # a drift run as soon as min_examples allow (the after-drift wait has its own test)
-    # the memories as they are: views multiply a run's steps (tests/test_views.py and tests/test_links.py train on them)
-    "train.views=0", "train.linked_views=0",
+    "train.views=0",  # the memories as they are: views multiply a run's steps (tests/test_views.py trains on them)
 ]
 
 

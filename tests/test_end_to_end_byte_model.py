@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 # 5 epochs of batch 8 at lr 1.5e-3 with memory views and base rehearsal, see docs/benchmarks.md)
 BYTE_SETTINGS = ["model.base=memstream-byte", "model.max_seq_len=192", "model.lora_r=16", "model.lora_alpha=32",
                  "train.epochs=3", "train.batch_size=16", "train.lr=2e-3", "replay.base_rehearsal=0",
-                 "train.views=0", "train.linked_views=0"]
+                 "train.views=0"]
 BYTE_MODEL = [f"--set={s}" for s in BYTE_SETTINGS]
 
 
