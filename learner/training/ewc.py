@@ -249,13 +249,9 @@ def fisher_after_run(live, examples, n: int, seed: int) -> tuple[dict[str, torch
     chosen = rng.sample(examples, min(n, len(examples)))
     layers = linear_weights(live.model)
     if layers is not None:
-        was_training = live.model.training
-        live.model.eval()  # no dropout: the Fisher is a property of the parameters, not of a mask
-        try:
+        with evaluating(live.model):  # no dropout: the Fisher is a property of the parameters, not of a mask
             by_length = sorted(chosen, key=lambda ex: len(ex["input_ids"]))  # batches of close lengths
             sums = squared_gradient_sums(live.model, layers, by_length, live.tokenizer.pad_id)
-        finally:
-            live.model.train(was_training)
         return {name: total / len(chosen) for name, total in sums.items()}, "batched"
     width = max(len(ex["input_ids"]) for ex in chosen)
     pad = live.tokenizer.pad_id

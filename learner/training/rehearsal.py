@@ -166,11 +166,11 @@ def base_targets(live, examples: list[dict], k: int = 32, batch: int = 8) -> lis
     import torch
 
     from learner.model.encoding import IGNORE, collate
+    from learner.model.losses import evaluating
 
     out = []
     model = live.model
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for start in range(0, len(examples), batch):
             chunk = examples[start:start + batch]
             b = {key: value.to(live.device) for key, value in collate(chunk, live.tokenizer.pad_id).items()}
