@@ -134,7 +134,8 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
     state_dir.mkdir(parents=True)
     config = open_stream_config(config_file, overrides + ("worker.instance_id=memstream-demo",), bootstrap)
     _prepare_model(config)
-    _say_when_the_first_run_waits(config.learner_config())
+    events = _sample_events()
+    _say_when_the_first_run_waits(config.learner_config(), len(_phase(events, 0)))
     broker = EmbeddedBroker(state_dir / "broker", free_port()) if bootstrap is None else None
     worker = None
     stop, stopping = threading.Event(), _Stopping()
@@ -170,7 +171,7 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
                    threading.Thread(target=_tail, args=(log_path, stop), daemon=True)]
         for thread in threads:
             thread.start()
-        _publish_phases(config, profiles, worker, log_path, stopping)
+        _publish_phases(events, config, profiles, worker, log_path, stopping)
     finally:
         if stopping.is_set():
             click.echo(f"\n== stopped by {signal.Signals(stopping.signum).name}: stopping the worker, then the broker")
@@ -182,7 +183,7 @@ def demo_command(state_dir: Path, bootstrap: str | None, config_file, overrides)
             broker.stop()
         signal.signal(signal.SIGTERM, _leave)
     stopping.check()
-    profile = _sample_events()[0]["profile"]
+    profile = events[0]["profile"]
     history = _runs(profiles, profile)
     accepted = [run for run in history if run.get("status") == "accepted"]
     current = accepted[-1]["version"] if accepted else None
@@ -200,12 +201,12 @@ def _sample_events() -> list[dict]:
     return [json.loads(line) for line in sample_stream_path().read_text().splitlines()]
 
 
-def _publish_phases(config, profiles: Path, worker: subprocess.Popen, log_path: Path, stopping: _Stopping) -> None:
+def _publish_phases(events: list[dict], config, profiles: Path, worker: subprocess.Popen, log_path: Path,
+                    stopping: _Stopping) -> None:
     """Publish the sample stream phase by phase, each once the worker has taken in and learned the last."""
     from memstream.samples.stream import PHASES
     from producers.producer import MemoryProducer
 
-    events = _sample_events()
     profile = events[0]["profile"]
     with MemoryProducer(config.kafka) as producer:
         sent = 0
@@ -241,9 +242,8 @@ def _phase(events: list[dict], number: int) -> list[dict]:
     return [e for e in events if phase_of(e) == number]
 
 
-def _say_when_the_first_run_waits(config) -> None:
+def _say_when_the_first_run_waits(config, first_phase: int) -> None:
     """An untrained base (the byte model) learns from scratch first, once enough events have come."""
-    first_phase = len(_phase(_sample_events(), 0))
     if config.model.is_byte_model and config.train.foundation_min_events > first_phase:
         click.echo(f"== note: {config.model.base} starts untrained; its first run waits for "
                    f"{config.train.foundation_min_events} events (train.foundation_min_events), a phase has "
