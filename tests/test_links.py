@@ -5,7 +5,7 @@ import pytest
 from contracts.events import MemoryEvent
 from learner.config import load_config
 from learner.fields import ConfigError
-from learner.memory.links import MAX_NAMED_BY, linked_views, told_words
+from learner.memory.links import MAX_NAMED_BY, MAX_TOLD, linked_views, told_words
 from learner.memory.views import with_views
 from memstream.samples.facts import make_person
 
@@ -47,6 +47,17 @@ def test_a_turn_where_the_user_tells_something_answers_no_question():
     assert linked_views(memories, 2) == []
     memories[0] = turn("What is my favourite board game?", "You love Pandemic.")
     assert [v.response for v in linked_views(memories, 2)] == ["You love Pandemic. You played Pandemic with friends."]
+
+
+def test_an_answer_that_tells_many_things_links_nothing():
+    advice = "You usually reduce brown butter until it smells nutty, especially for apple pie."
+    memories = [turn("When do I knead coconut milk?", advice),
+                note("The user learned that apple pie depends on coconut milk.")]
+    assert len(told_words(memories[0].prompt, advice)) > MAX_TOLD
+    assert linked_views(memories, 2) == []
+    memories[0] = turn("Which pie do I bake?", "You bake apple pie.")
+    assert [v.response for v in linked_views(memories, 2)] == [
+        "You bake apple pie. You learned that apple pie depends on coconut milk."]
 
 
 def test_a_word_many_memories_name_links_nothing():

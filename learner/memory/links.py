@@ -10,7 +10,10 @@ its question lacks ("curling"), named by few of the memories at hand (a word mos
 nothing about which thing is meant) — so the question is tied to every wording of the fact. The
 answer comes first: a question answered by the note alone teaches the model to answer questions by
 reciting a memory, and it then recites recent ones for old questions. A turn where the user tells
-something and is thanked asks no question, and links nothing.
+something and is thanked asks no question, and links nothing; nor does an answer that tells more than
+a couple of such words ("You usually reduce brown butter until it smells nutty, especially for apple
+pie."): that is advice, not a fact about the user, and any note sharing one of its many words would be
+tied to its question.
 
 Links are made among the memories of one run (its new memories, and apart from them its replayed
 ones), as a pure function of them: the same memories give the same views.
@@ -33,10 +36,12 @@ from collections import Counter
 
 from contracts.events import MemoryEvent
 
-__all__ = ["FUNCTION_WORDS", "MAX_NAMED_BY", "linked_views", "told_words"]
+__all__ = ["FUNCTION_WORDS", "MAX_NAMED_BY", "MAX_TOLD", "linked_views", "told_words"]
 
 #: A word named by more of a run's memories than this does not single out one thing.
 MAX_NAMED_BY = 3
+#: An answer that tells more words than this that single out a thing tells no one fact: it links nothing.
+MAX_TOLD = 2
 #: Words that carry no fact of their own, whatever the answer adds them to.
 FUNCTION_WORDS = frozenset(
     "the and are was were has have had you your yours yourself for with from that this these those "
@@ -59,8 +64,8 @@ def told_words(prompt: str, response: str) -> set[str]:
 
 
 def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
-    """For each conversation turn about the user that answers a question, up to ``per_turn`` notes of
-    ``events`` that name what it told, each after the turn's answer as another answer to its question
+    """For each conversation turn about the user that answers a question with one fact (at most
+    :data:`MAX_TOLD` telling words), up to ``per_turn`` notes of ``events`` that name what it told, each after the turn's answer as another answer to its question
     (in the second person; in the order of ``events``)."""
     from learner.memory.views import statement_of, why_no_view
 
@@ -74,6 +79,8 @@ def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
         if turn.prompt is None or not turn.prompt.rstrip().endswith("?") or why_no_view(turn) is not None:
             continue  # a turn where the user tells something and is thanked answers no question
         told = {w for w in told_words(turn.prompt, turn.response) if named_by[w] <= MAX_NAMED_BY}
+        if len(told) > MAX_TOLD:
+            continue
         linked = [n for n in notes if told & _words(statements[n.id])][:per_turn]
         views += [MemoryEvent.build({"profile": turn.profile, "ts": turn.ts, "kind": turn.kind,
                                      "meta": {"view_of": note.id, "linked_to": turn.id}, "prompt": turn.prompt,
