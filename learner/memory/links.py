@@ -65,8 +65,9 @@ def told_words(prompt: str, response: str) -> set[str]:
 
 def linked_views(events: list[MemoryEvent], per_turn: int) -> list[MemoryEvent]:
     """For each conversation turn about the user that answers a question with one fact (at most
-    :data:`MAX_TOLD` telling words), up to ``per_turn`` notes of ``events`` that name what it told, each after the turn's answer as another answer to its question
-    (in the second person; in the order of ``events``)."""
+    :data:`MAX_TOLD` telling words), up to ``per_turn`` notes of ``events`` that name what it told,
+    each after the turn's answer as another answer to its question (in the second person; in the
+    order of ``events``)."""
     from learner.memory.views import statement_of, why_no_view
 
     if per_turn <= 0:

@@ -27,9 +27,9 @@ class TrainConfig:
     epochs: int = setting("Passes over each consolidation batch (LoRA runs).", 5)
     views: int = setting("Training views per memory about the user (LoRA runs): rewordings and answers to "
                          "questions about it, made from its text (0 = the memories as they are).", 3)
-    linked_views: int = setting("Per conversation turn that answers a question, up to this many other memories of "
-                                "the run that name what it told, each after its answer as another answer to its "
-                                "question (LoRA runs; 0 = none).", 0)
+    linked_views: int = setting("Per conversation turn that answers a question with one fact, up to this many "
+                                "other memories of the run that name what it told, each after its answer as another "
+                                "answer to its question (LoRA runs; 0 = none).", 0)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
     rest_below: float = setting("An example of a new memory (the memory or one of its views) whose loss fell below "
