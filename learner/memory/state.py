@@ -81,7 +81,6 @@ class LearnerState:
         self.alerts: list[dict[str, Any]] = []
         self.outbox = Outbox()
         self.retried: set[str] = set()  # ids of new events a rejected run gave back for one more try
-        self.replayed: dict[str, int] = {}  # id -> accepted runs that replayed it (memories in the reservoir)
         self.memories = MemoryCounts()  # what the memories are like (learner.memory.curator)
 
     def new_detector(self) -> KLDriftDetector:
@@ -102,21 +101,6 @@ class LearnerState:
         else:
             self.reservoir.add(event)
         self.recent.add(event)
-
-    def count_replayed(self, events: list[MemoryEvent]) -> None:
-        """Count one more accepted run that replayed ``events``; memories no longer in the reservoir are forgotten.
-
-        >>> from learner.config import load_config
-        >>> state = LearnerState("a", load_config(environ={}))
-        >>> note = MemoryEvent.build({"profile": "a", "ts": 0, "kind": "note", "text": "The user's cat is Juno."})
-        >>> state.remember(note)
-        >>> state.count_replayed([note]); state.count_replayed([note]); state.replayed[note.id]
-        2
-        """
-        kept = {e.id for e in self.reservoir.items}
-        for event in events:
-            self.replayed[event.id] = self.replayed.get(event.id, 0) + 1
-        self.replayed = {i: n for i, n in self.replayed.items() if i in kept}
 
     def remember_alert(self, alert: dict[str, Any]) -> None:
         self.alerts = (self.alerts + [alert])[-MAX_ALERTS_KEPT:]
@@ -142,7 +126,6 @@ class LearnerState:
             "duplicates": self.duplicates,
             "outbox": self.outbox.snapshot(),
             "retried": sorted(self.retried),
-            "replayed": dict(sorted(self.replayed.items())),
             "memories": self.memories.snapshot(),
         }
 
@@ -178,7 +161,6 @@ class LearnerState:
         self.duplicates = int(state.get("duplicates", 0))
         self.outbox = Outbox.restore(state.get("outbox"))
         self.retried = set(state.get("retried", []))
-        self.replayed = {i: int(n) for i, n in state.get("replayed", {}).items()}
         self.memories = MemoryCounts(state.get("memories"))
 
 

@@ -45,7 +45,6 @@ def record_run(registry: ModelRegistry, state: LearnerState, plan: Plan, result:
     if give_back:
         state.scheduler.retry(plan.trigger)
     if result.accepted:
-        state.count_replayed(plan.replay)
         if state.drift is not None and state.drift.state == DRIFTED:
             state.drift.rebase()  # the run that covered the new distribution was accepted
         if state.loss_monitor is not None:

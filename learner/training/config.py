@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 from learner.fields import require, setting
 
-__all__ = ["OBJECTIVES", "REPLAY_SELECTIONS", "TrainConfig", "EWCConfig"]
+__all__ = ["OBJECTIVES", "TrainConfig", "EWCConfig"]
 
 #: What a LoRA run trains question examples on (:mod:`learner.training.distill`).
 OBJECTIVES = ("ce", "distill", "ce+distill")
-#: How a LoRA run chooses the old memories it replays (:func:`learner.training.planning.plan_run`).
-REPLAY_SELECTIONS = ("random", "least-replayed")
 
 
 @dataclass
@@ -49,9 +47,6 @@ class TrainConfig:
     weight_decay: float = setting("AdamW weight decay.", 0.0)
     grad_clip: float = setting("Gradient norm clipping (0 = off).", 1.0)
     replay_ratio: float = setting("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
-    replay_selection: str = setting("Which old memories a LoRA run replays: 'random' (a uniform draw from the "
-                                    "reservoir) or 'least-replayed' (those replayed by the fewest accepted runs "
-                                    "first, ties drawn at random).", "random")
     probe_size: int = setting("Held-out replay events in the evaluation gate's probe set.", 48)
     gate_tolerance: float = setting("Accept a LoRA version whose probe loss (old memories) rose by at most this "
                                   "fraction.", 0.05)
@@ -78,8 +73,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(0 <= self.replay_ratio < 1, "train.replay_ratio", self.replay_ratio, "must be in [0, 1)")
-        require(self.replay_selection in REPLAY_SELECTIONS, "train.replay_selection", self.replay_selection,
-                f"must be one of {', '.join(REPLAY_SELECTIONS)}")
         require(0 <= self.retry_replay_ratio < 1, "train.retry_replay_ratio", self.retry_replay_ratio,
                "must be in [0, 1)")
         require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")

@@ -33,8 +33,7 @@ def plan_run(state: LearnerState, cfg: TrainConfig, trigger: str, mode: str, par
     run of a pretrained base is judged by what it keeps of the base), except for the byte model's
     foundation, which holds part of its new data out. New events a rejected run gave back make this
     the second attempt: more replay (``train.retry_replay_ratio``) and a lower learning rate
-    (``train.retry_lr_scale``). Replay draws at random from the rest of the reservoir, or
-    (``train.replay_selection = "least-replayed"``) takes the memories fewest accepted runs have replayed.
+    (``train.retry_lr_scale``).
 
     Draws from ``state``'s generator (the reservoir's sample and the run's seed)."""
     new = state.recent.items
@@ -55,18 +54,8 @@ def plan_run(state: LearnerState, cfg: TrainConfig, trigger: str, mode: str, par
     else:
         ratio = max(cfg.replay_ratio, cfg.retry_replay_ratio) if retry else cfg.replay_ratio
         want = round(len(new) * ratio / (1 - ratio))
-        replay = _replay(state, cfg.replay_selection, want, taken)
+        replay = state.reservoir.sample(want, state.rng, keep=lambda e: e.id not in taken)
     return Plan(trigger=trigger, mode=mode, new=new, replay=replay, probe=probe,
                 parent_version=parent_version, seed=state.rng.randrange(2**31),
                 clock=state.clock or 0.0, attempt=2 if retry else 1,
                 lr_scale=cfg.retry_lr_scale if retry else 1.0)
-
-
-def _replay(state: LearnerState, selection: str, want: int, taken: set[str]) -> list:
-    """``want`` old memories of the reservoir outside ``taken``: drawn at random, or the least replayed
-    first (ties in a random order)."""
-    if selection == "random":
-        return state.reservoir.sample(want, state.rng, keep=lambda e: e.id not in taken)
-    pool = state.reservoir.sample(len(state.reservoir.items), state.rng, keep=lambda e: e.id not in taken)
-    pool.sort(key=lambda e: state.replayed.get(e.id, 0))  # a stable sort: ties keep the random order
-    return pool[:want]
