@@ -32,6 +32,10 @@ class TrainConfig:
                                 "answer to its question (LoRA runs; 0 = none).", 0)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
+    contrast: float = setting("Weight of the unlikelihood of a wrong answer: each question example, each time it is "
+                              "drawn, is paired with a wrong answer made from the run's memories (another fact's "
+                              "value in its answer's words, or another memory's statement), and the token where "
+                              "that leaves the right answer is made unlikely (LoRA runs; 0 = off).", 0.0)
     rest_below: float = setting("An example of a new memory (the memory or one of its views) whose loss fell below "
                                 "this many nats per labelled token sits out the run's later epochs, which keep "
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
@@ -82,6 +86,7 @@ class TrainConfig:
         require(self.views >= 0, "train.views", self.views, "must be >= 0")
         require(self.linked_views >= 0, "train.linked_views", self.linked_views, "must be >= 0")
         require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        require(self.contrast >= 0, "train.contrast", self.contrast, "must not be negative")
         require(self.rest_below >= 0, "train.rest_below", self.rest_below, "must not be negative")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
         require(self.lr > 0, "train.lr", self.lr, "must be positive")

@@ -42,6 +42,7 @@ from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_after_run
 from learner.failpoints import failpoint
 from learner.memory.views import with_views
+from learner.training.contrast import unlikelihood_example, unlikelihood_loss, wrong_answers
 from learner.training.distill import kl_from_base, memory_loss, question_pairs, teach, with_targets
 from learner.training.plan import Plan, RunResult
 from learner.store.versions import FOUNDATION, LORA, adapter_files
@@ -107,6 +108,10 @@ def run_consolidation(
     per_step = max(1, round(train_cfg.batch_size * cfg.replay.base_rehearsal / (1 - cfg.replay.base_rehearsal))) \
         if rehearse else 0
     rehearsal_rng = random.Random(plan.seed + 2)
+    contrasting = train_cfg.contrast > 0 and not full
+    told = list(plan.train_events) + views  # the events of train_examples, in their order
+    wrong = wrong_answers(plan.train_events, told) if contrasting else {}
+    wrong_rng, wrong_examples = random.Random(plan.seed + 3), {}
     rehearsal_groups = length_groups([len(ex["input_ids"]) for ex in rehearsal.pool], per_step, rehearsal_rng) \
         if rehearse else []
     clock = RunClock(started)
@@ -181,6 +186,20 @@ def run_consolidation(
                                    if row_loss < rest_below and i in restable)
                 else:
                     loss = lm_loss(model, batch)
+            if wrong:  # each question drawn with a wrong answer: where it leaves the right one, made unlikely
+                pushed = []
+                for i in indices:
+                    if i in wrong:
+                        said = wrong_rng.choice(wrong[i])
+                        if (i, said) not in wrong_examples:
+                            wrong_examples[i, said] = unlikelihood_example(encoder, told[i], said, train_examples[i])
+                        pushed += [wrong_examples[i, said]] if wrong_examples[i, said] is not None else []
+                if pushed:
+                    wrong_batch = collate(pushed, pad)
+                    count.add(wrong_batch)
+                    wrong_batch = {k: v.to(device, non_blocking=True) for k, v in wrong_batch.items()}
+                    with autocast():
+                        loss = loss + train_cfg.contrast * unlikelihood_loss(model, wrong_batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
                 drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
@@ -244,6 +263,8 @@ def run_consolidation(
         metrics["views"] = view_counts
     if rest_below:
         metrics["rested_examples"] = len(resting)
+    if contrasting:
+        metrics["contrast_questions"] = len(wrong)
     if distilling:
         metrics.update(objective=train_cfg.objective, distilled_examples=taught)
     if base_examples:
