@@ -12,8 +12,8 @@ The wrong answers of a question are made from the run's own memories:
 
 - **another value in the right answer's words**: "Your sister is called Emrys." — the value of an
   answer is the name its question asks about, or its *key word* (one that few of the run's memories
-  hold, at most :data:`KEY_WORD_MEMORIES`: the value told, the slot's own words) that its question
-  does not hold and most memories hold;
+  hold, at most :data:`learner.memory.links.MAX_NAMED_BY`: the value told, the slot's own words) that
+  its question does not hold and most memories hold;
 - **another memory's statement**, said to the user ("You practise the mandolin on Sundays."), unless
   it shares a key word with the right answer: the fact's own other wordings are never pushed down.
 
@@ -42,14 +42,13 @@ from collections import Counter
 import torch
 
 from contracts.events import MemoryEvent
+from learner.memory.links import MAX_NAMED_BY
 from learner.memory.views import RECALL_PROMPTS, statement_of, why_no_view
 from learner.model.encoding import IGNORE
 from learner.model.losses import hidden_and_head
 
-__all__ = ["KEY_WORD_MEMORIES", "unlikelihood_example", "unlikelihood_loss", "wrong_answers"]
+__all__ = ["unlikelihood_example", "unlikelihood_loss", "wrong_answers"]
 
-#: A word held by at most this many of a run's memories names what one fact told (its value, its slot).
-KEY_WORD_MEMORIES = 3
 _GENERAL = frozenset(RECALL_PROMPTS)  # questions every memory about the user answers: no wrong answer
 _ASKS_ABOUT = re.compile(r"What do you know about (.+)\?")  # the question views that name what they ask about
 
@@ -72,7 +71,7 @@ def _value(example: MemoryEvent, held_by: Counter) -> str | None:
         return asked.group(1)
     in_question = {w.lower() for w in _words(example.prompt)}
     told = [(held_by[w.lower()], at, w) for at, w in enumerate(_words(example.response))
-            if held_by[w.lower()] <= KEY_WORD_MEMORIES and w.lower() not in in_question]
+            if held_by[w.lower()] <= MAX_NAMED_BY and w.lower() not in in_question]
     return max(told)[2] if told else None
 
 
@@ -86,7 +85,7 @@ def wrong_answers(memories: list[MemoryEvent], examples: list[MemoryEvent]) -> d
     """
     statements = sorted({statement_of(m) for m in memories if why_no_view(m) is None})
     held_by = _held_by(statements)
-    key = {w for w, n in held_by.items() if n <= KEY_WORD_MEMORIES}
+    key = {w for w, n in held_by.items() if n <= MAX_NAMED_BY}
     asked = {i: e for i, e in enumerate(examples) if e.prompt is not None and e.prompt not in _GENERAL and e.response}
     values = {i: v for i, e in asked.items() if (v := _value(e, held_by)) is not None}
     others = sorted(set(values.values()), key=lambda v: (v.lower(), v))
