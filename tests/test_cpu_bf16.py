@@ -66,9 +66,11 @@ def test_a_bf16_base_on_the_cpu_predicts_the_next_token_as_the_float32_base(base
 
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory):
-    """One short consolidation on the real model with bf16 base weights."""
+    """One short consolidation on the real model with bf16 base weights: two steps, no base rehearsal and no
+    Fisher (on a CPU without bf16 instructions every bf16 product is emulated, minutes a step)."""
     state = tmp_path_factory.mktemp("bf16")
-    learner = OnlineLearner("ann", load_config(overrides=FEW_STEPS + ["model.dtype=bfloat16"], environ={}), state)
+    short = FEW_STEPS + ["model.dtype=bfloat16", "train.max_steps=2", "replay.base_rehearsal=0", "ewc.enabled=false"]
+    learner = OnlineLearner("ann", load_config(overrides=short, environ={}), state)
     for i in range(8):
         learner.learn_one({"profile": "ann", "ts": 1.0 + i, "kind": "conversation", "id": f"ann-{i}",
                            "prompt": f"Question {i}: what is my sister called?", "response": "Your sister is Odile."})
