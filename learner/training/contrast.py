@@ -36,6 +36,7 @@ You play the mandolin. -> ['You play the curling.', 'You do curling.', 'You trai
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 
@@ -44,10 +45,10 @@ import torch
 from contracts.events import MemoryEvent
 from learner.memory.links import MAX_NAMED_BY
 from learner.memory.views import RECALL_PROMPTS, statement_of, why_no_view
-from learner.model.encoding import IGNORE
+from learner.model.encoding import IGNORE, collate
 from learner.model.losses import hidden_and_head
 
-__all__ = ["unlikelihood_example", "unlikelihood_loss", "wrong_answers"]
+__all__ = ["WrongAnswers", "unlikelihood_example", "unlikelihood_loss", "wrong_answers"]
 
 _GENERAL = frozenset(RECALL_PROMPTS)  # questions every memory about the user answers: no wrong answer
 _ASKS_ABOUT = re.compile(r"What do you know about (.+)\?")  # the question views that name what they ask about
@@ -139,3 +140,25 @@ def unlikelihood_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     hidden, head = hidden_and_head(model, batch)
     logp = torch.log_softmax(head(hidden[:, :-1][where]).float(), dim=-1).gather(1, targets[where][:, None])
     return -torch.log1p(-logp.exp().clamp(max=1 - 1e-6)).mean()
+
+
+class WrongAnswers:
+    """A run's wrong answers (:func:`wrong_answers` of its memories), one drawn for each question example of
+    a batch, seeded; each ``(example, wrong answer)`` pair is encoded once."""
+
+    def __init__(self, encoder, memories: list[MemoryEvent], told: list[MemoryEvent], examples: list[dict],
+                 seed: int):
+        self.encoder, self.told, self.examples = encoder, told, examples
+        self.choices = wrong_answers(memories, told)
+        self._rng, self._encoded = random.Random(seed), {}
+
+    def batch(self, indices: list[int], pad_id: int) -> dict | None:
+        """The padded batch of wrong answers for the examples at ``indices`` (None when none of them asks)."""
+        pushed = []
+        for i in indices:
+            if i in self.choices:
+                said = self._rng.choice(self.choices[i])
+                if (i, said) not in self._encoded:
+                    self._encoded[i, said] = unlikelihood_example(self.encoder, self.told[i], said, self.examples[i])
+                pushed += [self._encoded[i, said]] if self._encoded[i, said] is not None else []
+        return collate(pushed, pad_id) if pushed else None

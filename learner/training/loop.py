@@ -42,7 +42,7 @@ from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_after_run
 from learner.failpoints import failpoint
 from learner.memory.views import with_views
-from learner.training.contrast import unlikelihood_example, unlikelihood_loss, wrong_answers
+from learner.training.contrast import WrongAnswers, unlikelihood_loss
 from learner.training.distill import kl_from_base, memory_loss, question_pairs, teach, with_targets
 from learner.training.plan import Plan, RunResult
 from learner.store.versions import FOUNDATION, LORA, adapter_files
@@ -109,9 +109,8 @@ def run_consolidation(
         if rehearse else 0
     rehearsal_rng = random.Random(plan.seed + 2)
     contrasting = train_cfg.contrast > 0 and not full
-    told = list(plan.train_events) + views  # the events of train_examples, in their order
-    wrong = wrong_answers(plan.train_events, told) if contrasting else {}
-    wrong_rng, wrong_examples = random.Random(plan.seed + 3), {}
+    wrong = WrongAnswers(encoder, plan.train_events, list(plan.train_events) + views, train_examples,
+                         plan.seed + 3) if contrasting else None  # the events of train_examples, in their order
     rehearsal_groups = length_groups([len(ex["input_ids"]) for ex in rehearsal.pool], per_step, rehearsal_rng) \
         if rehearse else []
     clock = RunClock(started)
@@ -186,20 +185,13 @@ def run_consolidation(
                                    if row_loss < rest_below and i in restable)
                 else:
                     loss = lm_loss(model, batch)
-            if wrong:  # each question drawn with a wrong answer: where it leaves the right one, made unlikely
-                pushed = []
-                for i in indices:
-                    if i in wrong:
-                        said = wrong_rng.choice(wrong[i])
-                        if (i, said) not in wrong_examples:
-                            wrong_examples[i, said] = unlikelihood_example(encoder, told[i], said, train_examples[i])
-                        pushed += [wrong_examples[i, said]] if wrong_examples[i, said] is not None else []
-                if pushed:
-                    wrong_batch = collate(pushed, pad)
-                    count.add(wrong_batch)
-                    wrong_batch = {k: v.to(device, non_blocking=True) for k, v in wrong_batch.items()}
-                    with autocast():
-                        loss = loss + train_cfg.contrast * unlikelihood_loss(model, wrong_batch)
+            # each question drawn with a wrong answer: where it leaves the right one, made unlikely
+            wrong_batch = wrong.batch(indices, pad) if wrong is not None else None
+            if wrong_batch is not None:
+                count.add(wrong_batch)
+                wrong_batch = {k: v.to(device, non_blocking=True) for k, v in wrong_batch.items()}
+                with autocast():
+                    loss = loss + train_cfg.contrast * unlikelihood_loss(model, wrong_batch)
             if rehearse:  # the base's own text: stay with its next-token distribution
                 drawn = [rehearsal.pool[i] for i in rehearsal_rng.choice(rehearsal_groups)]
                 base_batch = collate(drawn, pad)
@@ -264,7 +256,7 @@ def run_consolidation(
     if rest_below:
         metrics["rested_examples"] = len(resting)
     if contrasting:
-        metrics["contrast_questions"] = len(wrong)
+        metrics["contrast_questions"] = len(wrong.choices)
     if distilling:
         metrics.update(objective=train_cfg.objective, distilled_examples=taught)
     if base_examples:
