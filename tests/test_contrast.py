@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from contracts.events import MemoryEvent
-from learner.config import load_config
+from learner.config import ModelConfig, load_config
 from learner.fields import ConfigError
 from learner.memory.views import with_views
-from learner.model.encoding import IGNORE, Encoder
+from learner.model.encoding import IGNORE, Encoder, collate
+from learner.model.loading import build_default_model
 from learner.model.tokenizers import ByteTokenizer
 from learner.online import OnlineLearner
 from learner.training.contrast import unlikelihood_example, unlikelihood_loss, wrong_answers
@@ -61,12 +62,31 @@ def test_a_wrong_answer_pushes_down_the_one_token_where_it_leaves_the_right_one(
     right = encoder.encode(question)
     pushed = unlikelihood_example(encoder, question, "Your sister is Emrys.", right)
     labelled = [i for i, label in enumerate(pushed["labels"].tolist()) if label != IGNORE]
-    assert len(labelled) == 1
+    assert labelled == [len(pushed["labels"]) - 1]  # the row ends at its one labelled token
     at = labelled[0]
     assert right["input_ids"][:at].tolist() == pushed["input_ids"][:at].tolist()
     token = ByteTokenizer().decode
     assert token([int(pushed["input_ids"][at])]) == "E" and token([int(right["input_ids"][at])]) == "O"
     assert unlikelihood_example(encoder, question, "Your sister is Odile.", right) is None
+
+
+def test_a_wrong_answer_cut_after_its_pushed_token_has_the_loss_of_the_whole_answer():
+    torch.manual_seed(0)
+    model = build_default_model(ModelConfig(base="memstream-byte", d_model=32, n_layers=2, n_heads=2, d_ff=64))
+    encoder = Encoder(ByteTokenizer(), max_len=64)
+    question = turn("Who is my sister?", "Your sister is Odile.")
+    pushed = unlikelihood_example(encoder, question, "Your sister is Emrys, and she lives in Ghent.",
+                                  encoder.encode(question))
+    whole = encoder.encode(MemoryEvent.build({**question.to_dict(), "id": None,
+                                              "response": "Your sister is Emrys, and she lives in Ghent."}))
+    at = len(pushed["labels"]) - 1
+    assert len(whole["input_ids"]) > at + 10 and torch.equal(whole["input_ids"][:at + 1], pushed["input_ids"])
+    whole_labels = torch.full_like(whole["labels"], IGNORE)
+    whole_labels[at] = whole["input_ids"][at]
+    with torch.no_grad():
+        cut = unlikelihood_loss(model, collate([pushed], 0))
+        full = unlikelihood_loss(model, collate([{"input_ids": whole["input_ids"], "labels": whole_labels}], 0))
+    assert torch.allclose(cut, full, atol=1e-6), (cut, full)
 
 
 def test_unlikelihood_lowers_the_probability_of_the_token_it_pushes_down():

@@ -106,8 +106,9 @@ def wrong_answers(memories: list[MemoryEvent], examples: list[MemoryEvent]) -> d
 
 
 def unlikelihood_example(encoder, question: MemoryEvent, wrong: str, right: dict) -> dict | None:
-    """``question``'s prompt with the ``wrong`` answer, labelled at the one token where it leaves the ``right``
-    example's tokens (None when it never does: a wrong answer that begins the right one)."""
+    """``question``'s prompt with the ``wrong`` answer up to the one token where it leaves the ``right``
+    example's tokens, that token labelled (None when it never does: a wrong answer that begins the right one).
+    What follows that token cannot change its probability in a causal model, so it is not trained on."""
     fields = question.to_dict()
     fields.pop("id")
     fields["response"] = wrong
@@ -118,9 +119,9 @@ def unlikelihood_example(encoder, question: MemoryEvent, wrong: str, right: dict
         if position >= len(right_ids) or token != right_ids[position]:
             if not labelled[position]:
                 return None  # the prompts differ: not a wrong answer to this question
-            labels = torch.full_like(encoded["labels"], IGNORE)
+            labels = torch.full((position + 1,), IGNORE, dtype=encoded["labels"].dtype)
             labels[position] = token
-            return {"input_ids": encoded["input_ids"], "labels": labels}
+            return {"input_ids": encoded["input_ids"][:position + 1], "labels": labels}
     return None
 
 
