@@ -66,12 +66,13 @@ def test_a_bf16_base_on_the_cpu_predicts_the_next_token_as_the_float32_base(base
 
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory):
-    """One short consolidation on the real model with bf16 base weights: two steps, no base rehearsal and no
-    Fisher (on a CPU without bf16 instructions every bf16 product is emulated, minutes a step)."""
+    """One short consolidation on the real model with bf16 base weights: two steps of two memories, no base
+    rehearsal and no Fisher (on a CPU without bf16 instructions every bf16 product is emulated, slowly)."""
     state = tmp_path_factory.mktemp("bf16")
-    short = FEW_STEPS + ["model.dtype=bfloat16", "train.max_steps=2", "replay.base_rehearsal=0", "ewc.enabled=false"]
+    short = FEW_STEPS + ["model.dtype=bfloat16", "train.max_steps=2", "train.batch_size=2", "replay.base_rehearsal=0",
+                         "ewc.enabled=false"]
     learner = OnlineLearner("ann", load_config(overrides=short, environ={}), state)
-    for i in range(8):
+    for i in range(4):
         learner.learn_one({"profile": "ann", "ts": 1.0 + i, "kind": "conversation", "id": f"ann-{i}",
                            "prompt": f"Question {i}: what is my sister called?", "response": "Your sister is Odile."})
     yield learner, learner.consolidate("manual"), state
@@ -98,7 +99,7 @@ def test_a_bf16_base_is_merged_with_its_adapter_in_float32_for_export(taught):
 
 
 def _loss_and_grads(live: AdaptedModel, context) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    batch = collate([live.encoder.encode(MemoryEvent.from_dict({"v": 1, **e})) for e in sample_stream()[:4]], live.tokenizer.pad_id)
+    batch = collate([live.encoder.encode(MemoryEvent.from_dict({"v": 1, **e})) for e in sample_stream()[:2]], live.tokenizer.pad_id)
     params = [p for p in live.model.parameters() if p.requires_grad]
     with context():
         loss = lm_loss(live.model, batch)
