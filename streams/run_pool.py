@@ -1,8 +1,9 @@
 """Consolidations off the ingest path: trainer processes that load the base model once.
 
 A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU
-machine). Each loads the base model on its first run and keeps it: every later run — of any
-profile — checks out the parent version's adapter in place and trains it (see
+machine), started with the worker (:meth:`RunPool.warm`): each imports torch and loads the base
+model while the worker joins its group, so the first run that comes due starts at once. A trainer
+keeps its base: every run — of any profile — checks out the parent version's adapter in place and trains it (see
 :mod:`learner.training.trainer`), so no run pays for loading the base again. The worker process stays the
 one writer of every profile it owns: a trainer reads the parent version from disk, trains, and
 sends back the verdict and the bytes of the new version's files; the worker commits them. A
@@ -30,8 +31,10 @@ from learner.training.plan import Plan, RunResult
 __all__ = ["InProcessRuns", "RunPool", "FinishedRun"]
 
 
-def _trainer_process(conn, stop, state_root: str, threads: int) -> None:
-    """Body of a trainer process: answer ``("run", profile, config, plan_path)`` requests until told to quit."""
+def _trainer_process(conn, stop, state_root: str, threads: int, warm_config: dict | None = None) -> None:
+    """Body of a trainer process: with ``warm_config``, load its base model and say ``("ready", line)``; then
+    answer ``("run", profile, config, plan_path)`` requests until told to quit."""
+    started = time.perf_counter()
     import torch
 
     torch.set_num_threads(threads)
@@ -39,6 +42,17 @@ def _trainer_process(conn, stop, state_root: str, threads: int) -> None:
     from learner.store.registry import ModelRegistry
     from learner.training.trainer import shared_trainer
 
+    if warm_config is not None:
+        try:
+            model = LearnerConfig.from_dict(warm_config).model
+            shared_trainer(model)
+            loaded = f"{model.base} loaded"
+        except Exception as exc:  # noqa: BLE001 - the first run meets it again and reports it as its failure
+            loaded = f"base model not loaded: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        try:
+            conn.send(("ready", f"trainer ready in {time.perf_counter() - started:.1f} s ({loaded})"))
+        except (BrokenPipeError, OSError):
+            return
     while True:
         try:
             request = conn.recv()
@@ -119,11 +133,17 @@ class RunPool:
     def full(self) -> bool:
         return all(t.profile is not None for t in self._trainers) and len(self._trainers) >= self.max_parallel
 
-    def _start_trainer(self) -> _Trainer:
+    def warm(self, config_dict: dict[str, Any]) -> None:
+        """Start every trainer now, each loading the base model of ``config_dict`` (a learner config) while
+        nothing is due yet; :meth:`poll` logs the line each says when ready."""
+        while len(self._trainers) < self.max_parallel:
+            self._start_trainer(config_dict)
+
+    def _start_trainer(self, warm_config: dict[str, Any] | None = None) -> _Trainer:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         stop = self._ctx.Event()
         process = self._ctx.Process(target=_trainer_process, name="memstream-trainer", daemon=True,
-                                    args=(child_conn, stop, self.state_root, self.threads))
+                                    args=(child_conn, stop, self.state_root, self.threads, warm_config))
         process.start()
         child_conn.close()
         trainer = _Trainer(process, parent_conn, stop)
@@ -156,20 +176,11 @@ class RunPool:
         """The runs that finished since the last call (a trainer that died counts as a failed run)."""
         done = []
         for trainer in list(self._trainers):
-            if trainer.profile is None:
+            message = self._answer(trainer)
+            if trainer.profile is None:  # idle: it has nothing to answer
                 if not trainer.process.is_alive():
-                    self._trainers.remove(trainer)
+                    self._drop(trainer)
                 continue
-            message = None
-            while message is None and trainer.conn.poll():
-                try:
-                    message = trainer.conn.recv()
-                except (EOFError, OSError):
-                    message = ("error", f"trainer process exited with code {trainer.process.exitcode}")
-                if message[0] == "progress":
-                    if not trainer.cancelled:
-                        self.log(message[1])
-                    message = None
             if message is None and not trainer.process.is_alive() and not trainer.conn.poll():
                 message = ("error", f"trainer process exited with code {trainer.process.exitcode} before it answered")
             if message is None:
@@ -189,6 +200,19 @@ class RunPool:
                 result = RunResult.for_plan(plan, profile, "failed", f"trainer failed: {first}")
             done.append(FinishedRun(profile, plan, result, seconds))
         return done
+
+    def _answer(self, trainer: _Trainer) -> tuple | None:
+        """Read what ``trainer`` said: its lines (ready, progress) are logged; its answer to a run is returned."""
+        while trainer.conn.poll():
+            try:
+                message = trainer.conn.recv()
+            except (EOFError, OSError):
+                return ("error", f"trainer process exited with code {trainer.process.exitcode}")
+            if message[0] == "ready" or (message[0] == "progress" and not trainer.cancelled):
+                self.log(message[1])
+            elif message[0] != "progress":
+                return message
+        return None
 
     def cancel(self, profile: str) -> Plan | None:
         """Stop the run of ``profile`` (the trainer drops it at its next step; it wrote nothing); returns

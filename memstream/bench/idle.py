@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["IDLE_TARGET_PERCENT", "bench_idle", "cpu_seconds", "process_tree", "resident_mib", "wait_ready"]
 
 IDLE_TARGET_PERCENT = 3.0
-READY_LINE = "rebalance: given partitions"
+READY_LINES = ("rebalance: given partitions", "trainer ready in")
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -98,10 +98,10 @@ def measure(roots: int | list[int], seconds: float) -> dict[str, Any]:
 
 
 def wait_ready(process: subprocess.Popen, log_path: Path, timeout_s: float, what: str) -> None:
-    """Return once the worker logging to ``log_path`` holds its partitions (``READY_LINE``); raise
-    :class:`RuntimeError` when ``process`` ended or ``timeout_s`` passed first."""
+    """Return once the worker logging to ``log_path`` holds its partitions and its trainer is warm (both
+    ``READY_LINES``); raise :class:`RuntimeError` when ``process`` ended or ``timeout_s`` passed first."""
     deadline = time.monotonic() + timeout_s
-    while READY_LINE not in log_path.read_text(errors="replace"):
+    while not all(line in log_path.read_text(errors="replace") for line in READY_LINES):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start (see {log_path})")
         time.sleep(0.5)
