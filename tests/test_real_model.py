@@ -115,8 +115,10 @@ def test_bad_model_settings_are_one_clear_error(tmp_path, folder):
         load_config(overrides=["model.dtype=float16"], environ={})
 
 
-def test_a_model_cache_that_fails_its_check_is_rebuilt_with_a_message(tmp_path, folder):
-    """On a small GGUF file written by memstream's own export, to keep it quick."""
+def test_a_model_cache_that_fails_its_check_is_rebuilt_with_a_message(tmp_path, folder, monkeypatch):
+    """On a small GGUF file written by memstream's own export, to keep it quick; each conversion parses the
+    file once (its vocabulary alone takes seconds to parse)."""
+    import gguf as gguf_py
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from learner.model.adapted import AdaptedModel
@@ -133,13 +135,23 @@ def test_a_model_cache_that_fails_its_check_is_rebuilt_with_a_message(tmp_path, 
     export_gguf(AdaptedModel(ModelConfig(base=str(tiny_dir), max_seq_len=128)), gguf, {"profile": "t"})
     said: list[str] = []
     cache = tmp_path / "cache"
+    parsed: list[str] = []
+
+    class CountedReader(gguf_py.GGUFReader):
+        def __init__(self, path, *args, **kwargs):
+            parsed.append(str(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf_py, "GGUFReader", CountedReader)
     first = ensure_gguf_cache(gguf, cache, say=said.append)
+    assert parsed == [str(gguf)]
     assert "converting tiny.gguf" in said[-1]
     assert ensure_gguf_cache(gguf, cache, say=said.append) == first and len(said) == 1  # reused, silently
     weights = first / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
     ensure_gguf_cache(gguf, cache, say=said.append)
     assert "cannot be trusted (model.safetensors fails its sha256 check): rebuilding it" in said[1]
+    assert parsed == [str(gguf)] * 2
 
 
 # -- training and asking on the real model ------------------------------------------------------

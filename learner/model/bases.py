@@ -27,6 +27,7 @@ learner.model.bases.BaseModelError: model.base = 'no/such/dir': not a known mode
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -183,6 +184,29 @@ def ensure_gguf_cache(gguf: Path, root: Path, say: Callable[[str], None] = _say)
     return directory
 
 
+@contextlib.contextmanager
+def _one_parse_per_gguf():
+    """transformers reads a GGUF file's header once for the config, once for the weights and once for the
+    tokenizer, and parsing its vocabulary takes seconds each time: within this block each file is parsed
+    once (``gguf.GGUFReader`` is looked up at each read; its readers keep no position, so one serves all)."""
+    import gguf
+
+    plain = gguf.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def reader(path, mode="r"):
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = plain(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = plain
+
+
 def _convert(gguf: Path, directory: Path, source_sha: str) -> None:
     """Dequantize ``gguf`` into ``directory`` (written beside it, then renamed into place)."""
     import torch
@@ -192,8 +216,9 @@ def _convert(gguf: Path, directory: Path, source_sha: str) -> None:
     hf_logging.disable_progress_bar()
 
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        with _one_parse_per_gguf():
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
         raise BaseModelError(f"{gguf}: not a GGUF causal LM that transformers can read "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
