@@ -61,7 +61,7 @@ def test_100k_random_byte_strings_all_become_dead_letters_and_memory_stays_bound
     rss_start = rss_mb(worker.pid)
     samples = []
     for i in range(N_RANDOM):
-        value = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200)))
+        value = rng.randbytes(rng.randrange(0, 200))
         producer.send(topic, key=rng.choice([b"ray", b"", None, os.urandom(8)]), value=value)
         if i % 10_000 == 0:
             samples.append(rss_mb(worker.pid))
