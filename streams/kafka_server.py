@@ -80,11 +80,11 @@ def server_properties(data_dir: str | Path, port: int, controller_port: int, hos
 
 
 def kafka_libs(libs: str | Path | None = None) -> Path:
-    """The folder of the broker's jars: ``libs``, else ``MEMSTREAM_KAFKA_LIBS``, else ``.kafka/libs``."""
-    folder = Path(libs or os.environ.get("MEMSTREAM_KAFKA_LIBS") or DEFAULT_LIBS)
+    """The folder of the broker's jars: ``libs``, else ``MEMSTREAM_APACHE_KAFKA_LIBS``, else ``.kafka/libs``."""
+    folder = Path(libs or os.environ.get("MEMSTREAM_APACHE_KAFKA_LIBS") or DEFAULT_LIBS)
     if not any(folder.glob("kafka_2.13-*.jar")):
         raise BrokerStartError(f"Apache Kafka's jars are not in {folder}: run ./dev kafka-jars "
-                               f"(Java 17 and Maven), or set MEMSTREAM_KAFKA_LIBS")
+                               f"(Java 17 and Maven), or set MEMSTREAM_APACHE_KAFKA_LIBS")
     if shutil.which("java") is None:
         raise BrokerStartError("Apache Kafka needs Java 17 or newer on PATH (java not found)")
     return folder

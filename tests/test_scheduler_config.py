@@ -75,3 +75,30 @@ def test_describe_is_a_loadable_config_of_the_defaults(tmp_path):
     file = tmp_path / "defaults.toml"
     file.write_text(describe())
     assert load_config(file, environ={}) == LearnerConfig()
+
+
+def test_every_memstream_variable_the_code_reads_is_a_setting_or_outside_the_config_sections():
+    """``MEMSTREAM_<SECTION>_<KEY>`` sets a config key: a variable of memstream's own that begins with a section's
+    name would stop every worker started where it is set ("unknown config key")."""
+    import re
+    from pathlib import Path
+
+    from learner.config import _section_classes
+    from streams.settings import StreamConfig
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for folder in ("learner", "streams", "memstream", "producers", "consumers", "contracts", "tests")
+               for p in (root / folder).rglob("*.py")] + [root / "dev", root / "docker-compose.yml"]
+    names = {m for p in sources for m in re.findall(r"MEMSTREAM_[A-Z0-9_]*[A-Z0-9]", p.read_text(encoding="utf-8"))}
+    assert "MEMSTREAM_APACHE_KAFKA_LIBS" in names and "MEMSTREAM_CPU_BF16" in names  # the scan sees them
+    sections = _section_classes(StreamConfig)
+    clashes = []
+    for name in sorted(names):
+        section, _, key = name[len("MEMSTREAM_"):].lower().partition("_")
+        if section in sections and key:
+            try:
+                load_config(environ={name: "1"}, root=StreamConfig)
+            except ConfigError as exc:
+                if "unknown config key" in str(exc):
+                    clashes.append(name)
+    assert not clashes, clashes

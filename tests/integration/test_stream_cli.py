@@ -58,7 +58,7 @@ def test_apache_kafka_without_its_jars_or_on_a_taken_port_is_one_line(tmp_path):
     from streams.broker import free_port
 
     missing = memstream("broker", "--engine", "kafka", "--data", str(tmp_path / "k"), "--port", str(free_port()),
-                        env={"MEMSTREAM_KAFKA_LIBS": str(tmp_path / "no-jars")}, check=False)
+                        env={"MEMSTREAM_APACHE_KAFKA_LIBS": str(tmp_path / "no-jars")}, check=False)
     assert "./dev kafka-jars" in one_clear_line(missing) and str(tmp_path / "no-jars") in missing.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
