@@ -3,8 +3,8 @@ to the trainer costs.
 
 The plan is made once (a profile that has taken the events in), then computed in pairs with the same
 torch threads: here, through the trainer ``memstream learn`` uses, and in a trainer process of the
-worker's pool (:class:`streams.run_pool.RunPool`), which is spawned once, imports torch, loads the
-base and sends each version's bytes back over a pipe. The order alternates from pair to pair, so
+worker's pool (:class:`streams.run_pool.RunPool`), warmed as a worker warms it at its start (torch
+imported, the base loaded) before the first pair, which sends each version's bytes back over a pipe. The order alternates from pair to pair, so
 that neither place always runs first (or on a machine that has just warmed up), and the ratio is the
 median of the pairs' ratios: one pair on a shared machine moves by as much as the target allows.
 Loading the base (and the rehearsal targets) is each run's ``checkout_s``, paid once per trainer, not
@@ -67,7 +67,15 @@ def bench_trainer(config, events: list[dict], threads: int | None = None, pairs:
     state = Path(tempfile.mkdtemp(prefix="memstream-trainer-bench-"))
     learner, plan = _planned(config, events, state)
     results: dict[str, Any] = {"events": len(events), "threads": threads, "mode": plan.mode, "pairs": pairs}
-    pool = RunPool(str(state), max_parallel=1, threads=threads, log=say)
+    said: list[str] = []
+    pool = RunPool(str(state), max_parallel=1, threads=threads, log=lambda line: (said.append(line), say(line)))
+    pool.warm(config.to_dict())  # as a worker does at its start: no pair computes beside its imports
+    deadline = time.monotonic() + 600
+    while not any(line.startswith("trainer ready in ") for line in said):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the trainer process did not get ready in 600 s")
+        time.sleep(0.2)
+        pool.poll()
 
     def in_process() -> dict[str, Any]:
         started = time.monotonic()
