@@ -24,7 +24,8 @@ def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None
     source = Topics(config.kafka.topic_prefix).memory_events
     tid = topic_id(config.kafka, source)
     worker = Worker(config, state_root, log=log, topic_ids={source: tid} if tid else None)
-    worker.core.runs.warm(worker.core.learner_config.to_dict())  # torch and the base load while the group forms
+    if config.worker.warm_trainers:
+        worker.core.runs.warm(worker.core.learner_config.to_dict())  # torch and the base load while the group forms
     if created:
         worker.log(f"created topics: {', '.join(created)}")
     if config.worker.metrics_port:

@@ -1,8 +1,8 @@
 """Consolidations off the ingest path: trainer processes that load the base model once.
 
 A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU
-machine), started with the worker (:meth:`RunPool.warm`): each imports torch and loads the base
-model while the worker joins its group, so the first run that comes due starts at once. A trainer
+machine), started with the worker (:meth:`RunPool.warm`, ``worker.warm_trainers``): each imports torch
+and loads the base model while the worker joins its group, so the first run that comes due starts at once. A trainer
 keeps its base: every run — of any profile — checks out the parent version's adapter in place and trains it (see
 :mod:`learner.training.trainer`), so no run pays for loading the base again. The worker process stays the
 one writer of every profile it owns: a trainer reads the parent version from disk, trains, and

@@ -174,6 +174,9 @@ class WorkerConfig:
                                   "another worker reads can move there) and its memory freed; its next event "
                                   "opens it again.", 60.0)
     max_parallel_runs: int = setting("Consolidations running at once across profiles (each in its own process).", 1)
+    warm_trainers: bool = setting("Start the trainer processes with the worker, each importing torch and loading "
+                                  "the base while the worker joins its group, so that the first run starts at "
+                                  "once (false: each starts at its first run).", True)
     metrics_port: int = setting("Port of the Prometheus /metrics endpoint (0: off).", 0)
     session_timeout_s: float = setting("Consumer group session timeout: how soon a dead worker's profiles move.",
                                      10.0)

@@ -35,6 +35,9 @@ GIVEN_KIND = os.environ.get("MEMSTREAM_TEST_BROKER", "embedded")
 FAST_WORKER = [
     "worker.flush_interval_s=0.5", "worker.session_timeout_s=6", "kafka.partitions=3",
     "kafka.request_timeout_s=10",
+    # a trainer starts at a worker's first run: most workers here never train, or are killed first, and a
+    # warm start's imports would cost each of them seconds of CPU (tests/integration/test_pipeline.py warms)
+    "worker.warm_trainers=false",
 ]
 
 

@@ -29,6 +29,7 @@ def three_profile_stream() -> list[dict]:
 def test_three_profiles_consolidate_publish_and_hot_reload(stack):
     events = three_profile_stream()
     per_profile = Counter(e["profile"] for e in events)
+    stack.overrides += ["worker.warm_trainers=true"]  # as a worker starts by default
     worker = stack.start_worker()
     with stack.subscriber("model-updated", "drift-alerts") as sub, stack.producer() as producer:
         updates: dict[str, list[dict]] = {p: [] for p in PROFILES}
@@ -52,6 +53,7 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
     assert worker.poll() is None, "the worker must not have restarted or died"
     # training happens in the trainer process: committing its versions never loads torch on the event loop
     assert "libtorch" not in Path(f"/proc/{worker.pid}/maps").read_text(), "the worker process imported torch"
+    assert "trainer ready in " in worker.log_path.read_text(errors="replace")  # started with the worker
 
     for profile in PROFILES:
         state = stack.learner_state(profile)
