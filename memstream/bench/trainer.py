@@ -4,9 +4,10 @@ to the trainer costs.
 The plan is made once (a profile that has taken the events in), then computed in pairs with the same
 torch threads: here, through the trainer ``memstream learn`` uses, and in a trainer process of the
 worker's pool (:class:`streams.run_pool.RunPool`), warmed as a worker warms it at its start (torch
-imported, the base loaded) before the first pair, which sends each version's bytes back over a pipe. The order alternates from pair to pair, so
-that neither place always runs first (or on a machine that has just warmed up), and the ratio is the
-median of the pairs' ratios: one pair on a shared machine moves by as much as the target allows.
+imported, the base loaded) before the first pair, which sends each version's bytes back over a pipe.
+The order alternates from pair to pair, so that neither place always runs first (or on a machine
+that has just warmed up), and the ratio is the median of the pairs' ratios: one pair on a shared
+machine moves by as much as the target allows.
 Loading the base (and the rehearsal targets) is each run's ``checkout_s``, paid once per trainer, not
 per run; the ratio compares what follows it, the run itself (``duration_s``: every step, evaluation,
 the Fisher and the exports), and the seconds from handing the plan over to holding the result are
