@@ -47,8 +47,6 @@ def _wait_exit_or_kill(stack, proc, seconds: float, log_marker: str | None = Non
 @pytest.mark.slow
 def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(stack, monkeypatch):
     stack.overrides += ["scheduler.count=50"]  # versions are written often: more commits to crash into
-    # each worker starts its trainer as the default does, so crashes also land while a trainer loads
-    stack.overrides += ["worker.warm_trainers=true"]
     rng = random.Random(5)
     streams = [make_sample_stream(n_per_phase=(150, 150), seed=20 + i, profile=p) for i, p in enumerate(PROFILES)]
     events = [e for group in zip(*streams) for e in group]  # interleaved, each profile's order kept
