@@ -1,18 +1,13 @@
 """Consolidations off the ingest path: trainer processes that load the base model once.
 
-A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU
-machine), started with the worker (:meth:`RunPool.warm`, ``worker.warm_trainers``): each imports torch
-and loads the base model while the worker joins its group, so the first run that comes due starts at once. A trainer
-keeps its base: every run — of any profile — checks out the parent version's adapter in place and trains it (see
-:mod:`learner.training.trainer`), so no run pays for loading the base again. The worker process stays the
-one writer of every profile it owns: a trainer reads the parent version from disk, trains, and
-sends back the verdict and the bytes of the new version's files; the worker commits them. A
-trainer that is killed therefore leaves nothing behind on disk.
-
-The plan goes to the trainer as a JSON file (so handing over a run never blocks the worker on a
-pipe while the trainer imports torch); the verdict and the weight bytes come back over a pipe
-from the worker's own child. A run is stopped by a flag the trainer checks at every step; a
-trainer that dies is replaced on the next run. Nothing read from the network is unpickled.
+A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU machine),
+started with the worker (:meth:`RunPool.warm`): each imports torch and loads the base while the worker joins
+its group. A trainer keeps its base; every run, of any profile, checks out its parent version's adapter in
+place (:mod:`learner.training.trainer`). The worker stays the one writer of its profiles: a trainer reads the
+parent from disk and sends back the verdict and the new version's bytes, which the worker commits, so a
+killed trainer leaves nothing on disk. The plan goes over as a JSON file (handing over a run never blocks
+the worker on a pipe); answers come back over a pipe from the worker's own child, so nothing read from the
+network is unpickled. A run stops at a flag checked at every step; a dead trainer is replaced at the next run.
 """
 
 from __future__ import annotations
@@ -22,63 +17,13 @@ import multiprocessing
 import os
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from learner.training.plan import Plan, RunResult
+from streams.trainer_process import serve_runs
 
 __all__ = ["InProcessRuns", "RunPool", "FinishedRun"]
-
-
-def _trainer_process(conn, stop, state_root: str, threads: int, warm_config: dict | None = None) -> None:
-    """Body of a trainer process: with ``warm_config``, load its base model and say ``("ready", line)``; then
-    answer ``("run", profile, config, plan_path)`` requests until told to quit."""
-    started = time.perf_counter()
-    import torch
-
-    torch.set_num_threads(threads)
-    from learner.config import LearnerConfig
-    from learner.store.registry import ModelRegistry
-    from learner.training.trainer import shared_trainer
-
-    if warm_config is not None:
-        try:
-            model = LearnerConfig.from_dict(warm_config).model
-            shared_trainer(model)
-            loaded = f"{model.base} loaded"
-        except Exception as exc:  # noqa: BLE001 - the first run meets it again and reports it as its failure
-            loaded = f"base model not loaded: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        try:
-            conn.send(("ready", f"trainer ready in {time.perf_counter() - started:.1f} s ({loaded})"))
-        except (BrokenPipeError, OSError):
-            return
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return  # the worker is gone
-        if request[0] == "quit":
-            return
-        _, profile, config_dict, plan_path = request
-        try:
-            with open(plan_path, encoding="utf-8") as fh:
-                plan = Plan.from_dict(json.load(fh))
-            os.unlink(plan_path)
-            config = LearnerConfig.from_dict(config_dict)
-            registry_file = os.path.join(state_root, profile, "registry.json")
-            registry = ModelRegistry.open(state_root, profile, "", writer=False) \
-                if os.path.exists(registry_file) else None
-            trainer = shared_trainer(config.model)
-            result = trainer.run(plan, registry, config, profile, should_stop=stop.is_set,
-                                 log=lambda line: conn.send(("progress", line)))
-            reply = ("ok", result.to_wire())
-        except BaseException as exc:  # noqa: BLE001 - report everything to the worker, then go on
-            reply = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
-        try:
-            conn.send(reply)
-        except (BrokenPipeError, OSError):
-            return
 
 
 @dataclass
@@ -98,6 +43,7 @@ class _Trainer:
     plan: Plan | None = None
     started: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    warming: bool = False  # started with a base to load, and not yet ready
 
 
 class RunPool:
@@ -139,14 +85,25 @@ class RunPool:
         while len(self._trainers) < self.max_parallel:
             self._start_trainer(config_dict)
 
+    def wait_warm(self, timeout_s: float) -> bool:
+        """Wait until every trainer :meth:`warm` started is ready (or has died): False if ``timeout_s`` ran out.
+        Their ready lines go to the log; call it before any :meth:`submit`."""
+        deadline = time.monotonic() + timeout_s
+        while waiting := [t for t in self._trainers if t.warming and t.process.is_alive()]:
+            if time.monotonic() > deadline:
+                return False
+            if waiting[0].conn.poll(0.2):
+                self._answer(waiting[0])
+        return True
+
     def _start_trainer(self, warm_config: dict[str, Any] | None = None) -> _Trainer:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         stop = self._ctx.Event()
-        process = self._ctx.Process(target=_trainer_process, name="memstream-trainer", daemon=True,
+        process = self._ctx.Process(target=serve_runs, name="memstream-trainer", daemon=True,
                                     args=(child_conn, stop, self.state_root, self.threads, warm_config))
         process.start()
         child_conn.close()
-        trainer = _Trainer(process, parent_conn, stop)
+        trainer = _Trainer(process, parent_conn, stop, warming=warm_config is not None)
         self._trainers.append(trainer)
         return trainer
 
@@ -207,7 +164,9 @@ class RunPool:
             try:
                 message = trainer.conn.recv()
             except (EOFError, OSError):
+                trainer.warming = False
                 return ("error", f"trainer process exited with code {trainer.process.exitcode}")
+            trainer.warming = trainer.warming and message[0] != "ready"
             if message[0] == "ready" or (message[0] == "progress" and not trainer.cancelled):
                 self.log(message[1])
             elif message[0] != "progress":

@@ -3,22 +3,16 @@ any run is due."""
 
 from __future__ import annotations
 
-import time
-
 from learner.config import load_config
 from streams.run_pool import RunPool
 from tests.conftest import TINY
 
 
-def _lines_until_ready(pool: RunPool, lines: list[str], timeout_s: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert pool.poll() == []  # nothing was submitted: nothing finishes
-        ready = [line for line in lines if line.startswith("trainer ready in ")]
-        if ready:
-            return ready[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no ready line within {timeout_s:g} s: {lines}")
+def _ready_line(pool: RunPool, lines: list[str]) -> str:
+    assert pool.wait_warm(180), f"no trainer ready within 180 s: {lines}"
+    ready = [line for line in lines if line.startswith("trainer ready in ")]
+    assert len(ready) == 1, lines
+    return ready[0]
 
 
 def test_a_warmed_trainer_loads_its_base_before_any_run_and_says_so(tmp_path):
@@ -27,9 +21,9 @@ def test_a_warmed_trainer_loads_its_base_before_any_run_and_says_so(tmp_path):
     try:
         pool.warm(load_config(overrides=TINY, environ={}).to_dict())
         assert not pool.full and pool.running == {}  # warm, not busy: a run may start at once
-        ready = _lines_until_ready(pool, lines)
+        ready = _ready_line(pool, lines)
         assert ready.endswith("(memstream-byte loaded)"), ready
-        assert lines.count(ready) == 1
+        assert pool.poll() == [] and pool.wait_warm(0)  # nothing was submitted, nothing finishes; still ready
         pool.warm(load_config(overrides=TINY, environ={}).to_dict())  # already warm: no second trainer
         assert len(pool._trainers) == 1
     finally:
@@ -43,7 +37,7 @@ def test_a_trainer_whose_base_cannot_load_says_why_and_stays_up(tmp_path):
     pool = RunPool(str(tmp_path), max_parallel=1, threads=1, log=lines.append)
     try:
         pool.warm(config)
-        ready = _lines_until_ready(pool, lines)
+        ready = _ready_line(pool, lines)
         assert "base model not loaded" in ready and "no-such-model" in ready, ready
         assert pool._trainers[0].process.is_alive()  # the first run meets the error and reports it
     finally:

@@ -68,15 +68,10 @@ def bench_trainer(config, events: list[dict], threads: int | None = None, pairs:
     state = Path(tempfile.mkdtemp(prefix="memstream-trainer-bench-"))
     learner, plan = _planned(config, events, state)
     results: dict[str, Any] = {"events": len(events), "threads": threads, "mode": plan.mode, "pairs": pairs}
-    said: list[str] = []
-    pool = RunPool(str(state), max_parallel=1, threads=threads, log=lambda line: (said.append(line), say(line)))
+    pool = RunPool(str(state), max_parallel=1, threads=threads, log=say)
     pool.warm(config.to_dict())  # as a worker does at its start: no pair computes beside its imports
-    deadline = time.monotonic() + 600
-    while not any(line.startswith("trainer ready in ") for line in said):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the trainer process did not get ready in 600 s")
-        time.sleep(0.2)
-        pool.poll()
+    if not pool.wait_warm(600):
+        raise RuntimeError("the trainer process did not get ready in 600 s")
 
     def in_process() -> dict[str, Any]:
         started = time.monotonic()
