@@ -233,8 +233,9 @@ def test_generate_answers_many_questions_greedily_in_one_load(taught):
 
 
 def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, tmp_path):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from learner.model.bases import one_parse_per_gguf
     from learner.model.export import export_gguf, export_merged
     from learner.store.versions import load_model_at
     from learner.store.registry import ModelRegistry
@@ -248,7 +249,9 @@ def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, t
     assert stat.S_IMODE((tmp_path / "merged").stat().st_mode) == 0o777 & ~_umask()
     assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "merged").iterdir()} == {readable}
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", local_files_only=True)
-    from_gguf = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf", dtype=torch.float32)
+    with one_parse_per_gguf():  # transformers reads the file for its config, weights and tokenizer
+        from_gguf = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf", dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf")
     ids = torch.tensor([live.encoder.prompt_ids("Who is my sister?")])
     settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 2}
     with torch.no_grad():
@@ -260,10 +263,8 @@ def test_gguf_export_loads_back_with_transformers_and_answers_the_same(taught, t
     best = ours.topk(2).values
     clear = best[:, 0] - best[:, 1] > 0.1
     assert torch.equal(theirs.argmax(-1)[clear], ours.argmax(-1)[clear]) and clear.sum() >= len(clear) - 1
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file="ann-v1.f16.gguf")
-    assert tokenizer.chat_template and tokenizer.encode("Who is my sister?") == live.tokenizer.encode("Who is my sister?")
+    question = "Who is my sister?"
+    assert tokenizer.chat_template and tokenizer.encode(question) == live.tokenizer.encode(question)
 
 
 def _umask() -> int:

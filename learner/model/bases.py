@@ -48,6 +48,7 @@ __all__ = [
     "BaseModelError",
     "ResolvedBase",
     "cache_root",
+    "one_parse_per_gguf",
     "ensure_gguf_cache",
     "resolve_base",
 ]
@@ -185,7 +186,7 @@ def ensure_gguf_cache(gguf: Path, root: Path, say: Callable[[str], None] = _say)
 
 
 @contextlib.contextmanager
-def _one_parse_per_gguf():
+def one_parse_per_gguf():
     """transformers reads a GGUF file's header once for the config, once for the weights and once for the
     tokenizer, and parsing its vocabulary takes seconds each time: within this block each file is parsed
     once (``gguf.GGUFReader`` is looked up at each read; its readers keep no position, so one serves all)."""
@@ -216,7 +217,7 @@ def _convert(gguf: Path, directory: Path, source_sha: str) -> None:
     hf_logging.disable_progress_bar()
 
     try:
-        with _one_parse_per_gguf():
+        with one_parse_per_gguf():
             loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
