@@ -62,7 +62,7 @@ class Worker:
         self.guard = CoreGuard(self.metrics, config.worker.loop_hold_warn_s, self.log)
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
         self.gaps = OffsetGapGuard()
-        self._committing: asyncio.Future | None = None  # finished runs being committed, beside the timer
+        self._beat: asyncio.Future | None = None  # the timer's last beat's work, beside the timer
 
     def _report_rebalance(self, to_assignment: float, to_first_event: float) -> None:
         self.metrics.rebalance(to_assignment, to_first_event)
@@ -150,27 +150,28 @@ class Worker:
                     await stream.ack(event)
 
     async def tick(self) -> None:
-        """One beat of the timer. Committing finished runs writes whole versions (seconds): it runs as a
-        task of its own, and beats that come meanwhile return at once, so that a beat never outlasts
-        the timer's interval; its error stops the worker at the next beat, as the beat's own would."""
-        if self._committing is not None and not self._committing.done():
+        """One beat of the timer. Its work (states saved and offsets acked, idle profiles closed, runs started,
+        finished runs committed: seconds when the disk or the CPU is slow) runs as a task of its own, and
+        beats that come meanwhile return at once, so that a beat never outlasts the timer's interval; an
+        error of that work stops the worker at the next beat, as the beat's own would."""
+        if self._beat is not None and not self._beat.done():
             return
         await self.committed()  # done: raises what it raised
+        self._beat = asyncio.ensure_future(self._beat_work())
+
+    async def committed(self) -> None:
+        """Wait until the last beat's work is done, its finished runs committed (raises what it raised)."""
+        if self._beat is not None:
+            beat, self._beat = self._beat, None
+            await beat
+
+    async def _beat_work(self) -> None:
         self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
         await self.guard.off_loop("idle profiles", self.core.close_idle_profiles)
         await self.guard.on_loop("run start", self.core.start_runs)
         await self.guard.on_loop("metrics",
                            lambda: self.metrics.update(self.core, self.app.consumer, self.topics.memory_events))
-        self._committing = asyncio.ensure_future(self._commit_finished_runs())
-
-    async def committed(self) -> None:
-        """Wait until the finished runs the last beat found are committed (raises what that raised)."""
-        if self._committing is not None:
-            committing, self._committing = self._committing, None
-            await committing
-
-    async def _commit_finished_runs(self) -> None:
         if await self.guard.off_loop("run commit", self.core.finish_runs):
             await self.flush()
 

@@ -54,12 +54,13 @@ def test_checkpoint_on_a_full_or_read_only_disk_fails_cleanly_and_recovers(stack
 
 
 @pytest.mark.slow
-def test_a_slow_checkpoint_keeps_the_workers_timer_on_its_beat(stack, monkeypatch):
-    """Committing a version writes whole files (seconds on a slow disk): it must not hold up the timer
-    that flushes, acks and starts runs — faust warns of a beat that outlasts its interval."""
+def test_slow_checkpoints_and_state_saves_keep_the_workers_timer_on_its_beat(stack, monkeypatch):
+    """Committing a version writes whole files and a flush saves states (seconds on a slow disk): neither may
+    hold up the timer that flushes, acks and starts runs — faust warns of a beat that outlasts its interval."""
     events = make_sample_stream(n_per_phase=(150,), seed=31, profile="eve")
     faults = stack.root / "faults.json"
-    set_faults(faults, {"registry.commit": {"action": "delay", "seconds": 3}})
+    set_faults(faults, {"registry.commit": {"action": "delay", "seconds": 3},
+                        "storage.write": {"action": "delay", "seconds": 1, "match": "learner_state.json"}})
     monkeypatch.setenv("MEMSTREAM_FAULTS", str(faults))
     worker = stack.start_worker()
     with stack.subscriber("model-updated") as sub, stack.producer() as producer:
