@@ -36,7 +36,7 @@ from collections import Counter
 
 from contracts.events import MemoryEvent
 
-__all__ = ["FUNCTION_WORDS", "MAX_NAMED_BY", "MAX_TOLD", "linked_views", "told_words"]
+__all__ = ["FUNCTION_WORDS", "MAX_NAMED_BY", "MAX_TOLD", "WORD", "linked_views", "told_words"]
 
 #: A word named by more of a run's memories than this does not single out one thing.
 MAX_NAMED_BY = 3
@@ -47,11 +47,11 @@ FUNCTION_WORDS = frozenset(
     "the and are was were has have had you your yours yourself for with from that this these those "
     "its not but into onto over under about than then there their them they who whom what which when "
     "where why how also very just still now every each some any all one called named is".split())
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")  # a word of a memory, as every view and link counts them
 
 
 def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
+    return {w.lower() for w in WORD.findall(text)}
 
 
 def told_words(prompt: str, response: str) -> set[str]:

@@ -43,7 +43,7 @@ from collections import Counter
 import torch
 
 from contracts.events import MemoryEvent
-from learner.memory.links import MAX_NAMED_BY
+from learner.memory.links import MAX_NAMED_BY, WORD
 from learner.memory.views import RECALL_PROMPTS, statement_of, why_no_view
 from learner.model.encoding import IGNORE, collate
 from learner.model.losses import hidden_and_head
@@ -55,7 +55,7 @@ _ASKS_ABOUT = re.compile(r"What do you know about (.+)\?")  # the question views
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[A-Za-z][A-Za-z'-]+", text)
+    return WORD.findall(text)
 
 
 def _held_by(statements: list[str]) -> Counter:
