@@ -1,4 +1,4 @@
-"""The byte model's acceptance run: 1,250 everyday memories in three phases, through the real CLI.
+"""The byte model's acceptance run: 800 everyday memories in three phases, through the real CLI.
 
 It takes a few minutes on a 2-core CPU (marked slow; part of the default suite). The real chat
 model's own end-to-end test is tests/test_real_model.py.
@@ -23,14 +23,18 @@ BYTE_SETTINGS = ["model.base=memstream-byte", "model.max_seq_len=192", "model.lo
                  "train.epochs=3", "train.batch_size=16", "train.lr=2e-3", "replay.base_rehearsal=0",
                  "train.views=0"]
 BYTE_MODEL = [f"--set={s}" for s in BYTE_SETTINGS]
+# events per phase, a few minutes apart (a version about every 180: a day), and a drift baseline that fits
+# in the first phase, so that each switch meets a baseline of the phase before it
+PHASE_SIZES = (300, 250, 250)
+DRIFT = ["--set=drift.baseline_size=200"]
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("default")
     state = root / "state"
-    stream = write_jsonl(root / "stream.jsonl", make_sample_stream())  # 1,250 events, phases at 450 and 850
-    out = memstream("learn", str(stream), "--state", str(state), "--json", *BYTE_MODEL, timeout=1800)
+    stream = write_jsonl(root / "stream.jsonl", make_sample_stream(n_per_phase=PHASE_SIZES))
+    out = memstream("learn", str(stream), "--state", str(state), "--json", *BYTE_MODEL, *DRIFT, timeout=1800)
     return state, json.loads(out.stdout)
 
 
@@ -39,17 +43,17 @@ def test_foundation_then_at_least_two_lora_versions(default_run):
     accepted = [c for c in summary["consolidations"] if c["accepted"]]
     assert accepted[0]["mode"] == "foundation" and accepted[0]["version"] == 1
     assert sum(c["mode"] == "lora" for c in accepted) >= 2
-    assert summary["events"] == 1250 and summary["invalid"] == 0
+    assert summary["events"] == sum(PHASE_SIZES) and summary["invalid"] == 0
     listing = memstream("registry", "list", "--state", str(state)).stdout
     assert listing.count("accepted") == len(accepted)
 
 
 def test_drift_alerts_follow_the_phase_switches(default_run):
     _, summary = default_run
-    switches = [450, 850]  # the sample stream's phases (memstream/samples/stream.py)
+    switches = [PHASE_SIZES[0], PHASE_SIZES[0] + PHASE_SIZES[1]]
     indices = [a["event_index"] for a in summary["drift_alerts"]]
     for switch in switches:
-        assert any(switch <= i < switch + 500 for i in indices), (switch, indices)
+        assert any(switch <= i < switch + 150 for i in indices), (switch, indices)
 
 
 def test_early_domains_are_not_forgotten(default_run):
