@@ -1,13 +1,14 @@
 """Consolidations off the ingest path: trainer processes that load the base model once.
 
-A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU machine),
-started with the worker (:meth:`RunPool.warm`): each imports torch and loads the base while the worker joins
-its group. A trainer keeps its base; every run, of any profile, checks out its parent version's adapter in
-place (:mod:`learner.training.trainer`). The worker stays the one writer of its profiles: a trainer reads the
-parent from disk and sends back the verdict and the new version's bytes, which the worker commits, so a
-killed trainer leaves nothing on disk. The plan goes over as a JSON file (handing over a run never blocks
-the worker on a pipe); answers come back over a pipe from the worker's own child, so nothing read from the
-network is unpickled. A run stops at a flag checked at every step; a dead trainer is replaced at the next run.
+A worker keeps up to ``worker.max_parallel_runs`` trainer processes (one per device on a GPU machine), started
+with the worker (:meth:`RunPool.warm`, ``worker.warm_trainers``): each imports torch and loads the base while
+the worker joins its group. A trainer keeps its base; every run, of any profile, checks out its parent
+version's adapter in place (:mod:`learner.training.trainer`). The worker stays the one writer of its profiles:
+a trainer reads the parent from disk and sends back the verdict and the new version's bytes, which the worker
+commits, so a killed trainer leaves nothing on disk. The plan goes over as a JSON file (handing over a run
+never blocks the worker on a pipe); answers come back over a pipe from the worker's own child, so nothing read
+from the network is unpickled. A run stops at a flag checked at every step; a dead trainer is replaced at the
+next run.
 """
 
 from __future__ import annotations
