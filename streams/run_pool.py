@@ -167,10 +167,13 @@ class RunPool:
             except (EOFError, OSError):
                 trainer.warming = False
                 return ("error", f"trainer process exited with code {trainer.process.exitcode}")
-            trainer.warming = trainer.warming and message[0] != "ready"
-            if message[0] == "ready" or (message[0] == "progress" and not trainer.cancelled):
+            if message[0] == "ready":
+                trainer.warming = False
                 self.log(message[1])
-            elif message[0] != "progress":
+            elif message[0] == "progress":
+                if not trainer.cancelled:
+                    self.log(message[1])
+            else:
                 return message
         return None
 
