@@ -279,11 +279,11 @@ def test_learn_prints_its_summary_for_a_first_run_that_has_no_probe(tmp_path):
     events.write_text("".join(json.dumps({"profile": "g", "kind": "conversation", "ts": 1_700_000_000 + i,
                                           "prompt": f"What is on shelf {i}?",
                                           "response": f"Shelf {i} holds the blue jars of quince jam."}) + "\n"
-                              for i in range(24)))
+                              for i in range(8)))
     out = run_cli("learn", str(events), "--state", str(tmp_path / "s"), "--consolidate-at-end",
                   *[a for o in FEW_STEPS for a in ("--set", o)])
     lines = out.stdout.splitlines()
-    assert "events learned: 24" in lines and "consolidations: 1 (1 accepted, 0 rejected)" in lines, out.stdout
+    assert "events learned: 8" in lines and "consolidations: 1 (1 accepted, 0 rejected)" in lines, out.stdout
     run_line = next(line for line in lines if line.startswith("  [g] end of input: lora (manual) -> v1, accepted"))
     assert "new memories" in run_line and "base text loss" in run_line and "probe loss" not in run_line
     assert lines[-1].startswith("took ")
