@@ -98,10 +98,10 @@ class Worker:
         acknowledged (a message that failed stays queued and is sent again at the next flush)."""
         sent = []
         futures = []
+        producer = self.app.producer  # straight to the producer: no topic object per message, nothing held back
         for kind, key, data, marker in out.messages:
-            # force: not attached to the event being processed (faust would hold it back until its ack)
-            futures.append((kind, data, marker, await self.out_topics[kind].send(
-                key=key, value=EventCodec.encode(data), force=True)))
+            futures.append((kind, data, marker, await producer.send(
+                self.out_topics[kind], key, EventCodec.encode(data), partition=None, timestamp=None, headers=None)))
         for kind, data, marker, future in futures:
             try:
                 await future
@@ -235,11 +235,8 @@ def build_app(worker: Worker) -> faust.App:
                          partitions=config.kafka.partitions)
 
     source = raw_topic(topics.memory_events)
-    worker.out_topics = {
-        "dead-letters": raw_topic(topics.dead_letters),
-        "drift-alerts": raw_topic(topics.drift_alerts),
-        "model-updated": raw_topic(topics.model_updated),
-    }
+    worker.out_topics = {"dead-letters": topics.dead_letters, "drift-alerts": topics.drift_alerts,
+                         "model-updated": topics.model_updated}
 
     @app.agent(source, name="ingest")
     async def ingest(stream):
