@@ -11,7 +11,9 @@ offset, at an assignment or after a rebalance dropped a batch). :class:`OffsetGa
 the jump; the worker then seeks the partition back to the first missed offset and ignores (does
 not apply, does not acknowledge) what was already queued after it until the re-read arrives. A gap
 that is still there when the partition is read again from before it is a real one (a record that
-does not exist) and is accepted.
+does not exist) and is accepted. A re-read that has not begun some seconds after its seek (the seek
+lost in a rebalance, or the re-read dropped by the client behind a batch fetched before it) is asked
+for again (:meth:`OffsetGapGuard.overdue`): otherwise the partition would wait for it forever.
 
 Examples
 --------
@@ -28,6 +30,9 @@ Examples
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 __all__ = ["OffsetGapGuard", "APPLY", "IGNORE"]
 
 APPLY = "apply"
@@ -37,9 +42,11 @@ IGNORE = "ignore"
 class OffsetGapGuard:
     """Per partition: the last offset applied and, after a jump, the offset being read again."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.last: dict[tuple[str, int], int] = {}
         self.resync: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (offset sought, highest seen since)
+        self.sought_at: dict[tuple[str, int], float] = {}  # tp -> when its re-read was last asked for
         self.seeks = 0
 
     def check(self, topic: str, partition: int, offset: int) -> str | tuple[str, int]:
@@ -53,15 +60,41 @@ class OffsetGapGuard:
                 self.resync[tp] = (target, offset)
                 return IGNORE
             del self.resync[tp]  # the re-read: from the offset sought, or from past a real gap
+            self.sought_at.pop(tp, None)
             self.last[tp] = offset
             return APPLY
         last = self.last.get(tp)
         if last is not None and offset > last + 1:
             self.resync[tp] = (last + 1, offset)
+            self.sought_at[tp] = self.clock()
             self.seeks += 1
             return ("seek", last + 1)
         self.last[tp] = offset  # the next one, or one read again from before (the core skips it as applied)
         return APPLY
+
+    def overdue(self, after_s: float) -> list[tuple[str, int, int]]:
+        """``(topic, partition, offset)`` of each re-read that has not begun ``after_s`` seconds after it was
+        asked for: seek it again (each is asked for again at most once per ``after_s``).
+
+        >>> now = [0.0]
+        >>> guard = OffsetGapGuard(clock=lambda: now[0])
+        >>> guard.check("t", 0, 3), guard.check("t", 0, 5)
+        ('apply', ('seek', 4))
+        >>> now[0] = 9.0
+        >>> guard.overdue(10.0), guard.check("t", 0, 6)  # still the queued ones
+        ([], 'ignore')
+        >>> now[0] = 11.0
+        >>> guard.overdue(10.0), guard.overdue(10.0)
+        ([('t', 0, 4)], [])
+        >>> guard.check("t", 0, 4), guard.overdue(0.0)  # the re-read came
+        ('apply', [])
+        """
+        now, late = self.clock(), []
+        for tp, (target, _) in self.resync.items():
+            if now - self.sought_at.get(tp, now) >= after_s:
+                self.sought_at[tp] = now
+                late.append((tp[0], tp[1], target))
+        return late
 
     def restart(self, topic: str, partition: int, offset: int) -> None:
         """Reading of a partition starts again at ``offset`` (the client sought it to its committed offset: an
@@ -74,6 +107,7 @@ class OffsetGapGuard:
         """
         tp = (topic, partition)
         self.resync.pop(tp, None)
+        self.sought_at.pop(tp, None)
         self.last[tp] = offset - 1
 
     def sought(self, committed) -> None:
@@ -89,3 +123,4 @@ class OffsetGapGuard:
         for tp in partitions:
             self.last.pop(tp, None)
             self.resync.pop(tp, None)
+            self.sought_at.pop(tp, None)

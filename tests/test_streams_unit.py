@@ -277,6 +277,33 @@ def test_no_record_is_applied_past_one_the_client_dropped(n, data):
 
 @given(st.integers(3, 40), st.data())
 @settings(max_examples=200, deadline=None)
+def test_a_re_read_that_never_comes_is_asked_for_again_and_nothing_is_skipped(n, data):
+    """The first seek is lost (only what was already queued arrives): the timer's beat asks again."""
+    from streams.gaps import APPLY, IGNORE, OffsetGapGuard
+
+    dropped, queued = data.draw(st.integers(1, n - 2)), data.draw(st.integers(0, 5))
+    now = [0.0]
+    guard, applied, lost = OffsetGapGuard(clock=lambda: now[0]), [], True
+    incoming = [o for o in range(n) if o != dropped]
+    while True:
+        while incoming:
+            offset = incoming.pop(0)
+            verdict = guard.check("memory-events", 0, offset)
+            if verdict == APPLY:
+                applied.append(offset)
+            elif verdict != IGNORE:
+                incoming = incoming[:queued] + ([] if lost else list(range(verdict[1], n)))
+                lost = False
+        now[0] += 10.0
+        again = guard.overdue(10.0)
+        if not again:
+            break
+        incoming = list(range(again[0][2], n))
+    assert applied == list(range(n))
+
+
+@given(st.integers(3, 40), st.data())
+@settings(max_examples=200, deadline=None)
 def test_no_record_is_applied_past_one_dropped_right_where_reading_restarts(n, data):
     sought = data.draw(st.integers(0, n - 2))
     queued = data.draw(st.integers(0, 5))
