@@ -28,14 +28,13 @@ from learner.failpoints import failpoint
 from streams.ingest import IngestCore, Outgoing, StateNotSaved
 from streams.core_guard import CoreGuard
 from streams.metrics import WorkerMetrics
-from streams.gaps import APPLY, IGNORE, OffsetGapGuard
+from streams.gaps import APPLY, IGNORE, OffsetGapGuard, ask_again_for_overdue_rereads
 from streams.rebalance import RebalanceTimer, assignment_line
 from streams.run_pool import RunPool
 from contracts.topics import Topics
 
 __all__ = ["build_app", "Worker"]
 
-REREAD_AFTER_S = 10.0  # a partition read again past a missed offset: its first re-read message is due by then
 logger = logging.getLogger("memstream.worker")
 
 
@@ -167,12 +166,7 @@ class Worker:
             await beat
 
     async def _beat_work(self) -> None:
-        for topic, partition, offset in self.gaps.overdue(REREAD_AFTER_S):  # a seek lost, or its re-read dropped
-            self.log(f"{topic}[{partition}]: reading again from offset {offset} has not begun; asking again")
-            try:
-                await self.app.consumer.seek(TP(topic, partition), offset)
-            except Exception as exc:  # noqa: BLE001 - no longer assigned, or between states: asked again later
-                self.log(f"{topic}[{partition}]: the seek failed ({type(exc).__name__}: {exc})")
+        await ask_again_for_overdue_rereads(self.gaps, lambda t, p, o: self.app.consumer.seek(TP(t, p), o), self.log)
         self.settle(await self.guard.on_loop("parked retry", self.core.retry_parked))
         await self.flush()
         await self.guard.off_loop("idle profiles", self.core.close_idle_profiles)

@@ -31,12 +31,13 @@ Examples
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
-__all__ = ["OffsetGapGuard", "APPLY", "IGNORE"]
+__all__ = ["OffsetGapGuard", "APPLY", "IGNORE", "REREAD_AFTER_S", "ask_again_for_overdue_rereads"]
 
 APPLY = "apply"
 IGNORE = "ignore"
+REREAD_AFTER_S = 10.0  # a partition read again past a missed offset: its first re-read message is due by then
 
 
 class OffsetGapGuard:
@@ -124,3 +125,16 @@ class OffsetGapGuard:
             self.last.pop(tp, None)
             self.resync.pop(tp, None)
             self.sought_at.pop(tp, None)
+
+
+async def ask_again_for_overdue_rereads(guard: OffsetGapGuard, seek: Callable[[str, int, int], Awaitable[Any]],
+                                        log: Callable[[str], None], after_s: float = REREAD_AFTER_S) -> None:
+    """``seek(topic, partition, offset)`` again for each re-read of ``guard`` that has not begun ``after_s``
+    after its seek (the seek lost in a rebalance, or its re-read dropped); a seek that fails is logged and
+    asked again later."""
+    for topic, partition, offset in guard.overdue(after_s):
+        log(f"{topic}[{partition}]: reading again from offset {offset} has not begun; asking again")
+        try:
+            await seek(topic, partition, offset)
+        except Exception as exc:  # noqa: BLE001 - no longer assigned, or between states: asked again later
+            log(f"{topic}[{partition}]: the seek failed ({type(exc).__name__}: {exc})")
