@@ -240,18 +240,21 @@ def test_docker_compose_has_what_the_code_expects():
 
 
 # -- offsets in order, none missed ------------------------------------------------------------
-def _read_partition(n: int, dropped: int | None, missing: int | None, queued: int, sought: int | None = None) -> list[int]:
+def _read_partition(n: int, dropped: int | None, missing: int | None, queued: int, sought: int | None = None,
+                    first_seek_lost: bool = False) -> list[int]:
     """What the worker applies of a partition of ``n`` records (``missing``: one that does not exist) when
     the client drops record ``dropped`` before it reaches the agent and ``queued`` later ones are already
     on their way; a seek reads the partition again from the offset asked for. ``sought``: reading starts
     there, at the committed offset the client was sought to (else at 0, taken as it comes). (A dropped
     record is noticed when the next one arrives; the last one of a partition waits, unacknowledged, for the
-    next event or the next start.)"""
+    next event or the next start.) ``first_seek_lost``: the first seek brings only what was already queued,
+    and the timer's beat, 10 s on, asks again for what is overdue."""
     from collections import namedtuple
 
     from streams.gaps import APPLY, IGNORE, OffsetGapGuard
 
-    guard, applied = OffsetGapGuard(), []
+    now = [0.0]
+    guard, applied, lost = OffsetGapGuard(clock=lambda: now[0]), [], first_seek_lost
     if sought is not None:
         tp = namedtuple("TP", "topic partition")
         guard.sought({tp("memory-events", 0): sought, tp("memory-events", 1): None})
@@ -263,7 +266,11 @@ def _read_partition(n: int, dropped: int | None, missing: int | None, queued: in
         if verdict == APPLY:
             applied.append(offset)
         elif verdict != IGNORE:
-            incoming = incoming[:queued] + [o for o in exists if o >= verdict[1]]
+            incoming = incoming[:queued] + ([] if lost else [o for o in exists if o >= verdict[1]])
+            lost = False
+        if not incoming and first_seek_lost:
+            now[0] += 10.0
+            incoming = [o for _, _, target in guard.overdue(10.0) for o in exists if o >= target]
     return applied
 
 
@@ -279,27 +286,9 @@ def test_no_record_is_applied_past_one_the_client_dropped(n, data):
 @settings(max_examples=200, deadline=None)
 def test_a_re_read_that_never_comes_is_asked_for_again_and_nothing_is_skipped(n, data):
     """The first seek is lost (only what was already queued arrives): the timer's beat asks again."""
-    from streams.gaps import APPLY, IGNORE, OffsetGapGuard
-
-    dropped, queued = data.draw(st.integers(1, n - 2)), data.draw(st.integers(0, 5))
-    now = [0.0]
-    guard, applied, lost = OffsetGapGuard(clock=lambda: now[0]), [], True
-    incoming = [o for o in range(n) if o != dropped]
-    while True:
-        while incoming:
-            offset = incoming.pop(0)
-            verdict = guard.check("memory-events", 0, offset)
-            if verdict == APPLY:
-                applied.append(offset)
-            elif verdict != IGNORE:
-                incoming = incoming[:queued] + ([] if lost else list(range(verdict[1], n)))
-                lost = False
-        now[0] += 10.0
-        again = guard.overdue(10.0)
-        if not again:
-            break
-        incoming = list(range(again[0][2], n))
-    assert applied == list(range(n))
+    dropped = data.draw(st.integers(1, n - 2))
+    queued = data.draw(st.integers(0, 5))
+    assert _read_partition(n, dropped, None, queued, first_seek_lost=True) == list(range(n))
 
 
 @given(st.integers(3, 40), st.data())
