@@ -64,17 +64,23 @@ def test_a_bf16_base_on_the_cpu_predicts_the_next_token_as_the_float32_base(base
     assert agreement >= 0.9 and drift < 0.1, (agreement, drift)
 
 
+def _notes(count: int) -> list[dict]:
+    """Short notes (about ten tokens each): on a CPU without bf16 instructions every bf16 product is emulated,
+    slowly, and a step's cost grows with its tokens."""
+    return [{"v": 1, "profile": "ann", "ts": 1.0 + i, "kind": "note", "id": f"ann-{i}",
+             "text": f"Note {i}: my sister is called Odile."} for i in range(count)]
+
+
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory):
-    """One short consolidation on the real model with bf16 base weights: two steps of two memories, no base
-    rehearsal and no Fisher (on a CPU without bf16 instructions every bf16 product is emulated, slowly)."""
+    """One short consolidation on the real model with bf16 base weights: two steps of two notes, no base
+    rehearsal, no views and no Fisher."""
     state = tmp_path_factory.mktemp("bf16")
     short = FEW_STEPS + ["model.dtype=bfloat16", "train.max_steps=2", "train.batch_size=2", "replay.base_rehearsal=0",
-                         "ewc.enabled=false"]
+                         "ewc.enabled=false", "train.views=0"]
     learner = OnlineLearner("ann", load_config(overrides=short, environ={}), state)
-    for i in range(4):
-        learner.learn_one({"profile": "ann", "ts": 1.0 + i, "kind": "conversation", "id": f"ann-{i}",
-                           "prompt": f"Question {i}: what is my sister called?", "response": "Your sister is Odile."})
+    for event in _notes(4):
+        learner.learn_one(event)
     yield learner, learner.consolidate("manual"), state
     learner.close()
 
@@ -99,7 +105,7 @@ def test_a_bf16_base_is_merged_with_its_adapter_in_float32_for_export(taught):
 
 
 def _loss_and_grads(live: AdaptedModel, context) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    batch = collate([live.encoder.encode(MemoryEvent.from_dict({"v": 1, **e})) for e in sample_stream()[:2]], live.tokenizer.pad_id)
+    batch = collate([live.encoder.encode(MemoryEvent.from_dict(e)) for e in _notes(2)], live.tokenizer.pad_id)
     params = [p for p in live.model.parameters() if p.requires_grad]
     with context():
         loss = lm_loss(live.model, batch)
