@@ -133,15 +133,18 @@ class Stack:
     def set_args(self) -> list[str]:
         return [arg for o in self.overrides for arg in ("--set", o)]
 
-    def start_worker(self, name: str = "w0", instance: str | None = None) -> subprocess.Popen:
+    def start_worker(self, name: str = "w0", instance: str | None = None, settings: tuple[str, ...] = ()) \
+            -> subprocess.Popen:
         """A worker process; ``instance`` is its static group membership id (default: one per name
-        stem, so "w1" and "w2" are the same member restarted, "a" and "b" are two members)."""
+        stem, so "w1" and "w2" are the same member restarted, "a" and "b" are two members); ``settings``
+        are this worker's own overrides on top of the stack's."""
         log = open(self.root / f"{name}.log", "ab")
         instance = instance or name.rstrip("0123456789") or name
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MEMSTREAM_DEBUG", None)
         proc = subprocess.Popen([sys.executable, "-m", "memstream", "worker", "--state", str(self.state),
-                                 *self.set_args(), "--set", f"worker.instance_id={self.prefix}{instance}"],
+                                 *self.set_args(), *(arg for o in settings for arg in ("--set", o)),
+                                 "--set", f"worker.instance_id={self.prefix}{instance}"],
                                 stdout=log, stderr=log, env=env, start_new_session=True)
         proc.log_path = self.root / f"{name}.log"
         self.workers.append(proc)
