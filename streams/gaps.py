@@ -46,28 +46,26 @@ class OffsetGapGuard:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.last: dict[tuple[str, int], int] = {}
-        self.resync: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (offset sought, highest seen since)
-        self.sought_at: dict[tuple[str, int], float] = {}  # tp -> when its re-read was last asked for
+        # tp -> (offset sought, highest seen since, when the re-read was last asked for)
+        self.resync: dict[tuple[str, int], tuple[int, int, float]] = {}
         self.seeks = 0
 
     def check(self, topic: str, partition: int, offset: int) -> str | tuple[str, int]:
         """``"apply"``, ``"ignore"`` (already queued past a gap: it comes again), or ``("seek", offset)``."""
         tp = (topic, partition)
         if tp in self.resync:
-            target, highest = self.resync[tp]
+            target, highest, asked = self.resync[tp]
             if offset < target:
                 return IGNORE
             if offset > target and offset > highest:  # still the messages queued before the seek
-                self.resync[tp] = (target, offset)
+                self.resync[tp] = (target, offset, asked)
                 return IGNORE
             del self.resync[tp]  # the re-read: from the offset sought, or from past a real gap
-            self.sought_at.pop(tp, None)
             self.last[tp] = offset
             return APPLY
         last = self.last.get(tp)
         if last is not None and offset > last + 1:
-            self.resync[tp] = (last + 1, offset)
-            self.sought_at[tp] = self.clock()
+            self.resync[tp] = (last + 1, offset, self.clock())
             self.seeks += 1
             return ("seek", last + 1)
         self.last[tp] = offset  # the next one, or one read again from before (the core skips it as applied)
@@ -91,9 +89,9 @@ class OffsetGapGuard:
         ('apply', [])
         """
         now, late = self.clock(), []
-        for tp, (target, _) in self.resync.items():
-            if now - self.sought_at.get(tp, now) >= after_s:
-                self.sought_at[tp] = now
+        for tp, (target, highest, asked) in self.resync.items():
+            if now - asked >= after_s:
+                self.resync[tp] = (target, highest, now)
                 late.append((tp[0], tp[1], target))
         return late
 
@@ -108,7 +106,6 @@ class OffsetGapGuard:
         """
         tp = (topic, partition)
         self.resync.pop(tp, None)
-        self.sought_at.pop(tp, None)
         self.last[tp] = offset - 1
 
     def sought(self, committed) -> None:
@@ -124,7 +121,6 @@ class OffsetGapGuard:
         for tp in partitions:
             self.last.pop(tp, None)
             self.resync.pop(tp, None)
-            self.sought_at.pop(tp, None)
 
 
 async def ask_again_for_overdue_rereads(guard: OffsetGapGuard, seek: Callable[[str, int, int], Awaitable[Any]],
