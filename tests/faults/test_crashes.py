@@ -18,14 +18,17 @@ from memstream.samples.stream import make_sample_stream
 from tests.faults.helpers import check_state_dir, kill_group, set_faults
 
 PROFILES = ["ann", "bob", "cyd"]
+# A failpoint's cycle waits until it fires, whatever the machine's load: every cycle at a commit has a run
+# due, the first profile's foundation, which no cycle before the last can commit (each crashes first).
+FIRES_WITHIN_S = 240
 CRASH_POINTS = [
     # (name, failpoint rules or None, how long to give it)
-    ("state snapshot write", {"storage.write": {"action": "crash", "match": "learner_state.json"}}, 20),
-    ("registry update", {"storage.write": {"action": "crash", "match": "registry.json"}}, 45),
-    ("checkpoint directory write", {"storage.dir": {"action": "crash"}}, 45),
-    ("between checkpoint and registry", {"registry.commit": {"action": "crash"}}, 45),
-    ("after state saved, before offsets acked", {"state.saved": {"action": "crash", "after": 1}}, 20),
-    ("during a consolidation", "consolidating", 25),
+    ("state snapshot write", {"storage.write": {"action": "crash", "match": "learner_state.json"}}, FIRES_WITHIN_S),
+    ("registry update", {"storage.write": {"action": "crash", "match": "registry.json"}}, FIRES_WITHIN_S),
+    ("checkpoint directory write", {"storage.dir": {"action": "crash"}}, FIRES_WITHIN_S),
+    ("between checkpoint and registry", {"registry.commit": {"action": "crash"}}, FIRES_WITHIN_S),
+    ("after state saved, before offsets acked", {"state.saved": {"action": "crash", "after": 1}}, FIRES_WITHIN_S),
+    ("during a consolidation", "consolidating", FIRES_WITHIN_S),
     ("random point of ingest", None, 4),
 ]
 CYCLES = 21
@@ -34,17 +37,20 @@ CYCLES = 21
 AT_A_COMMIT = {"registry update", "checkpoint directory write", "between checkpoint and registry"}
 
 
-def _wait_exit_or_kill(stack, proc, seconds: float, log_marker: str | None = None) -> bool:
-    """True when the worker died on its own (a failpoint fired); else it is killed here."""
+def _wait_exit_or_kill(stack, proc, seconds: float, log_marker: str | None = None) -> str:
+    """"died" when the worker died on its own (a failpoint fired); else it is killed here, on ``log_marker``
+    in its log ("marker") or after ``seconds`` ("timeout")."""
     deadline = time.monotonic() + seconds
+    outcome = "timeout"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return True
+            return "died"
         if log_marker and log_marker in proc.log_path.read_text(errors="replace"):
+            outcome = "marker"
             break
         time.sleep(0.05)
     kill_group(proc)
-    return False
+    return outcome
 
 
 @pytest.mark.slow
@@ -62,6 +68,7 @@ def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(s
     published = {p: 0 for p in PROFILES}
     versions: dict[str, int | None] = {}
     fired = {name: 0 for name, _, _ in CRASH_POINTS}
+    armed = dict(fired)
     crashes = 0
     with stack.producer() as producer:
         for cycle in range(CYCLES):
@@ -70,14 +77,13 @@ def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(s
                 published[e["profile"]] += 1
             name, rules, seconds = CRASH_POINTS[cycle % len(CRASH_POINTS)]
             set_faults(faults, rules if isinstance(rules, dict) else {})
+            armed[name] += 1
             warm = ("worker.warm_trainers=true",) if name in AT_A_COMMIT else ()
             worker = stack.start_worker(f"w{cycle}", settings=warm)
             if isinstance(rules, dict):
-                died = _wait_exit_or_kill(stack, worker, seconds)
-                fired[name] += died
+                fired[name] += _wait_exit_or_kill(stack, worker, seconds) == "died"
             elif rules == "consolidating":
-                _wait_exit_or_kill(stack, worker, seconds, log_marker="consolidating")
-                fired[name] += 1
+                fired[name] += _wait_exit_or_kill(stack, worker, seconds, log_marker="consolidating") == "marker"
             else:
                 time.sleep(2 + rng.random() * seconds)
                 kill_group(worker)
@@ -108,6 +114,6 @@ def test_kill_9_twenty_times_at_every_kind_of_point_loses_and_corrupts_nothing(s
         registry = ModelRegistry.open(stack.state, profile, "", writer=False)
         assert registry.current_version is not None, f"{profile} never got a version: {summary}"
     assert crashes >= 20
-    missed = [name for name, n in fired.items() if n == 0]
-    assert not missed, f"failpoints never reached: {missed} ({summary})"
+    missed = [name for name, n in fired.items() if n < armed[name]]
+    assert not missed, f"failpoints armed and not reached: {missed} ({summary})"
     print("crash summary:", json.dumps(summary))
