@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +33,7 @@ def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None
     if config.worker.metrics_port:
         worker.metrics.serve(config.worker.metrics_port)
         worker.log(f"metrics on http://0.0.0.0:{config.worker.metrics_port}/metrics")
+    faulthandler.register(signal.SIGQUIT, all_threads=True)  # every thread's stack, even with the loop blocked
     faust_worker = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     faust_worker.spinner = None  # its terminal spinner writes cursor codes into the log, terminal or not
     try:

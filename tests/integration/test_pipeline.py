@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -51,6 +54,11 @@ def test_three_profiles_consolidate_publish_and_hot_reload(stack):
         stack.wait_for(lambda: all(stack.learner_state(p).get("events_seen") == per_profile[p] for p in PROFILES),
                        120, "every event counted")
     assert worker.poll() is None, "the worker must not have restarted or died"
+    os.kill(worker.pid, signal.SIGQUIT)  # every thread's stack to its log; it goes on running
+    stack.wait_for(lambda: "(most recent call first)" in worker.log_path.read_text(errors="replace"), 30,
+                   "the thread stacks of kill -QUIT")
+    time.sleep(0.5)
+    assert worker.poll() is None, "kill -QUIT stopped the worker"
     # training happens in the trainer process: committing its versions never loads torch on the event loop
     assert "libtorch" not in Path(f"/proc/{worker.pid}/maps").read_text(), "the worker process imported torch"
     assert "trainer ready in " in worker.log_path.read_text(errors="replace")  # started with the worker
