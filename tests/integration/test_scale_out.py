@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from collections import Counter
 
@@ -27,6 +28,7 @@ from tests.integration.conftest import Stack
 pytestmark = [pytest.mark.slow, pytest.mark.brokers("kafka")]
 
 PROFILES = [f"p{i:02d}" for i in range(30)]
+STOP_WITHIN_S = 60  # a worker told to stop (SIGTERM) leaves within this, its state saved
 REBALANCE_LINE = re.compile(r"rebalance: assigned ([\d.]+) s after the revocation, first event applied ([\d.]+) s")
 
 
@@ -107,10 +109,21 @@ class Disruptions:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             self.killed[worker.pid] = time.time()
-        else:
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(60) == 0, f"{name} did not stop cleanly on SIGTERM"
-        self.recoveries.append({"worker": name, "how": how, "lag": lag, "started": started})
+            self.recoveries.append({"worker": name, "how": how, "lag": lag, "started": started})
+            return
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(STOP_WITHIN_S)
+        except subprocess.TimeoutExpired:  # where it is stuck: its tasks' and threads' stacks into its log
+            code = None
+            worker.send_signal(signal.SIGUSR1)
+            worker.send_signal(signal.SIGQUIT)
+            time.sleep(3)
+            os.killpg(worker.pid, signal.SIGKILL)
+        log_tail = worker.log_path.read_text(errors="replace")[-12000:]
+        assert code == 0, f"{name} did not stop cleanly on SIGTERM (exit {code}):\n{log_tail}"
+        self.recoveries.append({"worker": name, "how": how, "lag": lag, "started": started,
+                                "stopped_in_s": round(time.monotonic() - started, 1)})
 
     def publish(self, producer, events: list[dict]) -> None:
         producer.publish_many(events)
