@@ -199,9 +199,14 @@ class RunPool:
             self._trainers.remove(trainer)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop every trainer (runs in progress are dropped: they wrote nothing)."""
+        """Stop every trainer: an idle one is told to quit (within ``timeout``); one computing a run or still
+        loading its base is killed at once, as it has written nothing (its run is dropped, and queued again
+        by the worker that comes next)."""
         for trainer in self._trainers:
             trainer.stop.set()
+            if trainer.profile is not None or trainer.warming:
+                trainer.process.kill()
+                continue
             try:
                 trainer.conn.send(("quit",))
             except (BrokenPipeError, OSError):

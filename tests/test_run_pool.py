@@ -3,6 +3,8 @@ any run is due."""
 
 from __future__ import annotations
 
+import signal
+
 from learner.config import load_config
 from streams.run_pool import RunPool
 from tests.conftest import TINY
@@ -26,8 +28,18 @@ def test_a_warmed_trainer_loads_its_base_before_any_run_and_says_so(tmp_path):
         assert pool.poll() == [] and pool.wait_warm(0)  # nothing was submitted, nothing finishes; still ready
         pool.warm(load_config(overrides=TINY, environ={}).to_dict())  # already warm: no second trainer
         assert len(pool._trainers) == 1
+        trainer = pool._trainers[0].process
     finally:
-        pool.close()
+        pool.close(timeout=300)
+    assert trainer.exitcode == 0  # idle: told to quit, and it did
+
+
+def test_closing_the_pool_kills_a_trainer_still_loading_its_base_at_once(tmp_path):
+    pool = RunPool(str(tmp_path), max_parallel=1, threads=1)
+    pool.warm(load_config(overrides=TINY, environ={}).to_dict())
+    trainer = pool._trainers[0].process
+    pool.close(timeout=300)  # told to quit instead, it would quit once its imports and base load were done
+    assert trainer.exitcode == -signal.SIGKILL
 
 
 def test_a_trainer_whose_base_cannot_load_says_why_and_stays_up(tmp_path):
