@@ -22,7 +22,7 @@ import pytest
 from learner.store.lock import read_leases
 from learner.store.registry import ModelRegistry
 from memstream.samples.stream import make_sample_stream
-from tests.faults.helpers import check_state_dir
+from tests.faults.helpers import check_state_dir, kill_group
 from tests.integration.conftest import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.brokers("kafka")]
@@ -119,7 +119,7 @@ class Disruptions:
             worker.send_signal(signal.SIGUSR1)
             worker.send_signal(signal.SIGQUIT)
             time.sleep(3)
-            os.killpg(worker.pid, signal.SIGKILL)
+            kill_group(worker)
         log_tail = worker.log_path.read_text(errors="replace")[-12000:]
         assert code == 0, f"{name} did not stop cleanly on SIGTERM (exit {code}):\n{log_tail}"
         self.recoveries.append({"worker": name, "how": how, "lag": lag, "started": started,
