@@ -38,6 +38,12 @@ def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None
     faust_worker.spinner = None  # its terminal spinner writes cursor codes into the log, terminal or not
     try:
         faust_worker.execute_from_commandline()
+        code = 0
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    if config.worker.instance_id and config.worker.leave_group_on_stop:  # its consumer is closed by now
+        from streams.membership import leave_group
+
+        worker.log(leave_group(config.kafka, config.worker.group, config.worker.instance_id,
+                               config.worker.stop_commit_timeout_s))
+    return code

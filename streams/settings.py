@@ -189,6 +189,11 @@ class WorkerConfig:
                                     "memstream_event_loop_held_seconds.", 0.1)
     instance_id: str | None = setting("Static group membership id (KIP-345): a worker restarted with the same id "
                                     "takes its partitions back at once instead of waiting for a rebalance.", None)
+    leave_group_on_stop: bool = setting("A worker with an instance_id that is stopped (SIGTERM) leaves its group "
+                                        "at once, so that its profiles move to the other workers without waiting "
+                                        "for its session to time out; false keeps its place for a restart within "
+                                        "the session timeout (no rebalance). A worker without one always leaves.",
+                                        True)
 
     def __post_init__(self) -> None:
         require(self.flush_interval_s > 0, "worker.flush_interval_s", self.flush_interval_s, "must be positive")

@@ -173,3 +173,29 @@ def test_two_workers_one_stopped_the_other_finishes_its_profiles(stack, how):
     time.sleep(2)
     assert all(stack.learner_state(p)["events_seen"] == per_profile[p] for p in profiles)
     assert b.poll() is None
+
+
+def _group_members(stack) -> list[str]:
+    """The static ids of the members the broker lists in the stack's consumer group."""
+    from streams.topics import admin_client
+
+    admin = admin_client(stack.config.kafka)
+    try:
+        group = admin.describe_groups([stack.config.worker.group])[stack.config.worker.group]
+    finally:
+        admin.close()
+    return sorted(member.get("group_instance_id") or member["member_id"] for member in group["members"])
+
+
+@pytest.mark.brokers("kafka")  # noida-db 0.2.3 does not describe a group's members
+@pytest.mark.parametrize("leave", [True, False])
+def test_a_stopped_static_member_leaves_its_group_at_once_unless_set_to_keep_its_place(stack, leave):
+    stack.overrides += ["worker.session_timeout_s=60"]  # a member that keeps its place stays listed this long
+    worker = stack.start_worker("a", settings=(f"worker.leave_group_on_stop={str(leave).lower()}",))
+    _wait_log(stack, worker, "rebalance: given", 90)
+    assert _group_members(stack) == [f"{stack.prefix}a"]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(60) == 0
+    log = worker.log_path.read_text(errors="replace")
+    assert ("its partitions move at once" in log) == leave, log[-3000:]
+    assert _group_members(stack) == ([] if leave else [f"{stack.prefix}a"])
