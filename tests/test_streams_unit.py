@@ -350,3 +350,13 @@ def test_state_saves_and_version_commits_leave_the_event_loop_free(tmp_path, mon
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert worked == ["state save", "version commit"]
+
+
+def test_a_member_that_cannot_reach_the_broker_to_leave_says_so_in_one_line():
+    from streams.broker import free_port
+    from streams.membership import leave_group
+    from streams.settings import KafkaConfig
+
+    line = leave_group(KafkaConfig(bootstrap=f"127.0.0.1:{free_port()}"), "memstream", "worker-1", timeout_s=1.0)
+    assert line.startswith("left the group only when its session times out: no Kafka broker answered"), line
+    assert "\n" not in line
