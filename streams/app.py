@@ -61,6 +61,7 @@ class Worker:
         self._flush_lock = asyncio.Lock()
         self.guard = CoreGuard(self.metrics, config.worker.loop_hold_warn_s, self.log)
         self.rebalances = RebalanceTimer(report=self._report_rebalance)
+        self.joined = False  # the group has given this worker an assignment (of any partitions)
         self.gaps = OffsetGapGuard()
         self._beat: asyncio.Future | None = None  # the timer's last beat's work, beside the timer
 
@@ -280,6 +281,7 @@ def build_app(worker: Worker) -> faust.App:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **_kw) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.memory_events}
+        worker.joined = True
         worker.rebalances.assigned(mine)
         worker.log(assignment_line(topics.memory_events, mine, lambda: app.consumer.topic_partitions(
             topics.memory_events)))

@@ -41,7 +41,7 @@ def run_worker(config, state_root: str | Path, log: Callable[[str], None] | None
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
-    if config.worker.instance_id and config.worker.leave_group_on_stop:  # its consumer is closed by now
+    if worker.joined and config.worker.instance_id and config.worker.leave_group_on_stop:  # its consumer is closed
         from streams.membership import leave_group
 
         worker.log(leave_group(config.kafka, config.worker.group, config.worker.instance_id,

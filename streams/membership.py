@@ -34,7 +34,7 @@ def leave_group(kafka, group: str, instance_id: str, timeout_s: float) -> str:
         return f"left the group only when its session times out: {exc}"
     try:
         results = admin.remove_group_members(group, [MemberToRemove(group_instance_id=instance_id)])
-        errors = [str(error.__name__) for error in results.values() if error.__name__ != "NoError"]
+        errors = [error.__name__ for error in results.values() if error.__name__ != "NoError"]
         if errors:
             return f"left the group only when its session times out: the broker answered {', '.join(errors)}"
         return f"left group {group} (static member {instance_id}): its partitions move at once"
