@@ -187,7 +187,6 @@ def _group_members(stack) -> list[str]:
     return sorted(member.get("group_instance_id") or member["member_id"] for member in group["members"])
 
 
-@pytest.mark.brokers("kafka")  # noida-db 0.2.3 does not describe a group's members
 @pytest.mark.parametrize("leave", [True, False])
 def test_a_stopped_static_member_leaves_its_group_at_once_unless_set_to_keep_its_place(stack, leave):
     stack.overrides += ["worker.session_timeout_s=60"]  # a member that keeps its place stays listed this long
