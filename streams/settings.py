@@ -112,11 +112,19 @@ class KafkaConfig:
         >>> str(KafkaConfig(bootstrap="127.0.0.1:1", request_timeout_s=2).unavailable(TimeoutError()))
         'no Kafka broker answered at 127.0.0.1:1 within 2 s (TimeoutError): nothing listens there'
         """
-        listening = [address for address in self.servers if _accepts_connections(address)]
+        listening = self.listening()
         why = (f"{', '.join(listening)} accepts connections but gave no Kafka answer: is it a Kafka broker's "
                "client listener?") if listening else "nothing listens there"
         return BrokerUnavailable(f"no Kafka broker answered at {self.bootstrap} within {self.request_timeout_s:g} s "
                                  f"({type(exc).__name__}): {why}")
+
+    def listening(self) -> list[str]:
+        """The bootstrap addresses where something accepts a TCP connection (each tried for at most 1 s).
+
+        >>> KafkaConfig(bootstrap="127.0.0.1:1").listening()
+        []
+        """
+        return [address for address in self.servers if _accepts_connections(address)]
 
     def faust_options(self) -> dict[str, Any]:
         """Broker URL and credentials for the faust app."""
