@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from streams.broker import BrokerStartError
 from streams.compat import CompatError
 
 __all__ = ["run_cleanly", "state_option", "profile_option", "config_options", "resolve_profile",
-           "open_config", "open_stream_config", "bootstrap_option", "echo_json", "existing_state_dir"]
+           "open_config", "open_stream_config", "bootstrap_option", "echo_json", "existing_state_dir",
+           "log_line", "stamped"]
 
 USER_ERRORS = (ConfigError, InvalidEvent, RegistryError, CorruptStateError, ProfileLocked, FileNotFoundError,
                NotADirectoryError, PermissionError, ValueError, ConnectionError, BrokerStartError, CompatError)
@@ -117,3 +119,18 @@ def resolve_profile(state_dir: Path, profile: str | None) -> str:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=None, sort_keys=True, default=str))
+
+
+def stamped(message: str, now: datetime | None = None) -> str:
+    """``message`` after the local time it is said at, as faust stamps its own lines in the same log.
+
+    >>> stamped("left group memstream", now=datetime(2026, 12, 7, 7, 31, 49, 768_000))
+    '[2026-12-07 07:31:49,768] left group memstream'
+    """
+    now = now or datetime.now()
+    return f"[{now:%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}] {message}"
+
+
+def log_line(message: str) -> None:
+    """A long-running command's log line, on stderr with its time."""
+    click.echo(stamped(message), err=True)

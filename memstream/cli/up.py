@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from memstream.cli.common import config_options, open_stream_config
+from memstream.cli.common import config_options, log_line, open_stream_config
 
 
 ENGINE = click.option("--engine", type=click.Choice(["embedded", "kafka"]), default="embedded", show_default=True,
@@ -31,7 +31,7 @@ def local_broker(engine: str, data_dir: Path, port: int, host: str = "127.0.0.1"
 def broker_command(data_dir: Path, port: int, host: str, engine: str) -> None:
     """Run a Kafka-protocol broker in the foreground until SIGTERM/SIGINT."""
     broker = local_broker(engine, data_dir, port, host).start()
-    click.echo(f"broker ready on {broker.bootstrap} ({engine}, data: {data_dir})", err=True)
+    log_line(f"broker ready on {broker.bootstrap} ({engine}, data: {data_dir})")
     _wait_for_signal()
     broker.stop()
 
@@ -66,10 +66,10 @@ def up_command(state_dir: Path, bootstrap: str | None, port: int, engine: str, c
     if bootstrap is None:
         broker = local_broker(engine, state_dir / ("broker" if engine == "embedded" else "kafka"), port).start()
         bootstrap = broker.bootstrap
-        click.echo(f"{engine} broker ready on {bootstrap}", err=True)
+        log_line(f"{engine} broker ready on {bootstrap}")
     config = open_stream_config(config_file, overrides, bootstrap)
     try:
-        code = run_worker(config, state_dir / "profiles", log=lambda m: click.echo(m, err=True))
+        code = run_worker(config, state_dir / "profiles", log=log_line)
     finally:
         if broker is not None:
             broker.stop()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from memstream.cli.common import bootstrap_option, config_options, open_stream_config, state_option
+from memstream.cli.common import bootstrap_option, config_options, log_line, open_stream_config, state_option
 
 
 @click.command("worker")
@@ -25,7 +25,7 @@ def worker_command(state_dir: Path, bootstrap: str | None, config_file, override
 
     config = open_stream_config(config_file, overrides, bootstrap)
     _check_writable(state_dir)
-    raise SystemExit(run_worker(config, state_dir, log=lambda m: click.echo(m, err=True), loglevel=loglevel))
+    raise SystemExit(run_worker(config, state_dir, log=log_line, loglevel=loglevel))
 
 
 def _check_writable(state_dir: Path) -> None:

@@ -198,3 +198,6 @@ def test_a_stopped_static_member_leaves_its_group_at_once_unless_set_to_keep_its
     log = worker.log_path.read_text(errors="replace")
     assert ("its partitions move at once" in log) == leave, log[-3000:]
     assert _group_members(stack) == ([] if leave else [f"{stack.prefix}a"])
+    said = re.findall(r"^(\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] )?(rebalance: given|left group)", log, re.M)
+    assert [what for _, what in said] == ["rebalance: given"] + ["left group"] * leave, log[-3000:]
+    assert all(stamp for stamp, _ in said), log[-3000:]  # the log says when it was given its share and when it left
