@@ -7,18 +7,22 @@ import sys
 
 import pytest
 
+from contracts.events import MemoryEvent
 from learner.config import load_config
 from learner.fields import ConfigError
 from learner.memory.coverage import widest_cover
 from learner.memory.state import LearnerState
 from learner.training.planning import plan_run
-from memstream.bench.recall import PEOPLE, _phase_events
+from memstream.samples.diary import make_diary_person
+from memstream.samples.facts import make_person
 
 
 def _phases(people: str, seed: int):
+    """The recall benchmark's person of ``people``: each phase's memory events (three per fact), and facts per phase."""
     phases, facts = (3, 10) if people == "facts" else (4, 8)
-    person = PEOPLE[people](seed, phases, facts)
-    return [_phase_events(person, phase, seed) for phase in range(phases)], facts
+    person = (make_person if people == "facts" else make_diary_person)(seed, phases, facts)
+    return [[MemoryEvent.build(e) for i, fact in enumerate(person.phase(phase))
+             for e in fact.events("ann", 100.0 * phase + i)] for phase in range(phases)], facts
 
 
 @pytest.mark.parametrize("people", ["facts", "diary"])

@@ -6,8 +6,9 @@ twice and others not at all; a fact not replayed is the one the run overwrites. 
 picks one memory at a time, the one whose words the memories already picked cover least, each word
 weighted by how rarely the old memories use it — a name, a place, a value ("Tamsin", "Ghent") singles
 out one fact; "reflection" or "often" single out none — with words compared by their first
-:data:`STEM_LETTERS` letters ("practise", "practising"). Every memory about a different thing is taken
-before a second wording of anything.
+:data:`STEM_LETTERS` letters ("practise", "practising"). A second wording of a thing adds little that is
+new, so a memory about another thing is taken first (on the recall benchmark's two people, one memory of
+every fact of a phase before a second of any: ``tests/test_replay_cover.py``).
 
 Given the same memories and generator state it picks the same ones.
 
