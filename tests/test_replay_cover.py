@@ -1,16 +1,18 @@
 """Replay chosen to cover the most things: one memory of each old fact before a second wording of any."""
 
+import math
 import os
 import random
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
 from contracts.events import MemoryEvent
 from learner.config import load_config
 from learner.fields import ConfigError
-from learner.memory.coverage import widest_cover
+from learner.memory.coverage import stems, widest_cover
 from learner.memory.state import LearnerState
 from learner.training.planning import plan_run
 from memstream.samples.diary import make_diary_person
@@ -71,3 +73,28 @@ def test_a_covering_plan_is_the_same_whatever_the_hash_seed():
 def test_a_cover_share_outside_zero_to_one_is_a_config_error():
     with pytest.raises(ConfigError, match="train.replay_cover = 1.5: must be in"):
         load_config(environ={}, overrides=["train.replay_cover=1.5"])
+
+def _plain_greedy(old, k, rng):
+    """Each turn, every memory's gain summed again: what :func:`widest_cover` must pick, in the same order."""
+    order = list(old)
+    rng.shuffle(order)
+    words = [stems(e) for e in order]
+    named_by = Counter(s for each in words for s in each)
+    weight = {s: math.log((len(order) + 1) / n) for s, n in named_by.items()}
+    covered, chosen, left = set(), [], list(range(len(order)))
+    while left and len(chosen) < k:
+        best = max(left, key=lambda i: math.fsum(weight[s] for s in words[i] - covered))
+        chosen.append(best)
+        left.remove(best)
+        covered |= words[best]
+    return [order[i] for i in chosen]
+
+
+def test_covering_replay_picks_what_the_plain_greedy_pass_picks():
+    memories = [e for seed in range(4) for phase in _phases("facts", seed)[0] for e in phase]
+    memories = [MemoryEvent.build({**e.to_dict(), "id": f"{i}"}) for i, e in enumerate(memories)]
+    rng = random.Random(5)
+    for trial in range(12):
+        old, k = rng.sample(memories, rng.randrange(5, 200)), rng.randrange(1, 60)
+        assert [e.id for e in widest_cover(old, k, random.Random(trial))] == \
+               [e.id for e in _plain_greedy(old, k, random.Random(trial))]

@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import Counter
@@ -56,19 +57,31 @@ def stems(event: MemoryEvent) -> set[str]:
 
 def widest_cover(old: list[MemoryEvent], k: int, rng: random.Random) -> list[MemoryEvent]:
     """``k`` memories of ``old`` (all of them if fewer), each in turn the one that adds the most weight of
-    words not yet covered; ties go to a seeded shuffle of ``old`` (drawn from ``rng``)."""
+    words not yet covered; ties go to the first in a seeded shuffle of ``old`` (drawn from ``rng``).
+
+    What a memory adds only shrinks as others are taken, so a gain computed earlier bounds it: each
+    turn recomputes only the best-bounded memory until one stays on top ("lazy greedy", Minoux 1978),
+    which picks what the plain greedy pass picks in far fewer sums (a full reservoir stays well under a
+    second)."""
     order = list(old)
     rng.shuffle(order)
     words = [stems(e) for e in order]
     named_by = Counter(s for each in words for s in each)
     weight = {s: math.log((len(order) + 1) / n) for s, n in named_by.items()}
     covered: set[str] = set()
+
+    def gain(i: int) -> float:  # fsum: the same total in any order of the set, so no tie depends on the hash seed
+        return math.fsum(weight[s] for s in words[i] - covered)
+
+    bounds = [(-gain(i), i) for i in range(len(order))]
+    heapq.heapify(bounds)
     chosen: list[int] = []
-    left = list(range(len(order)))
-    while left and len(chosen) < k:
-        # fsum: the same total in any order of the set, so no tie depends on the hash seed; max keeps the first tie
-        best = max(left, key=lambda i: math.fsum(weight[s] for s in words[i] - covered))
-        chosen.append(best)
-        left.remove(best)
-        covered |= words[best]
+    while bounds and len(chosen) < k:
+        _, i = heapq.heappop(bounds)
+        fresh = (-gain(i), i)
+        if bounds and fresh > bounds[0]:  # another may add more now: bound this one by what it adds today
+            heapq.heappush(bounds, fresh)
+            continue
+        chosen.append(i)
+        covered |= words[i]
     return [order[i] for i in chosen]
