@@ -98,3 +98,14 @@ def test_covering_replay_picks_what_the_plain_greedy_pass_picks():
         old, k = rng.sample(memories, rng.randrange(5, 200)), rng.randrange(1, 60)
         assert [e.id for e in widest_cover(old, k, random.Random(trial))] == \
                [e.id for e in _plain_greedy(old, k, random.Random(trial))]
+
+
+def test_a_memory_whose_statement_cannot_be_made_is_still_covered_by_its_own_words(monkeypatch):
+    from learner.memory import views
+
+    def broken(event):
+        raise ValueError("no statement")
+
+    monkeypatch.setattr(views, "statement_of", broken)
+    told = _phases("facts", 0)[0][0]
+    assert len({e.meta["fact"] for e in widest_cover(told, 10, random.Random(0))}) == 10

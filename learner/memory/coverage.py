@@ -50,7 +50,11 @@ def stems(event: MemoryEvent) -> set[str]:
     """
     from learner.memory.views import statement_of
 
-    said = " ".join(part for part in (event.prompt, statement_of(event)) if part)
+    try:
+        told = statement_of(event)
+    except Exception:  # a memory whose statement cannot be made is compared by its own words: the plan never fails
+        told = event.text if event.text is not None else event.response
+    said = " ".join(part for part in (event.prompt, told) if part)
     words = (w.lower().removesuffix("'s") for w in WORD.findall(said))  # "Felix's" is Felix; "I'm" is no thing
     return {w[:STEM_LETTERS] for w in words if len(w) >= 3 and "'" not in w and w not in FUNCTION_WORDS}
 
