@@ -51,9 +51,6 @@ class TrainConfig:
     weight_decay: float = setting("AdamW weight decay.", 0.0)
     grad_clip: float = setting("Gradient norm clipping (0 = off).", 1.0)
     replay_ratio: float = setting("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)
-    replay_cover: float = setting("Share of a run's replayed memories chosen to cover the most things: each in turn the "
-                                  "old memory whose rarer words the ones already chosen say least; the rest are drawn "
-                                  "at random (0-1).", 0.0)
     probe_size: int = setting("Held-out replay events in the evaluation gate's probe set.", 48)
     gate_tolerance: float = setting("Accept a LoRA version whose probe loss (old memories) rose by at most this "
                                   "fraction.", 0.05)
@@ -80,7 +77,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(0 <= self.replay_ratio < 1, "train.replay_ratio", self.replay_ratio, "must be in [0, 1)")
-        require(0 <= self.replay_cover <= 1, "train.replay_cover", self.replay_cover, "must be in [0, 1]")
         require(0 <= self.retry_replay_ratio < 1, "train.retry_replay_ratio", self.retry_replay_ratio,
                "must be in [0, 1)")
         require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")

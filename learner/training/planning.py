@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-from learner.memory.coverage import widest_cover
 from learner.memory.state import LearnerState
 from learner.store.versions import FOUNDATION
 from learner.training.config import TrainConfig
@@ -34,8 +33,7 @@ def plan_run(state: LearnerState, cfg: TrainConfig, trigger: str, mode: str, par
     run of a pretrained base is judged by what it keeps of the base), except for the byte model's
     foundation, which holds part of its new data out. New events a rejected run gave back make this
     the second attempt: more replay (``train.retry_replay_ratio``) and a lower learning rate
-    (``train.retry_lr_scale``). ``train.replay_cover`` of the replay are the old memories that together
-    cover the most words (:func:`~learner.memory.coverage.widest_cover`), the rest a random draw.
+    (``train.retry_lr_scale``).
 
     Draws from ``state``'s generator (the reservoir's sample and the run's seed)."""
     new = state.recent.items
@@ -56,14 +54,7 @@ def plan_run(state: LearnerState, cfg: TrainConfig, trigger: str, mode: str, par
     else:
         ratio = max(cfg.replay_ratio, cfg.retry_replay_ratio) if retry else cfg.replay_ratio
         want = round(len(new) * ratio / (1 - ratio))
-        if cfg.replay_cover > 0:
-            covering = widest_cover([e for e in state.reservoir.items if e.id not in taken],
-                                    round(want * cfg.replay_cover), state.rng)
-            taken |= {e.id for e in covering}
-            want -= len(covering)
-        else:
-            covering = []
-        replay = covering + state.reservoir.sample(want, state.rng, keep=lambda e: e.id not in taken)
+        replay = state.reservoir.sample(want, state.rng, keep=lambda e: e.id not in taken)
     return Plan(trigger=trigger, mode=mode, new=new, replay=replay, probe=probe,
                 parent_version=parent_version, seed=state.rng.randrange(2**31),
                 clock=state.clock or 0.0, attempt=2 if retry else 1,
