@@ -109,8 +109,13 @@ def test_non_finite_loss_aborts_cleanly(tmp_path, tiny_config, small_stream, mon
     weights = learner.live.base_state()
     import learner.training.loop as consolidation
 
-    real = consolidation.lm_loss
-    monkeypatch.setattr(consolidation, "lm_loss", lambda fwd, batch: real(fwd, batch) * float("nan"))
+    real = consolidation.lm_loss_by_parts
+
+    def poisoned(model, parts):
+        loss, rows = real(model, parts)
+        return loss * float("nan"), rows
+
+    monkeypatch.setattr(consolidation, "lm_loss_by_parts", poisoned)
     report = learner.consolidate("manual") or learner.learn_many(small_stream[100:200])[-1].consolidation
     assert not report.accepted and "non-finite" in report.reason
     assert learner.registry.current_version == 1

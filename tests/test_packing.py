@@ -81,7 +81,7 @@ def test_a_model_that_would_attend_across_packed_sequences_is_not_packed(live):
 
 
 def test_a_run_on_packed_batches_learns_what_it_learns_padded_and_computes_no_padding(tmp_path, small_stream, monkeypatch):
-    config = load_config(overrides=TINY + ["train.epochs=2", "train.pack=true"], environ={})
+    config = load_config(overrides=TINY + ["train.epochs=2", "train.pack=true", "train.split_cost=0"], environ={})
 
     def lora_run(state):
         steps = OnlineLearner("alice", config, state).learn_many(small_stream[:200])

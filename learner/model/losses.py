@@ -14,8 +14,8 @@ from torch import nn
 
 from learner.model.encoding import IGNORE, collate
 
-__all__ = ["eval_batches", "evaluating", "hidden_and_head", "lm_loss", "lm_loss_by_row", "lm_loss_from_logits",
-           "loss_sums", "loss_sums_by_row", "mean_loss", "token_batches"]
+__all__ = ["eval_batches", "evaluating", "hidden_and_head", "lm_loss", "lm_loss_by_parts", "lm_loss_by_row",
+           "lm_loss_from_logits", "loss_sums", "loss_sums_by_row", "mean_loss", "token_batches"]
 
 
 def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -100,6 +100,19 @@ def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
     one with none), in the batch's order: its rows, or the sequences of a packed batch."""
     losses, sums, counts = loss_sums_by_row(model, batch, chunk)
     return losses.sum() / max(losses.numel(), 1), sums / counts.clamp_min(1)
+
+
+def lm_loss_by_parts(model: nn.Module, parts: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lm_loss_by_row` of one batch computed in ``parts`` (collated batches of its rows): the mean
+    over every labelled position of them all — the loss of the rows padded together — and each row's
+    mean, the parts' rows one after another."""
+    total, count, rows = None, 0, []
+    for part in parts:
+        losses, sums, counts = loss_sums_by_row(model, part)
+        total = losses.sum() if total is None else total + losses.sum()
+        count += losses.numel()
+        rows.append(sums / counts.clamp_min(1))
+    return total / max(count, 1), torch.cat(rows)
 
 
 def _example_of(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:

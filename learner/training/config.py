@@ -44,6 +44,10 @@ class TrainConfig:
                          "loss, no padding computed), where the model keeps packed sequences apart (checked "
                          "once per base; the distill objectives always pad). Off: on a CPU its masked attention "
                          "cost more than the padding it saves.", False)
+    split_cost: int = setting("A step's batch is computed in parts of close lengths, each padded to its own longest "
+                              "(the same loss and step), where that saves more padded tokens than this many per "
+                              "part added: one more forward and backward call's cost, in tokens. -1: 120 on a CPU, "
+                              "one call on a GPU (its launches cost more than padding); 0: one call.", -1)
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
@@ -89,6 +93,7 @@ class TrainConfig:
         require(self.contrast >= 0, "train.contrast", self.contrast, "must not be negative")
         require(self.rest_below >= 0, "train.rest_below", self.rest_below, "must not be negative")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
+        require(self.split_cost >= -1, "train.split_cost", self.split_cost, "must be -1 (auto) or more")
         require(self.lr > 0, "train.lr", self.lr, "must be positive")
         require(self.gate_tolerance >= 0, "train.gate_tolerance", self.gate_tolerance, "must be >= 0")
         require(self.gate_max_forgetting >= 0, "train.gate_max_forgetting", self.gate_max_forgetting, "must be >= 0")

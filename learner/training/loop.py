@@ -34,10 +34,11 @@ from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
 from learner.model.gguf_lora import version_exports
-from learner.model.losses import lm_loss, lm_loss_by_row, mean_loss
+from learner.model.losses import lm_loss_by_parts, mean_loss
 from learner.model.packing import pack
 from learner.training.progress import RunClock, lr_at, progress_line
-from learner.training.batching import StepCount, length_grouped_batches, length_groups, matmul_weights
+from learner.training.batching import (StepCount, close_length_parts, length_grouped_batches, length_groups,
+                                       matmul_weights, part_cost)
 from learner.training.rehearsal import Rehearsal, distill_loss
 from learner.training.ewc import EWC, fisher_after_run
 from learner.failpoints import failpoint
@@ -158,6 +159,7 @@ def run_consolidation(
     step = 0
     rest_below = 0.0 if (full or distilling) else train_cfg.rest_below
     packs = train_cfg.pack and not distilling and live.packs  # the distillation's targets are laid out by row
+    split_cost = part_cost(train_cfg.split_cost, torch.device(device).type)
     resting: set[int] = set()  # learned examples of the new memories: out of the later epochs
     try:
         lengths = [len(ex["input_ids"]) for ex in train_examples]
@@ -172,19 +174,26 @@ def run_consolidation(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(at, total_steps, peak_lr, train_cfg.warmup_frac, train_cfg.min_lr_ratio)
             chosen = [train_examples[i] for i in indices]
-            batch = pack(chosen, pad) if packs else collate(chosen, pad)
-            count.add(batch)
-            distilled = with_targets(batch, chosen) if distilling else None
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast():
-                if distilled is not None:
+            if distilling:  # the targets are laid out by row of one padded batch
+                batch = collate(chosen, pad)
+                count.add(batch)
+                distilled = with_targets(batch, chosen)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast():
                     loss = memory_loss(model, batch, distilled, keep_ce=train_cfg.objective == "ce+distill")
-                elif rest_below:
-                    loss, rows = lm_loss_by_row(model, batch)
-                    resting.update(i for i, row_loss in zip(indices, rows.tolist())
+            else:
+                parts = [list(range(len(chosen)))] if packs else \
+                    close_length_parts([len(ex["input_ids"]) for ex in chosen], split_cost)
+                batches = [pack(chosen, pad)] if packs else [collate([chosen[p] for p in part], pad) for part in parts]
+                for part_batch in batches:
+                    count.add(part_batch)
+                batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
+                with autocast():
+                    loss, rows = lm_loss_by_parts(model, batches)
+                if rest_below:
+                    in_rows = [indices[p] for part in parts for p in part]  # the parts' rows, in order
+                    resting.update(i for i, row_loss in zip(in_rows, rows.tolist())
                                    if row_loss < rest_below and i in restable)
-                else:
-                    loss = lm_loss(model, batch)
             # each question drawn with a wrong answer: where it leaves the right one, made unlikely
             wrong_batch = wrong.batch(indices, pad) if wrong is not None else None
             if wrong_batch is not None:
