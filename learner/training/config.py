@@ -47,7 +47,7 @@ class TrainConfig:
     split_cost: int = setting("A step's batch is computed in parts of close lengths, each padded to its own longest "
                               "(the same loss and step), where that saves more padded tokens than this many per "
                               "part added: one more forward and backward call's cost, in tokens. -1: 120 on a CPU, "
-                              "one call on a GPU (its launches cost more than padding); 0: one call.", -1)
+                              "one call on a GPU (padding costs it little there); 0: one call.", -1)
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
