@@ -98,17 +98,17 @@ def lm_loss_by_row(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lm_loss`, and each example's own mean loss over its labelled positions (detached; 0 for
     one with none), in the batch's order: its rows, or the sequences of a packed batch."""
-    losses, sums, counts = loss_sums_by_row(model, batch, chunk)
-    return losses.sum() / max(losses.numel(), 1), sums / counts.clamp_min(1)
+    return lm_loss_by_parts(model, [batch], chunk)
 
 
-def lm_loss_by_parts(model: nn.Module, parts: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def lm_loss_by_parts(model: nn.Module, parts: list[dict[str, torch.Tensor]], chunk: int = 2048
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lm_loss_by_row` of one batch computed in ``parts`` (collated batches of its rows): the mean
     over every labelled position of them all — the loss of the rows padded together — and each row's
     mean, the parts' rows one after another."""
     total, count, rows = None, 0, []
     for part in parts:
-        losses, sums, counts = loss_sums_by_row(model, part)
+        losses, sums, counts = loss_sums_by_row(model, part, chunk)
         total = losses.sum() if total is None else total + losses.sum()
         count += losses.numel()
         rows.append(sums / counts.clamp_min(1))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Container, Iterator, NamedTuple
 
 __all__ = ["Batch", "StepCount", "close_length_parts", "length_grouped_batches", "length_groups", "matmul_weights",
-           "part_cost"]
+           "part_cost", "step_batches"]
 
 #: Batches per pool sorted by length: larger pools pad less and shuffle less.
 POOL_BATCHES = 8
@@ -109,6 +109,18 @@ def close_length_parts(lengths: list[int], cost: int) -> list[list[int]]:
         parts.append(order[cut[end]:end])
         end = cut[end]
     return parts[::-1]
+
+
+def step_batches(chosen: list[dict], pad_id: int, packs: bool, cost: int) -> tuple[list[int], list[dict]]:
+    """The batches a step computes the examples ``chosen`` in — one packed batch, or padded parts of close
+    lengths (:func:`close_length_parts` with ``cost``) — and the positions in ``chosen`` of their rows, in order."""
+    from learner.model.encoding import collate
+    from learner.model.packing import pack
+
+    if packs:
+        return list(range(len(chosen))), [pack(chosen, pad_id)]
+    parts = close_length_parts([len(ex["input_ids"]) for ex in chosen], cost)
+    return [p for part in parts for p in part], [collate([chosen[p] for p in part], pad_id) for part in parts]
 
 
 def part_cost(setting: int, device_type: str) -> int:

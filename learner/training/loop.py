@@ -33,20 +33,19 @@ import torch
 from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
-from learner.model.gguf_lora import version_exports
 from learner.model.losses import lm_loss_by_parts, mean_loss
-from learner.model.packing import pack
 from learner.training.progress import RunClock, lr_at, progress_line
-from learner.training.batching import (StepCount, close_length_parts, length_grouped_batches, length_groups,
-                                       matmul_weights, part_cost)
+from learner.training.batching import (StepCount, length_grouped_batches, length_groups, matmul_weights, part_cost,
+                                       step_batches)
 from learner.training.rehearsal import Rehearsal, distill_loss
-from learner.training.ewc import EWC, fisher_after_run
+from learner.training.ewc import EWC
+from learner.training.outputs import version_files
 from learner.failpoints import failpoint
 from learner.memory.views import with_views
 from learner.training.contrast import WrongAnswers, unlikelihood_loss
 from learner.training.distill import kl_from_base, memory_loss, question_pairs, teach, with_targets
 from learner.training.plan import Plan, RunResult
-from learner.store.versions import FOUNDATION, LORA, adapter_files
+from learner.store.versions import FOUNDATION, LORA
 from learner.policy.gate import judge
 
 __all__ = ["RunStopped", "run_consolidation"]
@@ -182,18 +181,15 @@ def run_consolidation(
                 with autocast():
                     loss = memory_loss(model, batch, distilled, keep_ce=train_cfg.objective == "ce+distill")
             else:
-                parts = [list(range(len(chosen)))] if packs else \
-                    close_length_parts([len(ex["input_ids"]) for ex in chosen], split_cost)
-                batches = [pack(chosen, pad)] if packs else [collate([chosen[p] for p in part], pad) for part in parts]
+                order, batches = step_batches(chosen, pad, packs, split_cost)
                 for part_batch in batches:
                     count.add(part_batch)
                 batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
                 with autocast():
                     loss, rows = lm_loss_by_parts(model, batches)
                 if rest_below:
-                    in_rows = [indices[p] for part in parts for p in part]  # the parts' rows, in order
-                    resting.update(i for i, row_loss in zip(in_rows, rows.tolist())
-                                   if row_loss < rest_below and i in restable)
+                    resting.update(indices[p] for p, row_loss in zip(order, rows.tolist())
+                                   if row_loss < rest_below and indices[p] in restable)
             # each question drawn with a wrong answer: where it leaves the right one, made unlikely
             wrong_batch = wrong.batch(indices, pad) if wrong is not None else None
             if wrong_batch is not None:
@@ -277,18 +273,7 @@ def run_consolidation(
                              probe_origin)
     files = None
     if accepted:
-        new_ewc = ewc
-        if not full and cfg.ewc.enabled:
-            fisher, method = fisher_after_run(live, train_examples, cfg.ewc.fisher_samples, plan.seed)
-            metrics["fisher_method"] = method
-            new_ewc = ewc.updated(fisher, {n: p.detach() for n, p in params.items()})
-            clock.lap("fisher_s")
-        files = adapter_files(live, plan.mode, new_ewc)
-        exported, skipped = version_exports(live, cfg.registry, {"profile": profile, "run_id": plan.run_id})
-        files.update(exported)
-        if skipped:
-            metrics["exports_skipped"] = skipped
-        clock.lap("export_s")
+        files = version_files(plan, live, cfg, ewc, train_examples, params, metrics, clock, profile)
         live.tag = ("trained", plan.run_id)  # what the version will hold once committed
         if full:
             live.base_tag = live.tag
