@@ -112,12 +112,16 @@ class IngestCore(PartitionOwnership, Parking, OutboxRelay):
     # -- learners ----------------------------------------------------------------------
     def learner(self, profile: str) -> OnlineLearner:
         """The learner of ``profile``, opened from the state directory on first use (never waits:
-        :class:`learner.store.lock.ProfileLocked` when another process writes it)."""
+        :class:`learner.store.lock.ProfileLocked` when another process writes it). A profile opened with a
+        run due (requested, or due by count when its last owner stopped or lost it before the run started)
+        queues that run, whichever event or rebalance opened it."""
         found = self.learners.get(profile)
         if found is None:
             found = OnlineLearner.open(self.state_root, profile, self.learner_config, auto_consolidate=False,
                                        log=self.log, publish=True)
             self.learners[profile] = found
+            if trigger := found.scheduler.ready(found.state.clock or 0.0, len(found.recent)):
+                self.due[profile] = trigger
         return found
 
     # -- one message -------------------------------------------------------------------

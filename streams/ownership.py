@@ -77,13 +77,11 @@ class PartitionOwnership:
             if not mine:
                 continue
             try:
-                learner = self.learner(profile)
+                self.learner(profile)  # queues the run it has due
             except ProfileLocked as exc:
                 self.log(f"rebalance: {profile} not taken over yet: {exc}")
                 continue
             self.partition_of[profile] = (topic, min(mine))
-            if trigger := learner.scheduler.ready(learner.state.clock or 0.0, len(learner.recent)):
-                self.due[profile] = trigger
             adopted.append(profile)
         return adopted
 

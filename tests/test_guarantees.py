@@ -173,6 +173,26 @@ def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_
     other.close()
 
 
+
+def test_a_run_due_when_its_profile_moved_is_due_at_its_new_owner_whatever_opens_it(tmp_path):
+    """The old owner counted the events that made a run due and saved them, then lost the partition before
+    the run started; the new owner opens the profile through a redelivered event, not through adoption
+    (the lock was still held when the partition came): the run is due there all the same."""
+    profile = "mover"
+    values = wire(make_sample_stream(n_per_phase=(45,), seed=7, profile=profile))
+    old = IngestCore(stream_config(), tmp_path)
+    for offset, value in enumerate(values):
+        old.handle("t", 0, offset, profile.encode(), value)
+    assert profile in old.due
+    old.release_partitions({("t", 0)})  # before any beat started the run
+    old.close()
+    new = IngestCore(stream_config(), tmp_path)
+    new.handle("t", 0, len(values) - 1, profile.encode(), values[-1])  # redelivered: counted already
+    assert new.counts["redelivered"] == 1 and new.counts["learned"] == 0
+    assert new.due == {profile: "count"}
+    assert new.start_runs() == [profile]
+    new.close()
+
 # -- the gate judges what a run learned; drift rebases only after an accepted run ---------------
 def test_drift_is_rebased_only_after_an_accepted_run(tmp_path, small_stream):
     cfg = load_config(overrides=TINY + ["scheduler.count=100000", "scheduler.consolidate_on_drift=false"],
