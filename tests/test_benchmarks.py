@@ -50,6 +50,8 @@ def test_bench_forgetting_writes_json_markdown_and_plots(tmp_path):
     assert "forgetting_ratio_vs_naive" in output
     data = json.loads(out.read_text())
     assert set(data["strategies"]) == {"naive", "replay+ewc", "joint"}
+    assert data["machine"]["cores"] == os.cpu_count() and data["machine"]["torch_threads"] >= 1
+    assert data["machine"]["cpu_bf16"] is False  # the suite pins float32 on every CPU
     for s in data["strategies"].values():
         assert {"forgetting", "plasticity", "final_loss", "bwt", "fwt", "R", "seconds"} <= set(s)
         assert len(s["R"]) == 3 and all(len(row) == 3 and all(math.isfinite(x) for x in row) for row in s["R"])

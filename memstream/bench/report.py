@@ -13,12 +13,15 @@ bb    -
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from learner.store.storage import atomic_write_bytes, give_default_mode
 
-__all__ = ["table", "markdown_table", "write_outputs", "plot_forgetting", "forgetting_rows"]
+__all__ = ["table", "markdown_table", "machine", "write_outputs", "plot_forgetting", "forgetting_rows"]
 
 
 def _cell(value: Any, digits: int = 3) -> str:
@@ -53,8 +56,39 @@ def _targets(acceptance: dict, title: str) -> list[str]:
     return [title, "", markdown_table(["check", "value", "target", "met"], rows), ""]
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What ran a benchmark, for reading its figures later: the CPU, its cores, Python, and where torch is
+    loaded its version, threads, whether the CPU multiplies bf16 in hardware, and the GPU if any.
+
+    >>> sorted(k for k in machine() if k in ("cpu", "cores", "python"))
+    ['cores', 'cpu', 'python']
+    """
+    found: dict[str, Any] = {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+    torch = sys.modules.get("torch")  # a benchmark that never loaded torch does not pay for it here
+    if torch is not None:
+        from learner.model.loading import cpu_computes_bf16
+
+        found.update(torch=torch.__version__, torch_threads=torch.get_num_threads(), cpu_bf16=cpu_computes_bf16())
+        if torch.cuda.is_available():
+            found["gpu"] = torch.cuda.get_device_name(0)
+    return found
+
+
 def write_outputs(results: dict, json_out: Path | None, markdown_out: Path | None, markdown: str) -> None:
-    """Write the JSON and Markdown files that were asked for (atomically, readable as a plain ``open``'s)."""
+    """Write the JSON and Markdown files that were asked for (atomically, readable as a plain ``open``'s);
+    the JSON says which machine ran it (:func:`machine`)."""
+    results = {"machine": machine(), **results}
     for path, data in ((json_out, json.dumps(results, indent=2, sort_keys=True)), (markdown_out, markdown.rstrip())):
         if path is not None:
             atomic_write_bytes(path, (data + "\n").encode())
