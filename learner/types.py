@@ -6,8 +6,9 @@ implementation (``tests/test_protocol_*.py``).
 - :class:`ReplayBuffer` — ``add(item)``, ``sample(k, rng)``, ``snapshot()``/``restore()``.
 - Drift detectors speak river's protocol (:class:`river.base.DriftDetector`):
   ``update(x)``, a ``drift_detected`` property and ``_reset()``; ours add ``snapshot()``.
-- :class:`Regularizer` — a loss term: ``penalty(model)`` returns a scalar tensor that the
-  training loop adds to its loss; EWC also gives ``updated(fisher, anchor)``, the term after a run.
+- :class:`Regularizer` — a loss term: ``penalty(model)`` returns a scalar tensor, and
+  ``add_gradient(model)`` adds its gradient to the parameters' after the loss's backward pass (the
+  training loop's way); EWC also gives ``updated(fisher, anchor)``, the term after a run.
 - :class:`Step` — what :meth:`learner.online.OnlineLearner.learn_one` observed for one event.
 """
 
@@ -58,6 +59,15 @@ class Regularizer(abc.ABC):
     @abc.abstractmethod
     def penalty(self, named_parameters: dict[str, Any]) -> Any:
         """Scalar tensor added to the task loss: ``loss = task_loss + penalty``."""
+
+    def add_gradient(self, named_parameters: dict[str, Any]) -> Any:
+        """Add the penalty's gradient to each parameter's ``.grad`` (after the task loss's backward pass)
+        and return its value, detached: what ``penalty(...).backward()`` gives. An implementation may
+        compute it more cheaply."""
+        value = self.penalty(named_parameters)
+        if value.requires_grad:
+            value.backward()
+        return value.detach()
 
 
 @dataclass

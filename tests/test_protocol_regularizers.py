@@ -72,3 +72,19 @@ def test_an_anchored_penalty_is_zero_at_the_anchor_and_pulls_back_towards_it():
     reg.penalty(moved).backward()
     step = {k: (moved[k] - 0.1 * moved[k].grad).detach() for k in moved}
     assert reg.penalty(step).item() < reg.penalty({k: v.detach() for k, v in moved.items()}).item()
+
+
+@pytest.mark.parametrize("make", REGULARIZERS)
+def test_add_gradient_gives_the_penalty_and_its_gradient(make):
+    reg = make()
+    by_autograd, fused = params(5), params(5)
+    for given in (by_autograd, fused):  # a task loss's gradient is there already
+        for p in given.values():
+            p.grad = torch.full_like(p, 0.25)
+    expected = reg.penalty(by_autograd)
+    if expected.requires_grad:
+        expected.backward()
+    value = reg.add_gradient(fused)
+    assert torch.allclose(value, expected.detach()) and not value.requires_grad
+    for name in fused:
+        assert torch.allclose(fused[name].grad, by_autograd[name].grad), name

@@ -72,6 +72,7 @@ class EWC(Regularizer):
         self.updates = 0
         self._weights: dict[str, torch.Tensor] = {}
         self._count = 0
+        self._fused: tuple | None = None  # √F̃ and θ* laid out for add_gradient
 
     @property
     def active(self) -> bool:
@@ -94,12 +95,51 @@ class EWC(Regularizer):
         out._normalise()
         return out
 
+    def add_gradient(self, named_parameters: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Add ``λ/n · F̃ ⊙ (θ − θ*)``, the gradient of :meth:`penalty`, to each parameter's ``.grad`` and
+        return the penalty's value: the same numbers as ``penalty(...).backward()``, in a few passes over
+        every weight at once (``torch._foreach_*``, as torch's optimizers do) instead of an autograd graph
+        of four operations per adapted matrix.
+
+        >>> ewc = EWC(lam=2.0).updated({"w": torch.tensor([3.0, 1.0])}, {"w": torch.zeros(2)})
+        >>> w = torch.tensor([1.0, 1.0], requires_grad=True)
+        >>> round(ewc.add_gradient({"w": w}).item(), 6), w.grad  # F̃ = [1.5, 0.5]; 2/2 · (1.5 + 0.5) / 2
+        (1.0, tensor([1.5000, 0.5000]))
+        """
+        if not self.active:
+            return torch.zeros(())
+        names = list(self._weights)
+        params = [named_parameters[name] for name in names]
+        roots, anchors = self._roots_and_anchors(names, params)
+        with torch.no_grad():
+            scaled = torch._foreach_sub([p.detach() for p in params], anchors)  # θ − θ*
+            torch._foreach_mul_(scaled, roots)  # √F̃ ⊙ (θ − θ*)
+            value = torch.stack(torch._foreach_norm(scaled)).square().sum() * (self.lam / 2 / self._count)
+            torch._foreach_mul_(scaled, roots)  # F̃ ⊙ (θ − θ*)
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            torch._foreach_add_([p.grad for p in params], scaled, alpha=self.lam / self._count)
+        return value
+
+    def _roots_and_anchors(self, names: list[str], params: list[torch.Tensor]
+                           ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``√F̃`` and ``θ*`` of each parameter, on its device and in its dtype (made once, then kept)."""
+        key = tuple((p.device, p.dtype) for p in params)
+        cached = self._fused
+        if cached is None or cached[0] != key:
+            roots = [self._weights[n].to(p.device, p.dtype).sqrt() for n, p in zip(names, params)]
+            anchors = [self.anchor[n].to(p.device, p.dtype) for n, p in zip(names, params)]
+            self._fused = cached = (key, roots, anchors)
+        return cached[1], cached[2]
+
     def _normalise(self) -> None:
         total = sum(float(f.sum()) for f in self.fisher.values())
         self._count = sum(f.numel() for f in self.fisher.values())
         mean = total / self._count if self._count else 0.0
         scale = 1.0 / mean if mean > 0 else 0.0
         self._weights = {name: f * scale for name, f in self.fisher.items()}
+        self._fused = None
 
     def penalty(self, named_parameters: dict[str, torch.Tensor]) -> torch.Tensor:
         """``λ/2 · mean_i F̃_i (θ_i − θ*_i)²`` over the parameters that have a Fisher."""

@@ -1,7 +1,7 @@
 """One consolidation run: train on new + replayed examples, then the evaluation gate.
 
-The loop is flat and reads top to bottom (nanoGPT style); EWC only adds ``λ·penalty`` to the
-loss. A run never touches the registry: it returns a :class:`learner.training.plan.RunResult` (with the new
+The loop is flat and reads top to bottom (nanoGPT style); EWC only adds the gradient of ``λ·penalty``
+to the loss's. A run never touches the registry: it returns a :class:`learner.training.plan.RunResult` (with the new
 version's files when accepted) and the caller commits it; a run that is not accepted puts the
 weights back as they were.
 
@@ -208,10 +208,10 @@ def run_consolidation(
                 loss = loss + cfg.replay.rehearsal_weight * kl
             if failpoint("train.step", plan.run_id) == "nan":
                 loss = loss * float("nan")
-            if penalty_fn is not None:
-                last_penalty = penalty_fn.penalty(params)
-                loss = loss + last_penalty
             loss.backward()
+            if penalty_fn is not None:
+                last_penalty = penalty_fn.add_gradient(params)
+                loss = loss.detach() + last_penalty
             if train_cfg.grad_clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(params.values(), train_cfg.grad_clip)
                 loss_sum = loss_sum + norm.detach() * 0  # a non-finite norm poisons the sum too
