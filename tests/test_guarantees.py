@@ -173,7 +173,6 @@ def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_
     other.close()
 
 
-
 def test_a_run_due_when_its_profile_moved_is_due_at_its_new_owner_whatever_opens_it(tmp_path):
     """The old owner counted the events that made a run due and saved them, then lost the partition before
     the run started; the new owner opens the profile through a redelivered event, not through adoption
