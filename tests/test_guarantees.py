@@ -173,21 +173,27 @@ def test_profiles_are_adopted_by_the_partition_they_came_from_not_by_a_hash(tmp_
     other.close()
 
 
-def test_a_run_due_when_its_profile_moved_is_due_at_its_new_owner_whatever_opens_it(tmp_path):
-    """The old owner counted the events that made a run due and saved them, then lost the partition before
-    the run started; the new owner opens the profile through a redelivered event, not through adoption
-    (the lock was still held when the partition came): the run is due there all the same."""
+@pytest.mark.parametrize("opened_by", ["adoption", "a redelivered event"])
+def test_a_run_due_when_its_profile_moved_is_due_at_its_new_owner(tmp_path, opened_by):
+    """The old owner counted every event of a run (25 trip the count, under ``scheduler.min_examples``) and
+    saved them, then lost the partition before a beat started the run; no new event comes. The new owner
+    opens the profile by adopting the partition, or (its lock still held then) through a redelivered
+    event, counted already: the run is due there as it was at the old owner."""
     profile = "mover"
-    values = wire(make_sample_stream(n_per_phase=(45,), seed=7, profile=profile))
-    old = IngestCore(stream_config(), tmp_path)
+    settings = ("scheduler.count=25", "scheduler.min_examples=32", "train.foundation_min_events=15")
+    values = wire(make_sample_stream(n_per_phase=(30,), seed=7, profile=profile))
+    old = IngestCore(stream_config(*settings), tmp_path)
     for offset, value in enumerate(values):
         old.handle("t", 0, offset, profile.encode(), value)
-    assert profile in old.due
+    assert old.due == {profile: "count"}
     old.release_partitions({("t", 0)})  # before any beat started the run
     old.close()
-    new = IngestCore(stream_config(), tmp_path)
-    new.handle("t", 0, len(values) - 1, profile.encode(), values[-1])  # redelivered: counted already
-    assert new.counts["redelivered"] == 1 and new.counts["learned"] == 0
+    new = IngestCore(stream_config(*settings), tmp_path)
+    if opened_by == "adoption":
+        assert new.adopt_partitions("t", {0}) == [profile]
+    else:
+        new.handle("t", 0, len(values) - 1, profile.encode(), values[-1])
+        assert new.counts["redelivered"] == 1 and new.counts["learned"] == 0
     assert new.due == {profile: "count"}
     assert new.start_runs() == [profile]
     new.close()

@@ -146,12 +146,21 @@ class ConsolidationScheduler:
         self.retrying = None
 
     def ready(self, now: float, waiting: int) -> str | None:
-        """The trigger of the run to start now with ``waiting`` new events: a second attempt whatever
-        their number, else a due or requested trigger once ``min_examples`` wait."""
-        if self.retrying:
-            return self.retrying
-        trigger = self.due(now) or self.pending()
-        return trigger if trigger and waiting >= self.min_examples else None
+        """The trigger of the run to start now with ``waiting`` new events: what :meth:`observe` named or
+        would name, each trigger at its own threshold (:meth:`due`: a second attempt or a manual request at
+        once, count at ``count`` even below ``min_examples``, time and drift at ``min_examples``), else a
+        requested drift run still short of its ``after_drift`` events once ``min_examples`` wait. What
+        the events a worker took over had already tripped is ready there as it was where they were counted.
+
+        >>> s = ConsolidationScheduler(SchedulerConfig(count=3, interval_s=None, min_examples=5))
+        >>> [s.observe(now=0.0) for _ in range(3)], s.ready(0.0, waiting=3)
+        ([None, None, 'count'], 'count')
+        """
+        trigger = self.due(now)
+        if trigger:
+            return trigger
+        requested = self.pending()
+        return requested if requested and waiting >= self.min_examples else None
 
     def snapshot(self) -> dict[str, Any]:
         return {
