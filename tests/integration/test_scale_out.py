@@ -99,6 +99,13 @@ class Disruptions:
                     return name
         return None
 
+    def dump_stacks(self) -> None:
+        """Every live worker writes its asyncio tasks' stacks (SIGUSR1) and its threads' (SIGQUIT) into its log."""
+        for name in self.alive():
+            self.workers[name].send_signal(signal.SIGUSR1)
+            self.workers[name].send_signal(signal.SIGQUIT)
+        time.sleep(3)
+
     def kill(self, name: str, how: str) -> None:
         """SIGKILL to the worker's whole process group (its trainer too), or SIGTERM; then time how long
         until every published event is counted."""
@@ -133,7 +140,16 @@ class Disruptions:
         """Publish ``events``, kill -9 the first worker seen consolidating after that, and time the recovery."""
         self.mark_logs()
         self.publish(producer, events)
-        victim = self.stack.wait_for(self.consolidating_since_mark, 180, f"a consolidation ({what})", interval=0.1)
+        try:
+            victim = self.stack.wait_for(self.consolidating_since_mark, 180, f"a consolidation ({what})",
+                                         interval=0.1)
+        except AssertionError:
+            self.dump_stacks()
+            counted = _counted(self.stack)
+            raise AssertionError(f"no run started ({what}); {counted} of {self.published} events counted; "
+                                 f"workers' logs with their tasks' and threads' stacks:\n" + "\n".join(
+                                     f"--- {n}\n{w.log_path.read_text(errors='replace')[-20000:]}"
+                                     for n, w in self.workers.items())) from None
         self.kill(victim, "sigkill")
         self.catch_up(what)
 
