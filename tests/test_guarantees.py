@@ -7,6 +7,7 @@ on the worker's core (no event loop), the learner and the CLI, with real files a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -98,6 +99,20 @@ def test_a_locked_profile_waits_while_the_others_flow(tmp_path):
     assert core.retry_parked() == [("t", 0, 0), ("t", 0, 2)]
     assert core.learners["ann"].events_seen == 2 and core.counts["dead_letters"] == 0
     core.close()
+
+
+def test_a_lease_takes_over_from_the_last_lease_written_down_even_after_a_writer_died_taking_the_lock(tmp_path):
+    """A process killed between taking the lock and writing its lease down left the lock file empty; the
+    next lease still names the last holder the journal knows."""
+    from learner.store.lock import LOCK_FILE, ProfileLock, read_leases
+
+    with ProfileLock(tmp_path):
+        pass
+    (tmp_path / LOCK_FILE).write_bytes(b"")  # what the killed process left
+    with ProfileLock(tmp_path):
+        pass
+    taken = [e for e in read_leases(tmp_path) if "acquired" in e]
+    assert [e["previous_pid"] for e in taken] == [None, os.getpid()]
 
 
 def test_a_profile_locked_too_long_goes_to_dead_letters_with_the_reason(tmp_path):

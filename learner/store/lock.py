@@ -65,13 +65,11 @@ class ProfileLock:
                     raise ProfileLocked(
                         f"{Path(self.path).parent.name!r} is being written by another process (pid {owner})"
                     ) from None
-                previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
-                os.ftruncate(fd, 0)
+                os.ftruncate(fd, 0)  # the pid is for the message of a process refused
                 os.pwrite(fd, str(os.getpid()).encode(), 0)
                 lease = uuid.uuid4().hex[:16]
                 _journal(self.path, {"lease": lease, "pid": os.getpid(), "host": socket.gethostname(),
-                                     "acquired": time.time(),
-                                     "previous_pid": int(previous) if previous.isdigit() else None})
+                                     "acquired": time.time(), "previous_pid": _last_holder(self.path)})
             _held[self.path] = (fd, holders + 1, lease)
         self.held = True
         return self
@@ -122,6 +120,35 @@ def read_leases(directory: str | os.PathLike[str]) -> list[dict]:
         except ValueError:
             continue
     return entries
+
+
+def _last_holder(lock_path: str) -> int | None:
+    """The pid of the last lease in the journal beside the lock (None: none yet). Read from the journal, not
+    the lock file, so that a process killed after it took the lock but before it wrote its lease down is
+    not named: the next lease takes over from the last one written.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _last_holder(str(d / LOCK_FILE))
+    >>> with ProfileLock(d):
+    ...     pass
+    >>> _last_holder(str(d / LOCK_FILE)) == os.getpid()
+    True
+    """
+    try:
+        with open(Path(lock_path).with_name(LEASES_FILE), "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))  # the last lines: dozens of leases
+            tail = fh.read()
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # torn, or the first line cut by the tail
+        if "acquired" in entry:
+            return entry.get("pid")
+    return None
 
 
 def _journal(lock_path: str, entry: dict) -> None:
