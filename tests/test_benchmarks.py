@@ -184,8 +184,10 @@ def test_bench_idle_counts_the_cpu_of_a_whole_process_tree():
             os.kill(pid, 9)
         parent.wait()
     sleeper, spinner = result["processes"]
-    assert sleeper["pid"] == parent.pid and sleeper["cpu_percent"] < 10
-    assert spinner["cpu_percent"] > 20 and result["cpu_percent"] == pytest.approx(
+    # the spinner's share depends on what else the machine runs (a fifth of a core under the suite's load):
+    # it need only be well above the sleeper's
+    assert sleeper["pid"] == parent.pid and sleeper["cpu_percent"] < 5 < spinner["cpu_percent"]
+    assert result["cpu_percent"] == pytest.approx(
         sleeper["cpu_percent"] + spinner["cpu_percent"], abs=0.02)
 
 
