@@ -99,9 +99,10 @@ class Disruptions:
                     return name
         return None
 
-    def dump_stacks(self) -> None:
-        """Every live worker writes its asyncio tasks' stacks (SIGUSR1) and its threads' (SIGQUIT) into its log."""
-        for name in self.alive():
+    def dump_stacks(self, names: list[str] | None = None) -> None:
+        """The workers named (every live one by default) write their asyncio tasks' stacks (SIGUSR1) and their
+        threads' (SIGQUIT) into their logs."""
+        for name in self.alive() if names is None else names:
             self.workers[name].send_signal(signal.SIGUSR1)
             self.workers[name].send_signal(signal.SIGQUIT)
         time.sleep(3)
@@ -123,9 +124,7 @@ class Disruptions:
             code = worker.wait(STOP_WITHIN_S)
         except subprocess.TimeoutExpired:  # where it is stuck: its tasks' and threads' stacks into its log
             code = None
-            worker.send_signal(signal.SIGUSR1)
-            worker.send_signal(signal.SIGQUIT)
-            time.sleep(3)
+            self.dump_stacks([name])
             kill_group(worker)
         log_tail = worker.log_path.read_text(errors="replace")[-12000:]
         assert code == 0, f"{name} did not stop cleanly on SIGTERM (exit {code}):\n{log_tail}"
