@@ -3,19 +3,37 @@ and computes the runs its worker sends, one at a time, answering over a pipe.
 
 Requests are ``("run", profile, learner config dict, plan file path)`` and ``("quit",)``; answers are
 ``("ready", line)`` once warm, ``("progress", line)`` while a run computes, then ``("ok", result)`` or
-``("error", text)``.
+``("error", text)``. A trainer whose worker is gone (killed) exits within a second, whatever it computes:
+nothing it could finish would be read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
 
 from learner.training.plan import Plan
 
-__all__ = ["serve_runs"]
+__all__ = ["exit_with_parent", "serve_runs"]
+
+
+def exit_with_parent(every_s: float = 1.0) -> threading.Thread:
+    """Watch this process's parent from a daemon thread and end this process once the parent is gone (this
+    process was handed to another parent): a run computing when its worker was killed stops at once, not at
+    its next progress line, which may be a minute away (evaluation, the Fisher pass)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    watcher = threading.Thread(target=watch, name="memstream-parent-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def _load_base(warm_config: dict) -> str:
@@ -35,6 +53,7 @@ def serve_runs(conn, stop, state_root: str, threads: int, warm_config: dict | No
     """Body of a trainer process: with ``warm_config``, load its base model and say ``("ready", line)``; then
     answer ``("run", profile, config, plan_path)`` requests until told to quit."""
     started = time.perf_counter()
+    exit_with_parent()
     import torch
 
     torch.set_num_threads(threads)

@@ -3,7 +3,13 @@ any run is due."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import time
+
+import pytest
 
 from learner.config import load_config
 from streams.run_pool import RunPool
@@ -54,3 +60,38 @@ def test_a_trainer_whose_base_cannot_load_says_why_and_stays_up(tmp_path):
         assert pool._trainers[0].process.is_alive()  # the first run meets the error and reports it
     finally:
         pool.close()
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` is gone or a zombie nobody reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_a_process_busy_computing_exits_once_its_parent_is_killed():
+    busy = ("from streams.trainer_process import exit_with_parent; exit_with_parent(every_s=0.1); "
+            "print('watching', flush=True); "
+            "import time; time.sleep(600)")  # a trainer inside a long computation: no pipe to notice anything on
+    parent_code = ("import subprocess, sys, time; "
+                   f"child = subprocess.Popen([sys.executable, '-c', {busy!r}]); print(child.pid, flush=True); "
+                   "time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = int(parent.stdout.readline())
+    try:
+        assert parent.stdout.readline() == "watching\n"  # the child shares the pipe: its watcher runs
+        time.sleep(0.5)
+        assert not _exited(child)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while not _exited(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _exited(child), "the child went on computing after its parent was killed"
+    finally:
+        if not _exited(child):
+            os.kill(child, signal.SIGKILL)
