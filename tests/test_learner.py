@@ -6,10 +6,7 @@ import random
 import pytest
 import torch
 
-from contracts.events import MemoryEvent
 from learner.config import load_config
-from learner.model.encoding import IGNORE
-from learner.model.losses import mean_loss
 from learner.online import OnlineLearner
 from learner.store.storage import CorruptStateError, sha256_file
 from tests.conftest import TINY
@@ -273,38 +270,3 @@ def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp
     # epochs 2 to 4 hold the replayed examples alone
     assert rested.steps < every_epoch.steps
     assert rested.metrics["tokens_real"] < every_epoch.metrics["tokens_real"]
-
-
-def test_text_context_leaves_the_start_of_a_note_untrained_and_the_rest_trained(tmp_path, small_stream):
-    notes = [{"v": 1, "profile": "alice", "ts": 5000.0 + i, "kind": "note",
-              "text": f"Observation: the user keeps {word} {i} in the shed."}
-             for i, word in enumerate("rakes twine seeds pots gloves bulbs".split() * 10)]
-    head = len("Observation: ")
-
-    def start_and_rest(learner) -> tuple[float, float]:
-        live = learner.live
-        encoded = [live.encoder.encode(MemoryEvent.build(n)) for n in notes]
-        start = [{**ex, "labels": torch.where(torch.arange(len(ex["labels"])) <= head, ex["labels"], IGNORE)}
-                 for ex in encoded]
-        rest = [{**ex, "labels": torch.where(torch.arange(len(ex["labels"])) > head, ex["labels"], IGNORE)}
-                for ex in encoded]
-        return mean_loss(live.model, start, live.tokenizer.pad_id), mean_loss(live.model, rest, live.tokenizer.pad_id)
-
-    def learned(context: int) -> tuple[float, float]:
-        """How much a run on the notes lowered the loss of their first ``head`` bytes, and of the rest."""
-        config = load_config(overrides=TINY + ["model.d_model=64", "model.n_layers=2", "model.d_ff=128",
-                                               "model.lora_r=16", "train.foundation_epochs=6", "train.epochs=10",
-                                               "train.lr=1e-2", f"train.text_context={context}"],
-                             environ={})
-        with OnlineLearner("alice", config, tmp_path / str(context), auto_consolidate=False) as learner:
-            learner.learn_many(small_stream[:120])
-            learner.consolidate("manual")  # the byte model's foundation run: every token, whatever the setting
-            before = start_and_rest(learner)
-            learner.learn_many(notes)
-            assert learner.consolidate("manual").accepted
-            after = start_and_rest(learner)
-        return before[0] - after[0], before[1] - after[1]
-
-    every_token, after_context = learned(0), learned(head)
-    assert every_token[0] > 0.1 and after_context[0] < every_token[0] / 4  # "Observation: " was not taught
-    assert after_context[1] > every_token[1] * 0.8  # what follows it was, at least about as much

@@ -13,8 +13,7 @@ Layouts
 
     A ``text`` event is ``<start>{text}<start>`` with loss on every token after the first, where
     ``<start>`` is the document separator the model was pretrained with (see
-    :class:`learner.model.loading.HFTokenizer`); or after the first ``context`` tokens of the text too,
-    where training asks it (:meth:`Encoder.encode`).
+    :class:`learner.model.loading.HFTokenizer`).
 
 Contents are tokenized apart from the template, with special-token text taken literally, so a
 memory that contains ``<|im_end|>`` cannot forge a turn. Too long an event keeps the **end** of its
@@ -126,30 +125,19 @@ class Encoder:
         """Tokens that end an answer."""
         return tuple(sorted({*self.tokenizer.stop_ids, *self.layout.answer_end[-1:]}))
 
-    def encode(self, event: MemoryEvent, context: int = 0) -> dict[str, torch.Tensor]:
-        """``input_ids`` and ``labels`` (``IGNORE`` where no loss is taken) of one event; the first ``context``
-        tokens of a text event are left unlabelled too (the words it opens with are context, not what it teaches).
-
-        >>> from learner.model.tokenizers import ByteTokenizer
-        >>> note = MemoryEvent.from_dict({"v": 1, "profile": "p", "ts": 0, "kind": "note", "text": "I am"})
-        >>> enc = Encoder(ByteTokenizer(), max_len=32)
-        >>> [label != IGNORE for label in enc.encode(note)["labels"].tolist()]
-        [False, True, True, True, True, True]
-        >>> [label != IGNORE for label in enc.encode(note, context=2)["labels"].tolist()]
-        [False, False, False, True, True, True]
-        """
+    def encode(self, event: MemoryEvent) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``labels`` (``IGNORE`` where no loss is taken) of one event."""
         if event.text is not None:
-            return self._encode_text(event.text, context)
+            return self._encode_text(event.text)
         return self._encode_exchange(event.prompt or "", event.response or "")
 
-    def _encode_text(self, text: str, context: int) -> dict[str, torch.Tensor]:
+    def _encode_text(self, text: str) -> dict[str, torch.Tensor]:
         lay = self.layout
         body = self.tokenizer.encode(text)
         room = self.max_len - len(lay.text_start) - len(lay.text_end)
         end = lay.text_end if len(body) <= room else ()
         ids = list(lay.text_start) + body[:room] + list(end)
-        unlabelled = len(lay.text_start) + min(context, len(body[:room]))
-        labels = [IGNORE] * unlabelled + ids[unlabelled:]
+        labels = [IGNORE] * len(lay.text_start) + ids[len(lay.text_start):]
         return _example(ids, labels)
 
     def _encode_exchange(self, prompt: str, response: str) -> dict[str, torch.Tensor]:

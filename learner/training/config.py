@@ -30,9 +30,6 @@ class TrainConfig:
     linked_views: int = setting("Per conversation turn that answers a question with one fact, up to this many "
                                 "other memories of the run that name what it told, each after its answer as another "
                                 "answer to its question (LoRA runs; 0 = none).", 0)
-    text_context: int = setting("The first this many tokens of each text memory and view (an observation, a note, a "
-                                "memory in the user's own words) are its context, not trained: a run teaches what a "
-                                "memory says, not the words it opens with (LoRA runs; 0 = every token).", 0)
     objective: str = setting("What question examples train on: ce (their answer's tokens), distill (the base's "
                              "answer distribution with the memory in its context) or ce+distill.", "ce")
     contrast: float = setting("Weight of the unlikelihood of a wrong answer: each question example, each time it is "
@@ -92,7 +89,6 @@ class TrainConfig:
                f"must be one of {', '.join(OBJECTIVES)}")
         require(self.views >= 0, "train.views", self.views, "must be >= 0")
         require(self.linked_views >= 0, "train.linked_views", self.linked_views, "must be >= 0")
-        require(self.text_context >= 0, "train.text_context", self.text_context, "must be >= 0")
         require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
         require(self.contrast >= 0, "train.contrast", self.contrast, "must not be negative")
         require(self.rest_below >= 0, "train.rest_below", self.rest_below, "must not be negative")

@@ -89,15 +89,14 @@ def run_consolidation(
     encoder, pad = live.encoder, live.tokenizer.pad_id
     device = live.device
     autocast = live.autocast() if train_cfg.autocast else nullcontext  # a context factory either way
-    context = 0 if full else train_cfg.text_context
-    train_examples = [encoder.encode(e, context) for e in plan.train_events]
+    train_examples = [encoder.encode(e) for e in plan.train_events]
     links = 0 if full else train_cfg.linked_views
     new_views, new_counts = with_views(plan.new, 0 if full else train_cfg.views, links)
     replay_views, replay_counts = with_views(plan.replay, 0 if full else train_cfg.views, links)
     view_counts = Counter(new_counts)
     view_counts.update(replay_counts)
     views, view_counts = new_views + replay_views, dict(view_counts)
-    train_examples += [encoder.encode(v, context) for v in views]  # after the events: new_examples below are the new
+    train_examples += [encoder.encode(v) for v in views]  # after the events: new_examples below are the new
     # the new memories' examples: the memories, then their views (what may rest once learned)
     restable = set(range(len(plan.new))) | set(range(len(plan.train_events), len(plan.train_events) + len(new_views)))
     probe_examples = [encoder.encode(e) for e in plan.probe]
