@@ -56,6 +56,7 @@ from contracts.events import MemoryEvent
 from learner.training.ewc import EWC
 from memstream.samples.diary import make_diary_person
 from memstream.samples.facts import Person, make_person, recalled
+from memstream.samples.wider import make_wider_person
 from learner.model.generation import answer
 from learner.memory.replay import ReservoirBuffer
 from learner.training.plan import Plan
@@ -67,8 +68,8 @@ from memstream.bench.recall_summary import acceptance, summary
 
 __all__ = ["PEOPLE", "STRATEGIES", "run_recall", "general_text"]
 
-#: The made-up people a run can be told about: the noted-down one and the one who tells a diary.
-PEOPLE = {"facts": make_person, "diary": make_diary_person}
+#: The made-up people: noted down, telling a diary, and noted down with more to tell (four themes of twenty).
+PEOPLE = {"facts": make_person, "diary": make_diary_person, "wider": make_wider_person}
 STRATEGIES = ("naive", "replay", "replay+ewc", "joint", "memstream", "replay+progressive", "replay+ewc+paraphrase")
 PROFILE = "recall"
 
