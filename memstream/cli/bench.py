@@ -155,8 +155,7 @@ def forgetting_command(events_file: Path | None, strategies: str, seeds: str, st
 @click.option("--phases", type=int, default=3, show_default=True)
 @click.option("--facts-per-phase", type=int, default=10, show_default=True)
 @click.option("--people", type=click.Choice(["facts", "diary", "wider"]), default="facts", show_default=True,
-              help="Who tells the facts: facts (noted down about them; 3 themes of 10), diary (4 themes of 8) or "
-                   "wider (the facts person with 4 themes of 20: --phases 4 --facts-per-phase 20).")
+              help="Who tells the facts: facts (3 themes of 10 facts), diary (4 of 8) or wider (facts, 4 of 20).")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write the PNG plot into this directory.")
 @_outputs
