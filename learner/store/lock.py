@@ -113,6 +113,11 @@ def read_leases(directory: str | os.PathLike[str]) -> list[dict]:
         lines = (Path(directory) / LEASES_FILE).read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
+    return _entries(lines)
+
+
+def _entries(lines: list) -> list[dict]:
+    """The journal lines that parse (a torn line, or one a tail cut, is left out)."""
     entries = []
     for line in lines:
         try:
@@ -141,11 +146,7 @@ def _last_holder(lock_path: str) -> int | None:
             tail = fh.read()
     except OSError:
         return None
-    for line in reversed(tail.splitlines()):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # torn, or the first line cut by the tail
+    for entry in reversed(_entries(tail.splitlines())):
         if "acquired" in entry:
             return entry.get("pid")
     return None
