@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY, memstream, run_cli, write_jsonl
+from tests.faults.helpers import wait_exited
 
 
 def sets(overrides):
@@ -248,13 +249,7 @@ def test_a_demo_stopped_by_sigterm_stops_its_worker_and_broker(tmp_path):
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(120) == 128 + signal.SIGTERM
         for pid in {worker, *children}:
-            deadline = time.monotonic() + 60
-            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-                if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break  # exited, not yet reaped by its parent
-                time.sleep(0.2)
-            assert not os.path.exists(f"/proc/{pid}") or \
-                open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", f"process {pid} outlived the demo"
+            assert wait_exited(pid, 60), f"process {pid} outlived the demo"
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ import pytest
 from learner.config import load_config
 from streams.run_pool import RunPool
 from tests.conftest import TINY
+from tests.faults.helpers import exited, wait_exited
 
 
 def _ready_line(pool: RunPool, lines: list[str]) -> str:
@@ -62,15 +63,6 @@ def test_a_trainer_whose_base_cannot_load_says_why_and_stays_up(tmp_path):
         pool.close()
 
 
-def _exited(pid: int) -> bool:
-    """True once ``pid`` is gone or a zombie nobody reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
 def test_a_process_busy_computing_exits_once_its_parent_is_killed():
     busy = ("from streams.trainer_process import exit_with_parent; exit_with_parent(every_s=0.1); "
@@ -85,13 +77,10 @@ def test_a_process_busy_computing_exits_once_its_parent_is_killed():
     try:
         assert parent.stdout.readline() == "watching\n"  # the child shares the pipe: its watcher runs
         time.sleep(0.5)
-        assert not _exited(child)
+        assert not exited(child)
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 60
-        while not _exited(child) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _exited(child), "the child went on computing after its parent was killed"
+        assert wait_exited(child, 60), "the child went on computing after its parent was killed"
     finally:
-        if not _exited(child):
+        if not exited(child):
             os.kill(child, signal.SIGKILL)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from learner.store.registry import ModelRegistry, version_name
@@ -63,6 +64,23 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def exited(pid: int) -> bool:
+    """True once ``pid`` is gone, or exited and not yet reaped by its parent (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_exited(pid: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for :func:`exited`; whether it did."""
+    deadline = time.monotonic() + timeout_s
+    while not exited(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return exited(pid)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
