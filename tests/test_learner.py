@@ -270,3 +270,18 @@ def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp
     # epochs 2 to 4 hold the replayed examples alone
     assert rested.steps < every_epoch.steps
     assert rested.metrics["tokens_real"] < every_epoch.metrics["tokens_real"]
+
+
+def test_a_run_cut_short_by_max_steps_says_how_many_epochs_it_ran(tmp_path, small_stream):
+    def lora_run(max_steps: int, state):
+        config = load_config(overrides=TINY + ["train.epochs=2", f"train.max_steps={max_steps}"], environ={})
+        steps = OnlineLearner("alice", config, state).learn_many(small_stream[:200])
+        return [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
+
+    whole = lora_run(0, tmp_path / "a")
+    cut = lora_run(3, tmp_path / "b")
+    assert "capped" not in whole.metrics
+    assert cut.steps == 3 < whole.steps
+    per_epoch = whole.steps // 2
+    assert cut.metrics["capped"] == (f"{per_epoch} steps an epoch × 2 epochs capped at train.max_steps = 3: "
+                                     f"{3 / per_epoch:.1f} epochs")

@@ -51,7 +51,8 @@ class TrainConfig:
     lr: float = setting("Peak learning rate of LoRA runs.", 1.5e-3)
     min_lr_ratio: float = setting("Final learning rate as a fraction of the peak (cosine decay).", 0.1)
     warmup_frac: float = setting("Fraction of steps spent in linear warmup.", 0.1)
-    max_steps: int = setting("Cap on optimizer steps per consolidation (0 = no cap).", 400)
+    max_steps: int = setting("Cap on optimizer steps per consolidation (0 = no cap); a run it cuts short says "
+                             "how many epochs it ran (its metrics' capped).", 400)
     weight_decay: float = setting("AdamW weight decay.", 0.0)
     grad_clip: float = setting("Gradient norm clipping (0 = off).", 1.0)
     replay_ratio: float = setting("Fraction of each batch drawn from the replay buffer (0-1).", 0.4)

@@ -34,7 +34,7 @@ from learner.model.adapted import AdaptedModel
 from learner.config import LearnerConfig
 from learner.model.encoding import collate
 from learner.model.losses import lm_loss_by_parts, mean_loss
-from learner.training.progress import RunClock, lr_at, progress_line
+from learner.training.progress import RunClock, capped_note, lr_at, progress_line, schedule_steps
 from learner.training.batching import (StepCount, length_grouped_batches, length_groups, matmul_weights, part_cost,
                                        step_batches)
 from learner.training.rehearsal import Rehearsal, distill_loss
@@ -144,9 +144,10 @@ def run_consolidation(
     epochs = train_cfg.foundation_epochs if full else train_cfg.epochs
     peak_lr = (train_cfg.foundation_lr if full else train_cfg.lr) * plan.lr_scale
     steps_per_epoch = math.ceil(len(train_examples) / train_cfg.batch_size)
-    total_steps = steps_per_epoch * epochs
-    if train_cfg.max_steps:
-        total_steps = min(total_steps, train_cfg.max_steps)
+    total_steps = schedule_steps(steps_per_epoch, epochs, train_cfg.max_steps)
+    capped = capped_note(steps_per_epoch, epochs, train_cfg.max_steps)
+    if capped:
+        log(f"[{profile}] {capped}")
     optimizer = torch.optim.AdamW(params.values(), lr=peak_lr, weight_decay=train_cfg.weight_decay)
     penalty_fn = ewc if (ewc.active and not full) else None
 
@@ -260,6 +261,8 @@ def run_consolidation(
         metrics["views"] = view_counts
     if rest_below:
         metrics["rested_examples"] = len(resting)
+    if capped:
+        metrics["capped"] = capped
     if contrasting:
         metrics["contrast_questions"] = len(wrong.choices)
     if distilling:

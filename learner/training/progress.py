@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-__all__ = ["RunClock", "lr_at", "progress_line"]
+__all__ = ["RunClock", "capped_note", "lr_at", "progress_line", "schedule_steps"]
 
 
 def lr_at(step: float, total: int, peak: float, warmup_frac: float, min_ratio: float) -> float:
@@ -19,6 +19,31 @@ def lr_at(step: float, total: int, peak: float, warmup_frac: float, min_ratio: f
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def schedule_steps(steps_per_epoch: int, epochs: int, max_steps: int) -> int:
+    """The run's optimizer steps: every epoch's, up to ``max_steps`` (0: no cap).
+
+    >>> schedule_steps(20, 5, 400), schedule_steps(100, 5, 400), schedule_steps(100, 5, 0)
+    (100, 400, 500)
+    """
+    total = steps_per_epoch * epochs
+    return min(total, max_steps) if max_steps else total
+
+
+def capped_note(steps_per_epoch: int, epochs: int, max_steps: int) -> str | None:
+    """What a run says when ``train.max_steps`` cuts its epochs short; None when it does not.
+
+    >>> capped_note(100, 5, 400)
+    '100 steps an epoch × 5 epochs capped at train.max_steps = 400: 4.0 epochs'
+    >>> capped_note(20, 5, 400) is None
+    True
+    """
+    total = schedule_steps(steps_per_epoch, epochs, max_steps)
+    if total == steps_per_epoch * epochs:
+        return None
+    return (f"{steps_per_epoch} steps an epoch × {epochs} epochs capped at train.max_steps = {max_steps}: "
+            f"{total / steps_per_epoch:.1f} epochs")
 
 
 def progress_line(tokens: int, done: float, total: int, seconds: float) -> str:
