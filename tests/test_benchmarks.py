@@ -164,6 +164,16 @@ def test_bench_recall_tells_the_diary_person_and_reports_the_in_context_ceiling_
     assert "phases must be between 1 and 4" in refused
 
 
+def test_bench_recall_offers_every_person_and_names_every_strategy_it_knows():
+    from memstream.bench.recall import PEOPLE, STRATEGIES
+
+    options = {p.name: p for p in cli.commands["bench"].commands["recall"].params}
+    assert list(options["people"].type.choices) == list(PEOPLE)
+    assert options["people"].help.split(":")[1].count("(") == len(PEOPLE)
+    named = options["strategies"].help.removeprefix("Comma-separated: ").removesuffix(".").split(", ")
+    assert named == list(STRATEGIES)
+
+
 def test_bench_idle_counts_the_cpu_of_a_whole_process_tree():
     """A parent that sleeps over a child that spins: the tree's CPU is the child's, and the sleeper's is near 0."""
     import subprocess
