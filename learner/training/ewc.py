@@ -142,18 +142,14 @@ class EWC(Regularizer):
         self._fused = None
 
     def penalty(self, named_parameters: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``λ/2 · mean_i F̃_i (θ_i − θ*_i)²`` over the parameters that have a Fisher."""
+        """``λ/2 · mean_i F̃_i (θ_i − θ*_i)²`` over the parameters that have a Fisher, differentiable (the
+        module's example); laid out as :meth:`add_gradient` lays it out."""
         if not self.active:
             return torch.zeros(())
-        total = None
-        for name, weight in self._weights.items():
-            param = named_parameters[name]
-            if weight.device != param.device:  # move once, not on every step
-                self._weights[name] = weight = weight.to(param.device)
-                self.anchor[name] = self.anchor[name].to(param.device)
-            diff = param - self.anchor[name].to(param.dtype)
-            term = (weight.to(param.dtype) * diff * diff).sum()
-            total = term if total is None else total + term
+        names = list(self._weights)
+        params = [named_parameters[name] for name in names]
+        roots, anchors = self._roots_and_anchors(names, params)
+        total = sum(((root * (param - anchor)) ** 2).sum() for root, param, anchor in zip(roots, params, anchors))
         return (self.lam / 2) * total / self._count
 
     # -- persistence (safetensors-ready tensors + JSON metadata) --------------------------
