@@ -285,3 +285,20 @@ def test_a_run_cut_short_by_max_steps_says_how_many_epochs_it_ran(tmp_path, smal
     per_epoch = whole.steps // 2
     assert cut.metrics["capped"] == (f"{per_epoch} steps an epoch × 2 epochs capped at train.max_steps = 3: "
                                      f"{3 / per_epoch:.1f} epochs")
+
+
+def test_end_scale_shrinks_what_the_trained_adapter_adds_and_nothing_else(tmp_path, small_stream):
+    def trained(end_scale: float, state):
+        config = load_config(overrides=TINY + [f"train.end_scale={end_scale}", "train.gate_base_tolerance=1e9",
+                                               "train.gate_tolerance=1e9", "train.gate_max_forgetting=1e9"], environ={})
+        learner = OnlineLearner("alice", config, state)
+        steps = learner.learn_many(small_stream[:200])
+        assert [s.consolidation.status for s in steps if s.consolidation] == ["accepted", "accepted"]
+        return learner.live.adapter_state()
+
+    whole, half = trained(1.0, tmp_path / "a"), trained(0.5, tmp_path / "b")
+    assert whole.keys() == half.keys() and any("lora_B" in name for name in whole)
+    for name, tensor in whole.items():
+        expected = tensor * 0.5 if "lora_B" in name else tensor
+        assert torch.allclose(half[name], expected, atol=1e-6), name
+    assert any(tensor.abs().max() > 0 for name, tensor in whole.items() if "lora_B" in name)

@@ -174,6 +174,16 @@ class AdaptedModel:
             if isinstance(module, LoraLayer):
                 module.reset_lora_parameters("default", True)
 
+    def scale_adapter(self, factor: float) -> None:
+        """Multiply what the adapter adds to every layer's output by ``factor`` (its B matrices), in place."""
+        from peft.tuners.lora import LoraLayer
+
+        with torch.no_grad():
+            for module in self.peft_model.modules():
+                if isinstance(module, LoraLayer):
+                    for linear in module.lora_B.values():
+                        linear.weight.mul_(factor)
+
     def adapter_state(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict
 

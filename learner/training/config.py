@@ -39,6 +39,8 @@ class TrainConfig:
     rest_below: float = setting("An example of a new memory (the memory or one of its views) whose loss fell below "
                                 "this many nats per labelled token sits out the run's later epochs, which keep "
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
+    end_scale: float = setting("The adapter, once a LoRA run has trained it, times this before it is evaluated and "
+                               "kept: a shrink towards the base (1: as trained).", 1.0)
     batch_size: int = setting("Sequences per optimizer step.", 8)
     pack: bool = setting("Lay a step's sequences end to end instead of padding them to the longest (the same "
                          "loss, no padding computed), where the model keeps packed sequences apart (checked "
@@ -85,6 +87,7 @@ class TrainConfig:
         require(0 <= self.retry_replay_ratio < 1, "train.retry_replay_ratio", self.retry_replay_ratio,
                "must be in [0, 1)")
         require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")
+        require(0 < self.end_scale <= 1, "train.end_scale", self.end_scale, "must be in (0, 1]")
         require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
         require(self.objective in OBJECTIVES, "train.objective", self.objective,
                f"must be one of {', '.join(OBJECTIVES)}")
