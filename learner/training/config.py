@@ -40,7 +40,7 @@ class TrainConfig:
                                 "this many nats per labelled token sits out the run's later epochs, which keep "
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
     end_scale: float = setting("The adapter, once a LoRA run has trained it, times this before it is evaluated and "
-                               "kept: a shrink towards the base (1: as trained).", 1.0)
+                               "kept: a shrink towards the base (1: as trained).", 0.9)
     batch_size: int = setting("Sequences per optimizer step.", 8)
     pack: bool = setting("Lay a step's sequences end to end instead of padding them to the longest (the same "
                          "loss, no padding computed), where the model keeps packed sequences apart (checked "
