@@ -257,14 +257,17 @@ def test_a_run_reports_its_tokens_padding_flops_and_where_its_time_went(tmp_path
     assert sum(m[p] for p in parts) <= report.duration_s + 0.01
 
 
-def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp_path, small_stream):
-    def lora_run(rest_below: float, state):
-        config = load_config(overrides=TINY + ["train.epochs=4", f"train.rest_below={rest_below}"], environ={})
-        steps = OnlineLearner("alice", config, state).learn_many(small_stream[:200])
-        return [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
+def _first_lora_run(stream, state, *settings: str):
+    """The first LoRA run of a learner with the tiny settings and ``settings``, over ``stream``."""
+    config = load_config(overrides=TINY + list(settings), environ={})
+    steps = OnlineLearner("alice", config, state).learn_many(stream)
+    return [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
 
-    every_epoch = lora_run(0.0, tmp_path / "a")
-    rested = lora_run(1e9, tmp_path / "b")  # every example of a new memory is learned after its first visit
+
+def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp_path, small_stream):
+    every_epoch = _first_lora_run(small_stream[:200], tmp_path / "a", "train.epochs=4", "train.rest_below=0.0")
+    # every example of a new memory is learned after its first visit
+    rested = _first_lora_run(small_stream[:200], tmp_path / "b", "train.epochs=4", "train.rest_below=1e9")  # every example of a new memory is learned after its first visit
     assert "rested_examples" not in every_epoch.metrics
     assert rested.metrics["rested_examples"] == rested.samples_new > 0
     # epochs 2 to 4 hold the replayed examples alone
@@ -273,13 +276,8 @@ def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp
 
 
 def test_a_run_cut_short_by_max_steps_says_how_many_epochs_it_ran(tmp_path, small_stream):
-    def lora_run(max_steps: int, state):
-        config = load_config(overrides=TINY + ["train.epochs=2", f"train.max_steps={max_steps}"], environ={})
-        steps = OnlineLearner("alice", config, state).learn_many(small_stream[:200])
-        return [s.consolidation for s in steps if s.consolidation and s.consolidation.mode == "lora"][0]
-
-    whole = lora_run(0, tmp_path / "a")
-    cut = lora_run(3, tmp_path / "b")
+    whole = _first_lora_run(small_stream[:200], tmp_path / "a", "train.epochs=2", "train.max_steps=0")
+    cut = _first_lora_run(small_stream[:200], tmp_path / "b", "train.epochs=2", "train.max_steps=3")
     assert "capped" not in whole.metrics
     assert cut.steps == 3 < whole.steps
     per_epoch = whole.steps // 2
