@@ -30,7 +30,7 @@ from streams.core_guard import CoreGuard
 from streams.metrics import WorkerMetrics
 from streams.gaps import APPLY, IGNORE, OffsetGapGuard, ask_again_for_overdue_rereads
 from streams.rebalance import RebalanceTimer, assignment_line
-from streams.run_pool import RunPool
+from streams.run_pool import RunPool, threads_per_run
 from contracts.topics import Topics
 
 __all__ = ["build_app", "Worker"]
@@ -48,9 +48,8 @@ class Worker:
         self.log = log or logger.warning
         self.topics = Topics(config.kafka.topic_prefix)
         self.metrics = WorkerMetrics()
-        # a run gets every core (or OMP_NUM_THREADS): ingest needs little CPU, and training is what takes time
-        cores = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 2)
-        threads = run_threads or max(1, cores // config.worker.max_parallel_runs)
+        # runs share the usable cores: ingest needs little CPU, and training is what takes time
+        threads = run_threads or threads_per_run(config.worker.max_parallel_runs)
         self.core = IngestCore(config, self.state_root, RunPool(str(self.state_root),
                                                                 config.worker.max_parallel_runs, threads,
                                                                 log=self.log),

@@ -24,7 +24,22 @@ from typing import Any, Callable
 from learner.training.plan import Plan, RunResult
 from streams.trainer_process import serve_runs
 
-__all__ = ["InProcessRuns", "RunPool", "FinishedRun"]
+__all__ = ["InProcessRuns", "RunPool", "FinishedRun", "threads_per_run"]
+
+
+def threads_per_run(max_parallel: int, environ=os.environ, usable_cores: int | None = None) -> int:
+    """Torch threads for each of ``max_parallel`` trainers: ``OMP_NUM_THREADS``, else the cores this
+    process may run on (its CPU affinity, not the machine's count), shared out.
+
+    More threads than cores make each step wait on preempted threads, so a run slows many times over.
+
+    >>> threads_per_run(1, environ={}, usable_cores=8), threads_per_run(3, environ={}, usable_cores=8)
+    (8, 2)
+    >>> threads_per_run(2, environ={"OMP_NUM_THREADS": "6"}, usable_cores=2), threads_per_run(4, {}, 2)
+    (3, 1)
+    """
+    cores = int(environ.get("OMP_NUM_THREADS", "0") or 0) or usable_cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max_parallel)
 
 
 @dataclass

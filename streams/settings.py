@@ -181,7 +181,9 @@ class WorkerConfig:
                                   "its lock is given back (a profile whose events now come from a partition "
                                   "another worker reads can move there) and its memory freed; its next event "
                                   "opens it again.", 60.0)
-    max_parallel_runs: int = setting("Consolidations running at once across profiles (each in its own process).", 1)
+    max_parallel_runs: int = setting(
+        "Consolidations running at once across profiles (each in its own process); they share the cores this "
+        "worker may run on (its CPU affinity) or OMP_NUM_THREADS as torch threads.", 1)
     warm_trainers: bool = setting("Start the trainer processes with the worker, each importing torch and loading "
                                   "the base while the worker joins its group, so that the first run starts at "
                                   "once (false: each starts at its first run).", True)

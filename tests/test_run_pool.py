@@ -84,3 +84,16 @@ def test_a_process_busy_computing_exits_once_its_parent_is_killed():
     finally:
         if not exited(child):
             os.kill(child, signal.SIGKILL)
+
+
+def _threads_per_run_pinned(cores: str) -> list[str]:
+    """What ``threads_per_run(1)`` and ``threads_per_run(2)`` say in a fresh process pinned to ``cores``."""
+    script = (f"import os; os.environ.pop('OMP_NUM_THREADS', None); os.sched_setaffinity(0, {cores});"
+              "from streams.run_pool import threads_per_run; print(threads_per_run(1), threads_per_run(2))")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_a_trainer_gets_no_more_threads_than_the_cores_the_process_may_run_on():
+    usable = sorted(os.sched_getaffinity(0))
+    assert _threads_per_run_pinned(f"{{{usable[0]}}}") == ["1", "1"]
+    assert _threads_per_run_pinned(str(set(usable))) == [str(len(usable)), str(max(1, len(usable) // 2))]
