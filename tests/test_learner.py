@@ -286,17 +286,31 @@ def test_a_run_cut_short_by_max_steps_says_how_many_epochs_it_ran(tmp_path, smal
 
 
 def test_end_scale_shrinks_what_the_trained_adapter_adds_and_nothing_else(tmp_path, small_stream):
-    def trained(end_scale: float, state):
-        config = load_config(overrides=TINY + [f"train.end_scale={end_scale}", "train.gate_base_tolerance=1e9",
-                                               "train.gate_tolerance=1e9", "train.gate_max_forgetting=1e9"], environ={})
+    def trained(state, *settings: str):
+        config = load_config(overrides=TINY + list(settings) + ["train.gate_base_tolerance=1e9",
+                                                                "train.gate_tolerance=1e9",
+                                                                "train.gate_max_forgetting=1e9"], environ={})
         learner = OnlineLearner("alice", config, state)
         steps = learner.learn_many(small_stream[:200])
         assert [s.consolidation.status for s in steps if s.consolidation] == ["accepted", "accepted"]
-        return learner.live.adapter_state()
+        return learner, learner.live.adapter_state()
 
-    whole, half = trained(1.0, tmp_path / "a"), trained(0.5, tmp_path / "b")
+    _, whole = trained(tmp_path / "a", "train.end_scale=1")
+    learner, half = trained(tmp_path / "b", "train.end_scale=0.5")
     assert whole.keys() == half.keys() and any("lora_B" in name for name in whole)
     for name, tensor in whole.items():
         expected = tensor * 0.5 if "lora_B" in name else tensor
         assert torch.allclose(half[name], expected, atol=1e-6), name
     assert any(tensor.abs().max() > 0 for name, tensor in whole.items() if "lora_B" in name)
+    # a first LoRA run's parent adds nothing: shrinking only the run's change shrinks the whole adapter
+    _, half_of_run = trained(tmp_path / "c", "train.end_scale=0.5", "train.end_scale_of=run")
+    assert all(torch.equal(half_of_run[name], tensor) for name, tensor in half.items())
+    # towards a parent: each B moves that share of the way back to the parent's, and A stays
+    live = learner.live
+    parent = live.trainable_state(full=False)
+    with torch.no_grad():
+        for weight in live.trainable_parameters(full=False).values():
+            weight.add_(1.0)
+    live.scale_adapter(0.25, towards=parent)
+    for name, weight in live.trainable_parameters(full=False).items():
+        assert torch.allclose(weight, parent[name] + (0.25 if "lora_B" in name else 1.0), atol=1e-6), name

@@ -174,15 +174,14 @@ class AdaptedModel:
             if isinstance(module, LoraLayer):
                 module.reset_lora_parameters("default", True)
 
-    def scale_adapter(self, factor: float) -> None:
-        """Multiply what the adapter adds to every layer's output by ``factor`` (its B matrices), in place."""
-        from peft.tuners.lora import LoraLayer
-
+    def scale_adapter(self, factor: float, towards: dict[str, torch.Tensor] | None = None) -> None:
+        """Multiply what the adapter adds to every layer's output by ``factor`` (its B matrices), in place; with
+        ``towards`` (an earlier :meth:`trainable_state`), only their change since then: ``B ← B₀ + f·(B − B₀)``."""
         with torch.no_grad():
-            for module in self.peft_model.modules():
-                if isinstance(module, LoraLayer):
-                    for linear in module.lora_B.values():
-                        linear.weight.mul_(factor)
+            for name, weight in self.trainable_parameters(full=False).items():
+                if "lora_B" in name:
+                    origin = towards[name] if towards is not None else torch.zeros_like(weight)
+                    weight.copy_(origin + factor * (weight - origin))
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict

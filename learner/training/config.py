@@ -9,6 +9,7 @@ from learner.fields import require, setting
 __all__ = ["OBJECTIVES", "TrainConfig", "EWCConfig"]
 
 #: What a LoRA run trains question examples on (:mod:`learner.training.distill`).
+END_SCALE_OF = ("adapter", "run")
 OBJECTIVES = ("ce", "distill", "ce+distill")
 
 
@@ -41,6 +42,8 @@ class TrainConfig:
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
     end_scale: float = setting("The adapter, once a LoRA run has trained it, times this before it is evaluated and "
                                "kept: a shrink towards the base (1: as trained).", 0.9)
+    end_scale_of: str = setting("What train.end_scale shrinks: the whole adapter, towards the base (adapter), or only "
+                                "what this run changed in it, towards its parent version (run).", "adapter")
     batch_size: int = setting("Sequences per optimizer step.", 8)
     pack: bool = setting("Lay a step's sequences end to end instead of padding them to the longest (the same "
                          "loss, no padding computed), where the model keeps packed sequences apart (checked "
@@ -88,6 +91,8 @@ class TrainConfig:
                "must be in [0, 1)")
         require(0 < self.retry_lr_scale <= 1, "train.retry_lr_scale", self.retry_lr_scale, "must be in (0, 1]")
         require(0 < self.end_scale <= 1, "train.end_scale", self.end_scale, "must be in (0, 1]")
+        require(self.end_scale_of in END_SCALE_OF, "train.end_scale_of", self.end_scale_of,
+                f"must be one of {', '.join(END_SCALE_OF)}")
         require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "must be in [0, 1)")
         require(self.objective in OBJECTIVES, "train.objective", self.objective,
                f"must be one of {', '.join(OBJECTIVES)}")

@@ -240,7 +240,7 @@ def run_consolidation(
                                   duration_s=round(time.perf_counter() - started, 3))
 
     if plan.mode == LORA and train_cfg.end_scale != 1.0:
-        live.scale_adapter(train_cfg.end_scale)
+        live.scale_adapter(train_cfg.end_scale, towards=before if train_cfg.end_scale_of == "run" else None)
     steps_s = clock.lap("steps_s")
     model.eval()  # the live model serves inference between runs: no dropout
     probe_after, new_after = evaluate(probe_examples), evaluate(new_examples)
