@@ -41,7 +41,7 @@ class TrainConfig:
                                 "this many nats per labelled token sits out the run's later epochs, which keep "
                                 "their share of the learning-rate schedule (0: every example every epoch).", 0.0)
     end_scale: float = setting("The adapter, once a LoRA run has trained it, times this before it is evaluated and "
-                               "kept: a shrink towards the base (1: as trained).", 0.9)
+                               "kept: a shrink towards the base (1: as trained).", 1.0)
     end_scale_of: str = setting("What train.end_scale shrinks: the whole adapter, towards the base (adapter), or only "
                                 "what this run changed in it, towards its parent version (run).", "adapter")
     batch_size: int = setting("Sequences per optimizer step.", 8)
