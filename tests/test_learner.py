@@ -267,7 +267,7 @@ def _first_lora_run(stream, state, *settings: str):
 def test_learned_examples_of_new_memories_rest_and_the_run_takes_fewer_steps(tmp_path, small_stream):
     every_epoch = _first_lora_run(small_stream[:200], tmp_path / "a", "train.epochs=4", "train.rest_below=0.0")
     # every example of a new memory is learned after its first visit
-    rested = _first_lora_run(small_stream[:200], tmp_path / "b", "train.epochs=4", "train.rest_below=1e9")  # every example of a new memory is learned after its first visit
+    rested = _first_lora_run(small_stream[:200], tmp_path / "b", "train.epochs=4", "train.rest_below=1e9")
     assert "rested_examples" not in every_epoch.metrics
     assert rested.metrics["rested_examples"] == rested.samples_new > 0
     # epochs 2 to 4 hold the replayed examples alone

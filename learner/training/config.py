@@ -9,8 +9,9 @@ from learner.fields import require, setting
 __all__ = ["OBJECTIVES", "TrainConfig", "EWCConfig"]
 
 #: What a LoRA run trains question examples on (:mod:`learner.training.distill`).
-END_SCALE_OF = ("adapter", "run")
 OBJECTIVES = ("ce", "distill", "ce+distill")
+#: What ``train.end_scale`` shrinks: the whole adapter, or only what the run changed in it.
+END_SCALE_OF = ("adapter", "run")
 
 
 @dataclass
